@@ -1,0 +1,187 @@
+"""Commands. Each one calls the library, renders its result, and turns a
+:class:`~caffe2torch.errors.CaffeError` into one line on stderr and exit code 2."""
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from .. import __version__
+from ..errors import CaffeError
+
+EXIT_BAD_INPUT = 2
+
+app = typer.Typer(
+    name="caffe2torch",
+    help=(
+        "Convert Caffe models (deploy .prototxt + .caffemodel) to clean PyTorch.\n\n"
+        "Reads all three prototxt generations (V0, V1, V2), binary and HDF5 weights, without "
+        "PyCaffe or MMdnn.\n\n"
+        "[bold]Examples[/bold]\n\n"
+        "  caffe2torch inspect deploy.prototxt\n\n"
+        "  caffe2torch inspect deploy.prototxt weights.caffemodel --json\n\n"
+        "  caffe2torch inspect train_val.prototxt --input-shape data=1,3,227,227\n\n"
+        "  caffe2torch synth-weights deploy.prototxt -o random.caffemodel --seed 1"
+    ),
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        import google.protobuf
+        import numpy
+
+        print(f"caffe2torch {__version__} (numpy {numpy.__version__}, protobuf {google.protobuf.__version__})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show a traceback when an input is rejected.")
+    ] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+@contextlib.contextmanager
+def _reported() -> Iterator[None]:
+    """Turn input errors into one line on stderr and exit code 2 (a traceback with --debug)."""
+    try:
+        yield
+    except CaffeError as e:
+        if _state["debug"]:
+            err.print_exception()
+        err.print(f"[bold red]error:[/bold red] {escape(str(e))}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+# Shared options --------------------------------------------------------------------------
+InputShape = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--input-shape",
+        "-s",
+        metavar="[NAME=]N,C,H,W",
+        help="Shape of an input the net does not declare (or to override it); repeat per input.",
+    ),
+]
+Phase = Annotated[
+    str, typer.Option("--phase", help="Keep the layers of this phase: test or train.")
+]
+Stage = Annotated[
+    Optional[list[str]], typer.Option("--stage", help="Add a net stage (include/exclude rules).")
+]
+
+
+def _graph(prototxt: Path, input_shape, phase: str, stage):
+    from ..api import load_graph
+    from ..graph import parse_input_shapes
+
+    if phase not in ("test", "train"):
+        raise typer.BadParameter("must be 'test' or 'train'", param_hint="--phase")
+    return load_graph(
+        prototxt,
+        phase=phase,
+        stages=stage or (),
+        input_shapes=parse_input_shapes(input_shape or []),
+    )
+
+
+@app.command()
+def inspect(
+    prototxt: Annotated[Path, typer.Argument(help="The net (.prototxt), any format version.")],
+    weights: Annotated[
+        Optional[Path],
+        typer.Argument(help="Weights (.caffemodel or .caffemodel.h5) to check against the net."),
+    ] = None,
+    input_shape: InputShape = None,
+    phase: Phase = "test",
+    stage: Stage = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Show every layer with its output shape and parameter count; check weights if given.
+
+    [bold]Examples[/bold]
+
+      caffe2torch inspect deploy.prototxt
+
+      caffe2torch inspect deploy.prototxt bvlc_googlenet.caffemodel
+
+      caffe2torch inspect train_val.prototxt --phase test --input-shape data=10,3,227,227 --json
+    """
+    from ..summary import summarize
+
+    with _reported():
+        graph = _graph(prototxt, input_shape, phase, stage)
+        w = check = None
+        if weights is not None:
+            from ..api import load_weights
+
+            w, check = load_weights(graph, weights)
+        summary = summarize(graph, w, check)
+    if as_json:
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    from .render import render_summary
+
+    render_summary(out, summary)
+
+
+@app.command("synth-weights")
+def synth_weights(
+    prototxt: Annotated[Path, typer.Argument(help="The net (.prototxt).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The .caffemodel to write.")],
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same file.")] = 0,
+    input_shape: InputShape = None,
+    phase: Phase = "test",
+    stage: Stage = None,
+) -> None:
+    """Write a V2 caffemodel with seeded random weights for every learnable layer.
+
+    Weights are scaled so activations stay in range through deep nets; BatchNorm gets positive
+    variances and a realistic moving-average factor. For testing conversions of architectures
+    whose trained weights are not at hand, and for benchmarks.
+
+    [bold]Example[/bold]
+
+      caffe2torch synth-weights VGG_ILSVRC_16_layers_deploy.prototxt -o vgg16.caffemodel --seed 0
+    """
+    from ..synth import write_synth_weights
+
+    with _reported():
+        graph = _graph(prototxt, input_shape, phase, stage)
+        if output.is_dir():
+            raise CaffeError("is a directory; give the .caffemodel file to write", file=output)
+        if not output.parent.is_dir():
+            raise CaffeError("the folder to write into does not exist", file=output)
+        values = write_synth_weights(graph, output, seed=seed)
+    layers = sum(1 for n in graph.nodes if n.weight_shapes)
+    size = output.stat().st_size
+    out.print(
+        f"wrote {escape(str(output))}: {layers} learnable layers, {values:,} values, "
+        f"{size / 2**20:.1f} MiB (seed {seed})"
+    )
+
+
+def main() -> None:
+    app(prog_name="caffe2torch")

@@ -1,0 +1,68 @@
+"""Rich rendering of library results."""
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+
+def _shape(shape) -> str:
+    if shape is None:
+        return "?"
+    if not shape:
+        return "scalar"
+    return "x".join("?" if d is None else str(d) for d in shape)
+
+
+def _count(n: int) -> str:
+    return f"{n:,}" if n else ""
+
+
+def render_summary(console: Console, s: dict[str, Any]) -> None:
+    title = f"{s['net']}  ({s['file']}, {s['format']}, phase {s['phase']})"
+    table = Table(title=escape(title), title_justify="left", show_lines=False)
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("layer")
+    table.add_column("type", style="cyan")
+    table.add_column("bottoms → tops")
+    table.add_column("output shape", style="green")
+    table.add_column("params", justify="right")
+    table.add_column("details", style="dim")
+    for i, layer in enumerate(s["layers"], 1):
+        flow = ", ".join(layer["bottoms"]) + " → " + ", ".join(layer["tops"])
+        if layer["in_place"]:
+            flow += " (in place)"
+        shapes = ", ".join(_shape(sh) for sh in layer["output_shapes"])
+        table.add_row(
+            str(i),
+            escape(layer["id"]),
+            escape(layer["type"]),
+            escape(flow),
+            shapes,
+            _count(layer["params"]),
+            escape(layer["details"]),
+        )
+    console.print(table)
+    t = s["totals"]
+    console.print(
+        f"[bold]{t['layers']}[/bold] layers, [bold]{t['learnable_layers']}[/bold] with weights, "
+        f"[bold]{t['params']:,}[/bold] parameters"
+    )
+    console.print(
+        "inputs:  "
+        + ", ".join(f"{escape(i['name'])} {_shape(i['shape'])}" for i in s["inputs"])
+    )
+    console.print(
+        "outputs: "
+        + ", ".join(f"{escape(o['name'])} {_shape(o['shape'])}" for o in s["outputs"])
+    )
+    w = s["weights"]
+    if w is not None:
+        console.print(
+            f"weights: {escape(w['file'])} ({w['format']}, {w['layers_with_blobs']} layers, "
+            f"{w['values']:,} values): [green]every blob matches the net[/green]"
+        )
+    for note in s["notes"]:
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")

@@ -1,0 +1,481 @@
+"""The net as a graph: layers with typed parameters, blobs as values, and shape inference.
+
+``build_graph`` takes a net read by :func:`caffe2torch.caffe.read_prototxt`, keeps the layers
+of the requested phase, drops training-only layers, resolves in-place chains into versions of
+a blob (``conv1`` written by a convolution, then by a BatchNorm, a Scale and a ReLU in place
+gives four :class:`Value` objects), turns data layers into the net's inputs and infers every
+shape with Caffe's arithmetic. ``check_weights`` matches a weights file against it by layer
+name, with Caffe's rules for legacy blob shapes.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from .caffe.caffemodel import Blob, Weights
+from .caffe.prototxt import NetText
+from .errors import CaffeError, InputShapeError, PrototxtError, UnsupportedLayerError, WeightsError
+from .layers import DYNAMIC, Layer, LayerError, Shape, fmt_shape, layer_class
+from .layers.base import MAX_COUNT, MAX_DIM, count
+
+PHASES = {"train": 0, "test": 1}
+
+
+@dataclass(eq=False)
+class Value:
+    """One version of a Caffe blob: written by ``producer``, read by ``consumers``."""
+
+    name: str
+    version: int
+    producer: "Node"
+    shape: Shape | None = None
+    consumers: list["Node"] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.name if self.version == 0 else f"{self.name}@{self.producer.name}"
+
+    def __repr__(self) -> str:
+        return f"Value({self.label}, {fmt_shape(self.shape)})"
+
+
+@dataclass(eq=False)
+class Node:
+    """A layer. ``name`` is its Caffe name, which weights are matched by; ``id`` is unique in
+    the graph (layers that repeat a name share its weights, as OpenCV reads such nets)."""
+
+    name: str
+    type: str
+    op: Layer
+    inputs: list[Value]
+    outputs: list[Value]
+    line: int | None = None
+    inplace: bool = False
+    weight_shapes: list[Shape] = field(default_factory=list)
+    param_names: list[str] = field(default_factory=list)
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        self.id = self.id or self.name
+
+    @property
+    def is_source(self) -> bool:
+        return self.op.SOURCE
+
+    @property
+    def param_count(self) -> int:
+        return sum(math.prod(s) for s in self.weight_shapes)
+
+    def __repr__(self) -> str:
+        return f"Node({self.name}: {self.type})"
+
+
+@dataclass
+class Graph:
+    name: str
+    path: Path
+    format: str
+    phase: str
+    nodes: list[Node]
+    inputs: list[Value]
+    outputs: list[Value]
+    notes: list[str] = field(default_factory=list)
+
+    def node(self, id: str) -> Node:
+        for n in self.nodes:
+            if n.id == id:
+                return n
+        raise KeyError(id)
+
+    @property
+    def layers(self) -> list[Node]:
+        """The computing layers (data sources excluded)."""
+        return [n for n in self.nodes if not n.is_source]
+
+    @property
+    def param_count(self) -> int:
+        return sum(n.param_count for n in self.nodes)
+
+
+# --------------------------------------------------------------------------------- phases
+def _rule_met(rule, phase: int, level: int, stages: set[str]) -> bool:
+    """Caffe's StateMeetsRule."""
+    if rule.HasField("phase") and rule.phase != phase:
+        return False
+    if rule.HasField("min_level") and level < rule.min_level:
+        return False
+    if rule.HasField("max_level") and level > rule.max_level:
+        return False
+    if any(s not in stages for s in rule.stage):
+        return False
+    if any(s in stages for s in rule.not_stage):
+        return False
+    return True
+
+
+def layer_included(layer, phase: int, level: int, stages: set[str]) -> bool:
+    """Caffe's FilterNet rule: any include rule met, or (no include rules and) no exclude met."""
+    if len(layer.include):
+        return any(_rule_met(r, phase, level, stages) for r in layer.include)
+    return not any(_rule_met(r, phase, level, stages) for r in layer.exclude)
+
+
+# ---------------------------------------------------------------------------------- build
+def parse_shape(text: str) -> Shape:
+    """``"1,3,224,224"`` -> (1, 3, 224, 224); raises ValueError with a readable message."""
+    parts = [p.strip() for p in text.replace("x", ",").split(",") if p.strip()]
+    if not parts:
+        raise ValueError(f"'{text}' is not a shape")
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"'{text}' is not a shape: use comma-separated integers like 1,3,224,224") from None
+    if any(d <= 0 for d in shape):
+        raise ValueError(f"'{text}': dimensions must be positive")
+    return shape
+
+
+def parse_input_shapes(specs: Iterable[str]) -> dict[str | None, Shape]:
+    """``--input-shape`` values: ``N,C,H,W`` or ``NAME=N,C,H,W``."""
+    out: dict[str | None, Shape] = {}
+    for spec in specs:
+        name, sep, dims = spec.rpartition("=")
+        key = name.strip() if sep else None
+        if key in out:
+            raise InputShapeError(f"--input-shape given twice for {key or 'the input'}")
+        try:
+            out[key] = parse_shape(dims)
+        except ValueError as e:
+            raise InputShapeError(f"--input-shape {e}") from None
+    return out
+
+
+def _check_dims(shape: Shape, what: str) -> None:
+    for d in shape:
+        if d != DYNAMIC and d <= 0:
+            raise LayerError(f"{what} {fmt_shape(shape)} has a dimension that is not positive")
+        if d > MAX_DIM:
+            raise LayerError(f"{what} {fmt_shape(shape)} has an absurd dimension {d}")
+    if count(shape) > MAX_COUNT:
+        raise LayerError(f"{what} {fmt_shape(shape)} is absurdly large ({count(shape)} values)")
+
+
+def build_graph(
+    text: NetText,
+    *,
+    phase: str = "test",
+    stages: Iterable[str] = (),
+    input_shapes: Mapping[str | None, Shape] | None = None,
+) -> Graph:
+    """Build the graph of ``text`` for ``phase`` and infer all shapes.
+
+    ``input_shapes`` maps input blob names (or None for "the only input") to shapes; it fills
+    in shapes the net does not declare and overrides those it does.
+    """
+    path = text.path
+    net = text.net
+    if phase not in PHASES:
+        raise ValueError(f"phase must be 'train' or 'test', not {phase!r}")
+    phase_id = PHASES[phase]
+    level = net.state.level
+    stage_set = set(net.state.stage) | set(stages)
+    notes = list(text.notes)
+
+    def fail(err: CaffeError, name=None, type_=None, line=None) -> CaffeError:
+        return err.located(file=path, line=line, layer=name, layer_type=type_)
+
+    # 1. Phase rules, names, types, training-only layers.
+    kept: list[tuple[int, object, type[Layer]]] = []
+    excluded: dict[str, str] = {}  # blob -> why it is not available
+    all_names = {layer.name for layer in net.layer}
+    name_uses: dict[str, int] = {}
+    excluded_layers, dropped = [], []
+    for i, layer in enumerate(net.layer):
+        line = text.line_of(i)
+        if not layer.name:
+            layer.name = f"{(layer.type or 'layer').lower()}_{i}"
+            notes.append(f"layer #{i + 1} has no name; called it '{layer.name}'")
+        if not layer_included(layer, phase_id, level, stage_set):
+            excluded_layers.append(layer.name)
+            stages_needed = sorted({s for r in layer.include for s in r.stage} - stage_set)
+            hint = (
+                f" (it runs with stage {', '.join(stages_needed)}: pass --stage)"
+                if stages_needed
+                else ""
+            )
+            for t in layer.top:
+                excluded.setdefault(
+                    t, f"layer '{layer.name}', which phase {phase.upper()} excludes{hint}"
+                )
+            continue
+        if not layer.type:
+            raise fail(PrototxtError("has no type"), layer.name, None, line)
+        cls = layer_class(layer.type)
+        if cls is None:
+            raise fail(
+                UnsupportedLayerError(f"unknown layer type '{layer.type}'"), layer.name, None, line
+            )
+        if cls.TRAINING_ONLY:
+            dropped.append(f"{layer.name} ({layer.type})")
+            for t in layer.top:
+                excluded[t] = f"training-only layer '{layer.name}' ({layer.type}), which is dropped"
+            continue
+        kept.append((i, layer, cls))
+    if excluded_layers:
+        notes.append(
+            f"phase {phase.upper()} excludes {len(excluded_layers)} layer(s): "
+            + ", ".join(excluded_layers)
+        )
+    if dropped:
+        notes.append(f"dropped {len(dropped)} training-only layer(s): " + ", ".join(dropped))
+
+    # Which kept layer produces each blob name first, to explain references to later layers.
+    later_producer: dict[str, tuple[str, int | None]] = {}
+    for i, layer, _ in kept:
+        for t in layer.top:
+            later_producer.setdefault(t, (layer.name, text.line_of(i)))
+
+    # 2. Nodes, values and in-place chains.
+    nodes: list[Node] = []
+    current: dict[str, Value] = {}
+    for i, layer, cls in kept:
+        line = text.line_of(i)
+        try:
+            op = cls(layer)
+            op.check_arity()
+        except CaffeError as e:
+            raise fail(e, layer.name, layer.type, line) from None
+        uses = name_uses.get(layer.name, 0) + 1
+        name_uses[layer.name] = uses
+        node_id = layer.name
+        if uses > 1:
+            node_id = f"{layer.name}_{uses}"
+            while node_id in all_names:
+                node_id += "_"
+            all_names.add(node_id)
+        node = Node(layer.name, layer.type, op, [], [], line=line, id=node_id)
+        node.param_names = [p.name for p in layer.param]
+        for b in layer.bottom:
+            v = current.get(b)
+            if v is None:
+                if b in excluded:
+                    msg = f"bottom '{b}' comes from {excluded[b]}"
+                elif b in later_producer:
+                    who, at = later_producer[b]
+                    where = f" (line {at})" if at else ""
+                    msg = (
+                        f"bottom '{b}' is produced only later, by layer '{who}'{where}: "
+                        "layers must come after the layers they read (is there a cycle?)"
+                    )
+                else:
+                    msg = f"bottom '{b}' is not produced by any layer"
+                raise fail(PrototxtError(msg), layer.name, layer.type, line)
+            node.inputs.append(v)
+            v.consumers.append(node)
+        for j, t in enumerate(layer.top):
+            if j < len(layer.bottom) and layer.bottom[j] == t:
+                node.inplace = True
+                version = current[t].version + 1
+            elif t in current or t in layer.bottom:
+                prev = current[t].producer.name if t in current else layer.name
+                raise fail(
+                    PrototxtError(
+                        f"top '{t}' is already produced by layer '{prev}'; a blob name can be "
+                        "reused only in place (top i = bottom i)"
+                    ),
+                    layer.name, layer.type, line,
+                )
+            else:
+                version = 0
+            if t in (o.name for o in node.outputs):
+                raise fail(PrototxtError(f"top '{t}' is listed twice"), layer.name, layer.type, line)
+            v = Value(t, version, node)
+            node.outputs.append(v)
+        for v in node.outputs:
+            current[v.name] = v
+        nodes.append(node)
+
+    # 3. Inputs: the tops of data layers that something reads.
+    overrides = dict(input_shapes or {})
+    inputs: list[Value] = []
+    unused: list[str] = []
+    for node in nodes:
+        if node.is_source:
+            for v in node.outputs:
+                (inputs if v.consumers else unused).append(v)
+    if not inputs:
+        raise PrototxtError("the net has no inputs (no Input or data layer, no 'input:')", file=path)
+    if unused:
+        notes.append("unused input(s) dropped: " + ", ".join(v.name for v in unused))
+    input_names = [v.name for v in inputs]
+    for key in overrides:
+        if key is not None and key not in input_names:
+            raise InputShapeError(
+                f"--input-shape names '{key}', but the net's inputs are: {', '.join(input_names)}",
+                file=path,
+            )
+    if None in overrides:
+        if len(inputs) > 1:
+            raise InputShapeError(
+                f"the net has {len(inputs)} inputs ({', '.join(input_names)}): give each "
+                "--input-shape as NAME=N,C,H,W",
+                file=path,
+            )
+        overrides[inputs[0].name] = overrides.pop(None)
+    for node in nodes:
+        if not node.is_source:
+            continue
+        try:
+            declared = node.op.source_shapes()
+        except CaffeError as e:
+            raise fail(e, node.name, node.type, node.line) from None
+        for v, (shape, known) in zip(node.outputs, declared):
+            if v.name in overrides:
+                shape = overrides[v.name]
+            if shape is None:
+                if not v.consumers:
+                    continue
+                hint = f" ({known})" if known else ""
+                raise fail(
+                    InputShapeError(
+                        f"input '{v.name}' has no declared shape{hint}: pass --input-shape "
+                        f"{v.name}=N,C,H,W"
+                    ),
+                    node.name, node.type, node.line,
+                )
+            try:
+                _check_dims(tuple(shape), f"input '{v.name}' shape")
+            except LayerError as e:
+                raise fail(e, node.name, node.type, node.line) from None
+            v.shape = tuple(shape)
+
+    # 4. Shape inference, in order.
+    for node in nodes:
+        if node.is_source:
+            continue
+        in_shapes = [v.shape for v in node.inputs]
+        try:
+            out_shapes = node.op.infer(in_shapes)
+            if len(out_shapes) != len(node.outputs):  # pragma: no cover - layer bug guard
+                raise LayerError(f"computed {len(out_shapes)} outputs for {len(node.outputs)} tops")
+            for v, s in zip(node.outputs, out_shapes):
+                _check_dims(tuple(s), f"output '{v.name}'")
+                v.shape = tuple(s)
+            node.weight_shapes = [tuple(s) for s in node.op.weight_shapes(in_shapes)]
+            for s in node.weight_shapes:
+                _check_dims(s, "weight blob")
+        except CaffeError as e:
+            detail = ", ".join(fmt_shape(s) for s in in_shapes)
+            if isinstance(e, LayerError) and in_shapes and "input" not in e.message:
+                e.message += f" (input {detail})"
+            raise fail(e, node.name, node.type, node.line) from None
+
+    for name, uses in name_uses.items():
+        if uses > 1:
+            notes.append(
+                f"{uses} layers are named '{name}': they share one set of weights (as OpenCV "
+                "reads such nets; Caffe would load weights into the first only)"
+            )
+    outputs = [v for n in nodes if not n.is_source for v in n.outputs if not v.consumers]
+    outputs = [v for v in outputs if current.get(v.name) is v]
+    return Graph(
+        name=net.name or path.stem,
+        path=path,
+        format=text.format,
+        phase=phase,
+        nodes=nodes,
+        inputs=inputs,
+        outputs=outputs,
+        notes=notes,
+    )
+
+
+# -------------------------------------------------------------------------------- weights
+@dataclass
+class WeightCheck:
+    matched: dict[str, list[Blob]]
+    notes: list[str]
+
+
+def check_weights(graph: Graph, weights: Weights) -> WeightCheck:
+    """Match blobs to layers by name; raise :class:`WeightsError` naming the layer on a missing,
+    extra or mis-shaped blob."""
+    wfile = weights.path
+    matched: dict[str, list[Blob]] = {}
+    owners: dict[str, tuple[str, int, Shape]] = {}  # shared param name -> (layer, index, shape)
+    by_name: dict[str, Node] = {}
+    for node in graph.nodes:
+        expected = node.weight_shapes
+        if not expected:
+            continue
+        first = by_name.setdefault(node.name, node)
+        if first is not node:
+            if first.weight_shapes != expected:
+                raise WeightsError(
+                    f"shares its name, and so its weights, with layer '{first.id}' but needs "
+                    + ", ".join(fmt_shape(s) for s in expected)
+                    + " where that layer needs "
+                    + ", ".join(fmt_shape(s) for s in first.weight_shapes),
+                    file=wfile, layer=node.id, layer_type=node.type,
+                )
+            matched[node.id] = matched[first.id]
+            continue
+        entry = weights.layers.get(node.name)
+        blobs = list(entry.blobs) if entry is not None else []
+        where = dict(file=wfile, layer=node.name, layer_type=node.type)
+        want = ", ".join(fmt_shape(s) for s in expected)
+        if not blobs:
+            shared = [
+                owners.get(node.param_names[k]) if k < len(node.param_names) else None
+                for k in range(len(expected))
+            ]
+            if all(shared):
+                matched[node.id] = [matched[o][k] for o, k, _ in shared]  # type: ignore[misc]
+                continue
+            raise WeightsError(
+                f"no weights for this layer (the net needs {len(expected)} blob(s): {want})", **where
+            )
+        if len(blobs) != len(expected):
+            what = "extra" if len(blobs) > len(expected) else "missing"
+            raise WeightsError(
+                f"{what} blob(s): the file has {len(blobs)} ("
+                + ", ".join(fmt_shape(b.shape) for b in blobs)
+                + f"), the net needs {len(expected)} ({want})",
+                **where,
+            )
+        for k, (shape, blob) in enumerate(zip(expected, blobs)):
+            if not node.op.accepts_blob(k, shape, blob):
+                legacy = " (legacy 4-D dims)" if blob.legacy else ""
+                raise WeightsError(
+                    f"blob {k} is {fmt_shape(blob.shape)}{legacy} in the file, the net needs "
+                    f"{fmt_shape(shape)}",
+                    **where,
+                )
+        for k, shape in enumerate(expected):
+            pname = node.param_names[k] if k < len(node.param_names) else ""
+            if not pname:
+                continue
+            if pname in owners:
+                owner, _, oshape = owners[pname]
+                if oshape != shape:
+                    raise WeightsError(
+                        f"shares parameter '{pname}' with layer '{owner}', but needs "
+                        f"{fmt_shape(shape)} where '{owner}' has {fmt_shape(oshape)}",
+                        **where,
+                    )
+            else:
+                owners[pname] = (node.id, k, shape)
+        matched[node.id] = blobs
+    notes = list(weights.notes)
+    names = {n.name for n in graph.nodes}
+    unused = [
+        name for name, lw in weights.layers.items() if lw.blobs and name not in names
+    ]
+    if unused:
+        notes.append(
+            f"{len(unused)} layer(s) in {wfile.name} have weights the net does not use: "
+            + ", ".join(unused)
+        )
+    return WeightCheck(matched=matched, notes=notes)

@@ -1,0 +1,42 @@
+"""The layer registry: one module per family of Caffe layer types.
+
+Every module in this package is imported here and registers its classes with
+:func:`register`, which rejects a type name registered twice. Adding a layer type means
+adding (or editing) one module: nothing else lists them.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from .base import DYNAMIC, Layer, LayerError, Shape, fmt_shape
+
+_REGISTRY: dict[str, type[Layer]] = {}
+
+
+def register(cls: type[Layer]) -> type[Layer]:
+    """Class decorator: register ``cls`` for each name in ``cls.TYPES``."""
+    if not cls.TYPES:
+        raise TypeError(f"{cls.__name__} declares no TYPES")
+    for name in cls.TYPES:
+        if name in _REGISTRY:
+            raise TypeError(
+                f"layer type '{name}' registered twice: {_REGISTRY[name].__name__} and {cls.__name__}"
+            )
+        _REGISTRY[name] = cls
+    return cls
+
+
+def layer_class(type_name: str) -> type[Layer] | None:
+    return _REGISTRY.get(type_name)
+
+
+def known_types() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    if _mod != "base":
+        importlib.import_module(f"{__name__}.{_mod}")
+
+__all__ = ["DYNAMIC", "Layer", "LayerError", "Shape", "fmt_shape", "layer_class", "known_types", "register"]

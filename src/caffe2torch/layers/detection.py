@@ -1,0 +1,184 @@
+"""Detection heads: SSD's PriorBox and DetectionOutput, Fast/Faster R-CNN's ROIPooling,
+R-FCN's PSROIPooling, and OpenCV's Proposal (the C++ stand-in for py-faster-rcnn's Python
+proposal layer)."""
+from __future__ import annotations
+
+from . import register
+from .base import DYNAMIC, Layer, LayerError, count, fmt_shape
+
+
+def _four_d(shape, what="input"):
+    if len(shape) != 4:
+        raise LayerError(f"needs a 4-D {what} (N,C,H,W), got {fmt_shape(shape)}")
+    return shape
+
+
+def prior_aspect_ratios(ratios, flip: bool) -> list[float]:
+    """SSD's list: 1 first, then each new ratio (and its inverse with flip), deduplicated."""
+    out = [1.0]
+    for ar in ratios:
+        if any(abs(ar - x) < 1e-6 for x in out):
+            continue
+        out.append(ar)
+        if flip:
+            out.append(1.0 / ar)
+    return out
+
+
+@register
+class PriorBox(Layer):
+    TYPES = ("PriorBox",)
+    BOTTOMS = (2, 2)
+
+    def __init__(self, proto):
+        super().__init__(proto)
+        p = proto.prior_box_param
+        self.min_sizes, self.max_sizes = list(p.min_size), list(p.max_size)
+        if not self.min_sizes:
+            raise LayerError("prior_box_param.min_size is required")
+        if any(m <= 0 for m in self.min_sizes):
+            raise LayerError("min_size must be positive")
+        if self.max_sizes and len(self.max_sizes) != len(self.min_sizes):
+            raise LayerError(f"{len(self.max_sizes)} max_size values for {len(self.min_sizes)} min_size")
+        for lo, hi in zip(self.min_sizes, self.max_sizes):
+            if hi <= lo:
+                raise LayerError(f"max_size {hi:g} must be larger than min_size {lo:g}")
+        self.aspect_ratios = prior_aspect_ratios(p.aspect_ratio, p.flip)
+        self.num_priors = len(self.aspect_ratios) * len(self.min_sizes) + len(self.max_sizes)
+        variance = list(p.variance)
+        if len(variance) not in (0, 1, 4):
+            raise LayerError(f"variance takes 1 or 4 values, has {len(variance)}")
+
+    def describe(self):
+        return f"{self.num_priors} priors per position"
+
+    def infer(self, inputs):
+        feat, image = inputs
+        _, _, h, w = _four_d(feat, "feature map")
+        _four_d(image, "image")
+        return [(1, 2, h * w * self.num_priors * 4)]
+
+
+@register
+class DetectionOutput(Layer):
+    """SSD's decoding + NMS. The number of detections is only known at run time."""
+
+    TYPES = ("DetectionOutput",)
+    BOTTOMS = (3, 5)
+
+    def __init__(self, proto):
+        super().__init__(proto)
+        p = proto.detection_output_param
+        if not p.HasField("num_classes"):
+            raise LayerError("detection_output_param.num_classes is required")
+        self.num_classes = p.num_classes
+        self.share_location = p.share_location
+
+    def describe(self):
+        return f"{self.num_classes} classes"
+
+    def infer(self, inputs):
+        loc, conf, prior = inputs[:3]
+        if len(prior) == 3 and DYNAMIC not in (*loc, *conf, *prior):
+            num_priors = prior[2] // 4
+            loc_classes = 1 if self.share_location else self.num_classes
+            if count(loc[1:]) != num_priors * loc_classes * 4:
+                raise LayerError(
+                    f"loc {fmt_shape(loc)} does not hold {num_priors} priors x {loc_classes} x 4"
+                )
+            if count(conf[1:]) != num_priors * self.num_classes:
+                raise LayerError(
+                    f"conf {fmt_shape(conf)} does not hold {num_priors} priors x "
+                    f"{self.num_classes} classes"
+                )
+        # Rows of [image_id, label, confidence, xmin, ymin, xmax, ymax].
+        return [(1, 1, DYNAMIC, 7)]
+
+
+@register
+class ROIPooling(Layer):
+    TYPES = ("ROIPooling",)
+    BOTTOMS = (2, 2)
+
+    def __init__(self, proto):
+        super().__init__(proto)
+        p = proto.roi_pooling_param
+        if not p.pooled_h or not p.pooled_w:
+            raise LayerError("roi_pooling_param.pooled_h and pooled_w are required")
+        self.pooled = (p.pooled_h, p.pooled_w)
+        self.spatial_scale = p.spatial_scale
+
+    def describe(self):
+        return f"{self.pooled[0]}x{self.pooled[1]}, scale {self.spatial_scale:g}"
+
+    def infer(self, inputs):
+        feat, rois = inputs
+        _, c, _, _ = _four_d(feat, "feature map")
+        if rois[-1] != 5 and not (len(rois) == 4 and rois[1] == 5):
+            raise LayerError(f"rois {fmt_shape(rois)} must be R x 5 (batch, x1, y1, x2, y2)")
+        return [(rois[0], c, *self.pooled)]
+
+
+@register
+class PSROIPooling(Layer):
+    TYPES = ("PSROIPooling",)
+    BOTTOMS = (2, 2)
+
+    def __init__(self, proto):
+        super().__init__(proto)
+        p = proto.psroi_pooling_param
+        for f in ("spatial_scale", "output_dim", "group_size"):
+            if not p.HasField(f):
+                raise LayerError(f"psroi_pooling_param.{f} is required")
+        if p.output_dim <= 0 or p.group_size <= 0:
+            raise LayerError("output_dim and group_size must be positive")
+        self.output_dim, self.group_size, self.spatial_scale = (
+            p.output_dim, p.group_size, p.spatial_scale,
+        )
+
+    def describe(self):
+        return f"{self.output_dim} x {self.group_size}x{self.group_size}"
+
+    def infer(self, inputs):
+        feat, rois = inputs
+        _, c, _, _ = _four_d(feat, "feature map")
+        if c != self.output_dim * self.group_size**2:
+            raise LayerError(
+                f"{c} channels; needs output_dim x group_size^2 = "
+                f"{self.output_dim * self.group_size ** 2}"
+            )
+        g = self.group_size
+        return [(rois[0], self.output_dim, g, g)]
+
+
+@register
+class Proposal(Layer):
+    """OpenCV's region proposal layer: rois (post_nms_topn x 5) and optional scores."""
+
+    TYPES = ("Proposal",)
+    BOTTOMS = (3, 3)
+    TOPS = (1, 2)
+
+    def __init__(self, proto):
+        super().__init__(proto)
+        p = proto.proposal_param
+        self.post_nms_topn = p.post_nms_topn
+        self.anchors = len(p.ratio) * len(p.scale)
+        if not self.anchors:
+            raise LayerError("proposal_param needs ratio and scale values")
+
+    def describe(self):
+        return f"{self.anchors} anchors, top {self.post_nms_topn}"
+
+    def infer(self, inputs):
+        scores, deltas, _ = inputs
+        _four_d(scores, "score map")
+        if scores[1] != 2 * self.anchors or deltas[1] != 4 * self.anchors:
+            raise LayerError(
+                f"{self.anchors} anchors need 2x and 4x as many channels in the scores and "
+                f"box deltas, got {fmt_shape(scores)} and {fmt_shape(deltas)}"
+            )
+        out = [(self.post_nms_topn, 5)]
+        if self.n_tops == 2:
+            out.append((self.post_nms_topn, 1))
+        return out

@@ -1,0 +1,160 @@
+"""Normalisation layers: BatchNorm, the forks' BN, LRN, MVN and SSD's Normalize."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import register
+from .base import Layer, LayerError, SameShape, fmt_shape
+
+# A realistic BatchNorm moving-average scale factor: Caffe stores running sums divided by this
+# third blob, which approaches 1 / (1 - moving_average_fraction) = 1000 during training.
+MOVING_AVERAGE_FACTOR = np.float32(999.982)
+
+
+def _channels(shape, what="input") -> int:
+    if len(shape) < 2:
+        return 1
+    return shape[1]
+
+
+@register
+class BatchNorm(SameShape):
+    TYPES = ("BatchNorm",)
+
+    def __init__(self, proto):
+        super().__init__(proto)
+        p = proto.batch_norm_param
+        self.eps = p.eps
+        self.use_global_stats = p.use_global_stats if p.HasField("use_global_stats") else None
+
+    def describe(self):
+        s = f"eps {self.eps:g}"
+        if self.use_global_stats is False:
+            s += ", batch statistics"
+        return s
+
+    def weight_shapes(self, inputs):
+        c = _channels(inputs[0])
+        return [(c,), (c,), (1,)]
+
+    def init_weights(self, inputs, rng):
+        c = _channels(inputs[0])
+        mean = rng.normal(0.0, 0.2, c).astype(np.float32)
+        var = rng.uniform(0.5, 2.0, c).astype(np.float32)
+        f = MOVING_AVERAGE_FACTOR
+        return [mean * f, var * f, np.array([f], np.float32)]
+
+
+@register
+class BN(SameShape):
+    """The "BN" layer of SegNet's and PSPNet's forks: scale and shift (and statistics).
+
+    SegNet (``bn_mode``, ``scale_filler``/``shift_filler``) keeps scale and shift, 1xCx1x1;
+    with ``bn_mode: INFERENCE`` its forward is ``scale * x + shift`` (statistics folded in).
+    PSPNet's (``slope_filler``/``bias_filler``, ``frozen``, ``momentum``) keeps slope, bias,
+    running mean and running variance, all 1xCx1x1.
+    """
+
+    TYPES = ("BN",)
+
+    def __init__(self, proto):
+        super().__init__(proto)
+        p = proto.bn_param
+        self.segnet = p.HasField("bn_mode") or p.HasField("scale_filler") or p.HasField("shift_filler")
+        self.inference_mode = p.bn_mode == 1
+        self.eps = p.eps
+        self.frozen = p.frozen
+
+    def describe(self):
+        return "SegNet BN" if self.segnet else f"PSPNet BN, eps {self.eps:g}"
+
+    def weight_shapes(self, inputs):
+        c = _channels(inputs[0])
+        return [(1, c, 1, 1)] * (2 if self.segnet else 4)
+
+    def init_weights(self, inputs, rng):
+        c = _channels(inputs[0])
+        s = (1, c, 1, 1)
+        scale = rng.uniform(0.5, 1.5, s).astype(np.float32)
+        shift = rng.normal(0.0, 0.1, s).astype(np.float32)
+        if self.segnet:
+            return [scale, shift]
+        mean = rng.normal(0.0, 0.2, s).astype(np.float32)
+        var = rng.uniform(0.5, 2.0, s).astype(np.float32)
+        return [scale, shift, mean, var]
+
+
+@register
+class LRN(SameShape):
+    TYPES = ("LRN",)
+
+    def __init__(self, proto):
+        super().__init__(proto)
+        p = proto.lrn_param
+        self.local_size, self.alpha, self.beta, self.k = p.local_size, p.alpha, p.beta, p.k
+        self.across_channels = p.norm_region == 0
+        if self.local_size % 2 == 0:
+            raise LayerError(f"local_size {self.local_size} must be odd")
+
+    def describe(self):
+        region = "across channels" if self.across_channels else "within channel"
+        return f"{region}, size {self.local_size}, alpha {self.alpha:g}, beta {self.beta:g}"
+
+    def infer(self, inputs):
+        if len(inputs[0]) != 4:
+            raise LayerError(f"needs a 4-D input, got {fmt_shape(inputs[0])}")
+        return [inputs[0]]
+
+
+@register
+class MVN(SameShape):
+    TYPES = ("MVN",)
+
+    def __init__(self, proto):
+        super().__init__(proto)
+        p = proto.mvn_param
+        self.normalize_variance, self.across_channels, self.eps = (
+            p.normalize_variance, p.across_channels, p.eps,
+        )
+
+
+@register
+class Normalize(Layer):
+    """SSD's L2 normalisation with a learned scale (``norm_param``; the older
+    ``NormalizeBBox`` with ``normalize_bbox_param``)."""
+
+    TYPES = ("Normalize", "NormalizeBBox")
+
+    def __init__(self, proto):
+        super().__init__(proto)
+        p = proto.norm_param if proto.type == "Normalize" else proto.normalize_bbox_param
+        self.across_spatial = p.across_spatial
+        self.channel_shared = p.channel_shared
+        self.eps = p.eps
+        self.filler = p.scale_filler if p.HasField("scale_filler") else None
+
+    def describe(self):
+        return ("across spatial" if self.across_spatial else "per position") + (
+            ", shared scale" if self.channel_shared else ""
+        )
+
+    def infer(self, inputs):
+        if len(inputs[0]) < 2:
+            raise LayerError(f"needs an input with channels, got {fmt_shape(inputs[0])}")
+        return [inputs[0]]
+
+    def weight_shapes(self, inputs):
+        # SSD stores a shared scale as a 0-axis blob.
+        return [() if self.channel_shared else (inputs[0][1],)]
+
+    def accepts_blob(self, index, expected, blob):
+        # SSD checks the scale by element count only (1 or C).
+        return blob.data.size == math.prod(expected)
+
+    def init_weights(self, inputs, rng):
+        shape = self.weight_shapes(inputs)[0]
+        if self.filler is not None and self.filler.type == "constant":
+            return [np.full(shape, self.filler.value, np.float32)]
+        return [rng.uniform(0.5, 1.5, shape).astype(np.float32)]
