@@ -37,23 +37,26 @@ def iter_synth_blobs(graph: Graph, seed: int = 0) -> Iterator[tuple[Node, list[n
     parameter by name (``param { name: ... }``) get the same array.
     """
     shared: dict[str, np.ndarray] = {}
-    done: set[str] = set()
+    by_name: dict[str, list[np.ndarray]] = {}
     for node in graph.nodes:
-        # Layers repeating a name share its weights: one entry per name.
-        if not node.weight_shapes or node.name in done:
+        if not node.weight_shapes:
             continue
-        done.add(node.name)
+        if node.name in by_name:
+            # Layers repeating a name share its weights; Caffe writes them once per layer.
+            yield node, by_name[node.name]
+            continue
         rng = np.random.default_rng(np.random.SeedSequence([seed, *node.name.encode("utf-8")]))
         arrays = node.op.init_weights([v.shape for v in node.inputs], rng)
         for k, arr in enumerate(arrays):
             pname = node.param_names[k] if k < len(node.param_names) else ""
             if pname:
                 arrays[k] = shared.setdefault(pname, arr)
+        by_name[node.name] = arrays
         yield node, arrays
 
 
 def synth_blobs(graph: Graph, seed: int = 0) -> dict[str, list[np.ndarray]]:
-    return {node.name: arrays for node, arrays in iter_synth_blobs(graph, seed)}
+    return {node.id: arrays for node, arrays in iter_synth_blobs(graph, seed)}
 
 
 def write_synth_weights(graph: Graph, out: str | Path, seed: int = 0) -> int:

@@ -51,6 +51,7 @@ class LayerWeights:
     name: str
     type: str | None  # None in HDF5 files, which do not store types
     blobs: list[Blob] = field(default_factory=list)
+    version: str = ""  # the message it was read from: "V2", "V1", "V0" or "HDF5"
 
 
 @dataclass
@@ -258,7 +259,11 @@ def _parse_layer(buf, off: int, end: int, version: str) -> LayerWeights:
             v0_span = value
     if v0_span is not None and name is None and not blob_spans:
         return _parse_layer(buf, v0_span[0], v0_span[0] + v0_span[1], "V0")
-    layer = LayerWeights(name=name or "", type=typ)
+    if version == "V0" and typ is not None:
+        from .upgrade import V0_TYPES, V1_TYPES
+
+        typ = V1_TYPES.get(V0_TYPES.get(typ, ""), typ)
+    layer = LayerWeights(name=name or "", type=typ, version=version)
     for b_off, b_len in blob_spans:
         try:
             layer.blobs.append(_parse_blob(buf, b_off, b_off + b_len))
@@ -301,8 +306,10 @@ def parse_caffemodel_bytes(buf: bytes, path: Path) -> Weights:
         for version, off, length in spans:
             layer = _parse_layer_named(buf, off, off + length, version)
             prev = layers.get(layer.name)
-            if prev is not None and prev.blobs and layer.blobs:
-                notes.append(f"layer '{layer.name}' appears twice with weights; the last is used")
+            if prev is not None and prev.blobs and layer.blobs and not _same_blobs(prev, layer):
+                notes.append(
+                    f"layer '{layer.name}' appears twice with different weights; the last is used"
+                )
             if prev is None or layer.blobs or not prev.blobs:
                 layers[layer.name] = layer
     except _Corrupt as e:
@@ -310,9 +317,15 @@ def parse_caffemodel_bytes(buf: bytes, path: Path) -> Weights:
             f"truncated or corrupted caffemodel: {e.args[0]} (at byte {e.offset})", file=path
         ) from None
     fmt = spans[0][0]
-    if fmt == "V1" and any(lw.type is None for lw in layers.values()):
+    if fmt == "V1" and any(lw.version == "V0" for lw in layers.values()):
         fmt = "V0"
     return Weights(path=path, format=fmt, layers=layers, net_name=net_name, notes=notes)
+
+
+def _same_blobs(a: LayerWeights, b: LayerWeights) -> bool:
+    return len(a.blobs) == len(b.blobs) and all(
+        x.shape == y.shape and np.array_equal(x.data, y.data) for x, y in zip(a.blobs, b.blobs)
+    )
 
 
 def _parse_layer_named(buf, off, end, version) -> LayerWeights:
@@ -371,7 +384,7 @@ def read_hdf5(path: Path) -> Weights:
                     raise WeightsError(f"layer '{name}': blob {k} is not a float array", file=path)
                 arr.flags.writeable = False
                 blobs.append(Blob(arr))
-            layers[name] = LayerWeights(name=name, type=None, blobs=blobs)
+            layers[name] = LayerWeights(name=name, type=None, blobs=blobs, version="HDF5")
     return Weights(path=path, format="HDF5", layers=layers)
 
 

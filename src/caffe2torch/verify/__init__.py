@@ -1,0 +1,1 @@
+"""Checking a conversion against an independent Caffe implementation (OpenCV's dnn module)."""
