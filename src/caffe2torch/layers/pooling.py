@@ -51,14 +51,8 @@ class Pooling(Layer):
                 raise LayerError("kernel_size (or kernel_h and kernel_w) is required")
             if min(self.kernel) <= 0:
                 raise LayerError(f"kernel size {fmt_shape(self.kernel)} must be positive")
-        if p.HasField("pad_h") or p.HasField("pad_w"):
-            self.pad = (p.pad_h, p.pad_w)
-        else:
-            self.pad = (p.pad, p.pad)
-        if p.HasField("stride_h") or p.HasField("stride_w"):
-            self.stride = (p.stride_h or 1, p.stride_w or 1)
-        else:
-            self.stride = (p.stride, p.stride)
+        self.pad = self._pair(p, "pad")
+        self.stride = self._pair(p, "stride")
         if min(self.stride) <= 0:
             raise LayerError(f"stride {fmt_shape(self.stride)} must be positive")
         if self.global_pooling and (any(self.pad) or self.stride != (1, 1)):
@@ -67,6 +61,19 @@ class Pooling(Layer):
             raise LayerError(f"pad {fmt_shape(self.pad)} must be smaller than kernel {fmt_shape(self.kernel)}")
         if self.n_tops == 2 and self.method != 0:
             raise LayerError("only MAX pooling has a second (mask) top")
+
+    @staticmethod
+    def _pair(p, name: str) -> tuple[int, int]:
+        """Caffe's rule: ``x`` or both ``x_h`` and ``x_w``, never a mix."""
+        has_h, has_w = p.HasField(f"{name}_h"), p.HasField(f"{name}_w")
+        if has_h or has_w:
+            if p.HasField(name):
+                raise LayerError(f"give either {name} or {name}_h/{name}_w, not both")
+            if not (has_h and has_w):
+                raise LayerError(f"give both {name}_h and {name}_w")
+            return getattr(p, f"{name}_h"), getattr(p, f"{name}_w")
+        value = getattr(p, name)
+        return value, value
 
     def describe(self):
         kind = ("max", "ave", "stochastic")[self.method]
