@@ -62,12 +62,19 @@ def synth_blobs(graph: Graph, seed: int = 0) -> dict[str, list[np.ndarray]]:
 def write_synth_weights(graph: Graph, out: str | Path, seed: int = 0) -> int:
     """Write a V2 caffemodel with seeded random weights, streaming one layer at a time.
 
+    Like Caffe's own snapshots it lists every layer, with blobs for the learnable ones.
     Returns the number of values written."""
     total = 0
 
     def records():
         nonlocal total
-        for node, arrays in iter_synth_blobs(graph, seed):
+        blobs = iter_synth_blobs(graph, seed)
+        pending = next(blobs, None)
+        for node in graph.nodes:
+            arrays: list[np.ndarray] = []
+            if pending is not None and pending[0] is node:
+                arrays = pending[1]
+                pending = next(blobs, None)
             total += sum(a.size for a in arrays)
             yield LayerRecord(
                 name=node.name,
