@@ -142,7 +142,7 @@ def benchmark(workdir: Path, proto: Path, model: Path, repeats: int) -> tuple[di
     floor = run_measured(["true"], workdir, "floor")[1]
     run_measured(commands["cp (baseline)"], workdir, "warmup")  # puts the file in page cache
     copy.unlink(missing_ok=True)
-    for r in range(repeats):  # round-robin, so drift on the machine hits every command alike
+    for _ in range(repeats):  # round-robin, so drift on the machine hits every command alike
         for i, (name, argv) in enumerate(commands.items()):
             wall, rss, code, stdout = run_measured(argv, workdir, f"cmd{i}")
             copy.unlink(missing_ok=True)

@@ -10,6 +10,7 @@ name, with Caffe's rules for legacy blob shapes.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -124,14 +125,11 @@ def layer_included(layer, phase: int, level: int, stages: set[str]) -> bool:
 
 # ---------------------------------------------------------------------------------- build
 def parse_shape(text: str) -> Shape:
-    """``"1,3,224,224"`` -> (1, 3, 224, 224); raises ValueError with a readable message."""
-    parts = [p.strip() for p in text.replace("x", ",").split(",") if p.strip()]
-    if not parts:
-        raise ValueError(f"'{text}' is not a shape")
-    try:
-        shape = tuple(int(p) for p in parts)
-    except ValueError:
-        raise ValueError(f"'{text}' is not a shape: use comma-separated integers like 1,3,224,224") from None
+    """``"1,3,224,224"`` (or ``"1x3x224x224"``) -> (1, 3, 224, 224)."""
+    parts = re.split(r"\s*[,x]\s*", text.strip())
+    if not all(p.isdigit() for p in parts):
+        raise ValueError(f"'{text}' is not a shape: use integers like 1,3,224,224")
+    shape = tuple(int(p) for p in parts)
     if any(d <= 0 for d in shape):
         raise ValueError(f"'{text}': dimensions must be positive")
     return shape
@@ -367,9 +365,6 @@ def build_graph(
             for s in node.weight_shapes:
                 _check_dims(s, "weight blob")
         except CaffeError as e:
-            detail = ", ".join(fmt_shape(s) for s in in_shapes)
-            if isinstance(e, LayerError) and in_shapes and "input" not in e.message:
-                e.message += f" (input {detail})"
             raise fail(e, node.name, node.type, node.line) from None
 
     for name, uses in name_uses.items():

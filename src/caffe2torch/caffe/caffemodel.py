@@ -292,7 +292,14 @@ def parse_caffemodel_bytes(buf: bytes, path: Path) -> Weights:
     layers: dict[str, LayerWeights] = {}
     notes: list[str] = []
     try:
-        for number, wtype, value in _fields(buf, 0, end):
+        pos = 0
+        while pos < end:
+            start = pos
+            try:
+                number, wtype, value, pos = _next_field(buf, pos, end)
+            except _Corrupt:
+                _raise_if_truncated(buf, start, end)
+                raise
             if number == 1 and wtype == LEN:
                 net_name = _string(buf, value)
             elif number == 100 and wtype == LEN:
@@ -312,14 +319,39 @@ def parse_caffemodel_bytes(buf: bytes, path: Path) -> Weights:
                 )
             if prev is None or layer.blobs or not prev.blobs:
                 layers[layer.name] = layer
+    except _Truncated as e:
+        raise WeightsError(e.args[0], file=path) from None
     except _Corrupt as e:
         raise WeightsError(
-            f"truncated or corrupted caffemodel: {e.args[0]} (at byte {e.offset})", file=path
+            f"corrupted caffemodel: {e.args[0]} (at byte {e.offset})", file=path
         ) from None
     fmt = spans[0][0]
     if fmt == "V1" and any(lw.version == "V0" for lw in layers.values()):
         fmt = "V0"
     return Weights(path=path, format=fmt, layers=layers, net_name=net_name, notes=notes)
+
+
+def _raise_if_truncated(buf, start: int, end: int) -> None:
+    """A top-level layer that runs past the end of the file: say which, and how much is missing."""
+    try:
+        key, p = _varint(buf, start, end)
+        if key & 7 != LEN or (key >> 3) not in (2, 100):
+            return
+        length, p = _varint(buf, p, end)
+    except _Corrupt:
+        return
+    if p + length <= end:
+        return
+    version = "V2" if key >> 3 == 100 else "V1"
+    name = _peek_name(buf, p, end, version)
+    which = f"layer '{name}'" if name else "a layer"
+    raise _Truncated(
+        f"the file is truncated: it ends inside {which}, {p + length - end:,} bytes short", start
+    )
+
+
+class _Truncated(_Corrupt):
+    pass
 
 
 def _same_blobs(a: LayerWeights, b: LayerWeights) -> bool:
@@ -393,12 +425,14 @@ def read_caffemodel(path: str | Path) -> Weights:
     """Read a ``.caffemodel`` (binary, V2/V1/V0) or ``.caffemodel.h5`` weights file."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
+        # Unbuffered: readall() then reads the file once into a buffer of the right size (a
+        # buffered file would join its 8 KiB read-ahead with the rest: twice the memory).
+        with open(path, "rb", buffering=0) as f:
             head = f.read(8)
             if head == HDF5_SIGNATURE:
                 return read_hdf5(path)
             f.seek(0)
-            buf = f.read()
+            buf = f.readall()
     except FileNotFoundError:
         raise WeightsError("no such file", file=path) from None
     except IsADirectoryError:

@@ -131,7 +131,8 @@ def _explain(message: str) -> str:
         if m.group(1) == "V1LayerParameter.LayerType":
             return f"unknown V1 layer type {m.group(2)}"
         return f"'{m.group(2)}' is not a value of {m.group(1)}"
-    return message.rstrip(".")
+    message = message.rstrip(".")
+    return "syntax error: " + message[:1].lower() + message[1:]
 
 
 def read_prototxt(path: str | Path, text: str | None = None) -> NetText:
