@@ -1,0 +1,93 @@
+"""The whole corpus in ../shared: every net inspects, or is refused in one line naming why."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from caffe2torch.api import load_graph
+from caffe2torch.errors import CaffeError, UnsupportedLayerError
+
+pytestmark = pytest.mark.corpus
+
+# Nets that do not declare their input shapes (data layers reading databases, Python data
+# layers, shapeless Input layers): the shapes a user would give with --input-shape.
+INPUT_SHAPES = {
+    "bayesian_segnet/bayesian_segnet_inference.prototxt": {"data": (4, 3, 360, 480)},
+    "segnet/segnet_inference.prototxt": {"data": (1, 3, 360, 480)},
+    "segnet_basic/segnet_basic_inference.prototxt": {"data": (1, 3, 360, 480)},
+    "cifar10_full_weights_yuvval/cifar10_full_train_test.prototxt": {"data": (100, 3, 32, 32)},
+    "fcn32s_voc/val.prototxt": {"data": (1, 3, 500, 500)},
+    "fcn_alexnet_voc/val.prototxt": {"data": (1, 3, 500, 500)},
+    "fcn32s_nyud_color_hha/test.prototxt": {"color": (1, 3, 425, 560), "hha": (1, 3, 425, 560)},
+    "ocv_net_faster_rcnn_proposal/net_faster_rcnn_proposal.prototxt": {
+        "rpn_cls_prob_reshape": (1, 18, 38, 50),
+        "rpn_bbox_pred": (1, 36, 38, 50),
+        "im_info": (1, 3),
+    },
+    "ocv_reshape_and_slice_routines/reshape_and_slice_routines.prototxt": {"input": (1, 3, 8, 8)},
+    "mnist_autoencoder_bvlc/mnist_autoencoder.prototxt": {"data": (100, 1, 28, 28)},
+}
+STAGES = {"mnist_autoencoder_bvlc/mnist_autoencoder.prototxt": ["test-on-test"]}
+# Nets whose region proposals come from py-faster-rcnn's Python layer: refused in one line.
+PYTHON_PROPOSALS = {
+    "faster_rcnn_vgg16_voc/test.prototxt",
+    "faster_rcnn_zf_voc/test.prototxt",
+    "rfcn_resnet101_voc_classaware/test.prototxt",
+    "rfcn_resnet50_voc/test_agnostic.prototxt",
+    "soeaver_faster_voc_mobilenet-dw/deploy_faster_voc_mobilenet-dw.prototxt",
+    "soeaver_frcnn_resnet18_rpn_rcnn/rpn_deploy_faster_voc_resnet18-priv-merge.prototxt",
+    "soeaver_rfcn_voc_resnet18-priv-merge/deploy_rfcn_voc_resnet18-priv-merge.prototxt",
+}
+
+
+def test_every_corpus_net_inspects(corpus):
+    nets = sorted(p for p in corpus.glob("*/*.prototxt") if "solver" not in p.name)
+    assert len(nets) >= 140
+    ok, refused = [], {}
+    for path in nets:
+        rel = f"{path.parent.name}/{path.name}"
+        try:
+            graph = load_graph(path, input_shapes=INPUT_SHAPES.get(rel), stages=STAGES.get(rel, ()))
+        except CaffeError as e:
+            refused[rel] = e
+            continue
+        assert graph.outputs and all(v.shape for v in graph.outputs), rel
+        ok.append(rel)
+    assert set(refused) == PYTHON_PROPOSALS
+    for rel, e in refused.items():
+        assert isinstance(e, UnsupportedLayerError)
+        assert "\n" not in str(e) and "is a Python layer (rpn.proposal_layer.ProposalLayer)" in str(e)
+    assert len(ok) == len(nets) - len(PYTHON_PROPOSALS)
+
+
+@pytest.mark.parametrize(
+    "folder,inp,out",
+    [
+        ("ocv_layer_batch_norm", "blob.npy", "layer_batch_norm.npy"),
+        ("ocv_layer_concat", "blob.npy", "layer_concat.npy"),
+        ("ocv_layer_convolution", "blob.npy", "layer_convolution_caffe2015.npy"),
+        ("ocv_layer_deconvolution", "layer_deconvolution.input.npy", "layer_deconvolution.npy"),
+        ("ocv_layer_dropout", "blob.npy", "layer_dropout.npy"),
+        ("ocv_layer_inner_product", "blob.npy", "layer_inner_product_caffe2015.npy"),
+        ("ocv_layer_lrn_channels", "blob.npy", "layer_lrn_channels.npy"),
+        ("ocv_layer_lrn_spatial", "blob.npy", "layer_lrn_spatial.npy"),
+        ("ocv_layer_mvn", "blob.npy", "layer_mvn.npy"),
+        ("ocv_layer_pooling_ave", "blob.npy", "layer_pooling_ave.npy"),
+        ("ocv_layer_pooling_max", "blob.npy", "layer_pooling_max.npy"),
+        ("ocv_layer_relu", "blob.npy", "layer_relu.npy"),
+        ("ocv_layer_softmax", "blob.npy", "layer_softmax.npy"),
+    ],
+)
+def test_shapes_match_real_caffe_outputs(corpus, folder, inp, out):
+    """The output blobs pycaffe computed for these one-layer nets have our inferred shapes."""
+    (proto,) = (corpus / folder).glob("*.prototxt")
+    x = np.load(corpus / folder / inp)
+    graph = load_graph(proto, input_shapes={None: x.shape})
+    assert [v.shape for v in graph.outputs] == [np.load(corpus / folder / out).shape]
+
+
+def test_trained_triplet_net_output_shape(corpus):
+    graph = load_graph(corpus / "cnn3dobj_triplet" / "3d_triplet_testIMG.prototxt")
+    x = np.load(corpus / "cnn3dobj_triplet" / "input_1x1x64x64.npy")
+    assert graph.inputs[0].shape == x.shape
+    assert [(v.name, v.shape) for v in graph.outputs] == [("feat", (1, 3))]
