@@ -1,0 +1,41 @@
+# caffe2torch developer targets. `make example` and `make test` set everything up from scratch.
+PYTHON ?= python3
+VENV ?= .venv
+VENV_PB3 ?= .venv-protobuf3
+BIN := $(VENV)/bin
+
+.PHONY: example test test-protobuf3 bench clean
+
+# The development environment: pinned versions (torch 2.13.0, CPU build), the package editable.
+$(BIN)/caffe2torch: pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -c requirements/constraints.txt -e '.[dev]'
+	touch $@
+
+# The bundled example: seeded random weights for LeNet, then the layer table checked against them.
+example: $(BIN)/caffe2torch
+	mkdir -p out
+	$(BIN)/caffe2torch synth-weights examples/lenet/lenet.prototxt -o out/lenet.caffemodel --seed 0
+	$(BIN)/caffe2torch inspect examples/lenet/lenet.prototxt out/lenet.caffemodel
+
+test: $(BIN)/caffe2torch
+	$(BIN)/python -m pytest
+	$(MAKE) test-protobuf3
+
+# The reader on protobuf 3.20.3 (what MMdnn needs): the tests that need neither torch nor OpenCV.
+$(VENV_PB3)/bin/caffe2torch: pyproject.toml requirements/protobuf3.txt
+	$(PYTHON) -m venv $(VENV_PB3)
+	$(VENV_PB3)/bin/pip install --quiet -r requirements/protobuf3.txt
+	$(VENV_PB3)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+test-protobuf3: $(VENV_PB3)/bin/caffe2torch
+	$(VENV_PB3)/bin/python -c "import google.protobuf as p; assert p.__version__ == '3.20.3', p.__version__"
+	$(VENV_PB3)/bin/python -m pytest -p no:cacheprovider tests/test_prototxt.py tests/test_caffemodel.py \
+		tests/test_shapes.py tests/test_bad_input.py tests/test_corpus.py tests/test_cli_and_synth.py
+
+bench: $(BIN)/caffe2torch
+	$(BIN)/python benchmarks/read_caffemodel.py
+
+clean:
+	rm -rf $(VENV) $(VENV_PB3) out build *.egg-info src/*.egg-info
