@@ -70,6 +70,21 @@ def test_legacy_dims_keep_a_1x1_kernel(tmp_path):
     np.testing.assert_array_equal(blob.data, kernel)
 
 
+def test_blob_without_shape_is_a_scalar(tmp_path):
+    """Caffe writes no shape for a 0-axis blob (SSD's shared Normalize scale)."""
+    from helpers import ld
+
+    (tmp_path / "w.caffemodel").write_bytes(
+        v2_layer("norm", "Normalize", [ld(5, np.float32(20).tobytes())])
+    )
+    blob = read_caffemodel(tmp_path / "w.caffemodel").layers["norm"].blobs[0]
+    assert blob.shape == () and float(blob.data) == 20.0
+    net = write(tmp_path / "n.prototxt", 'input: "x" input_shape { dim: 1 dim: 4 dim: 2 dim: 2 }\n'
+                'layer { name: "norm" type: "Normalize" bottom: "x" top: "y" }')
+    _, check = load_weights(load_graph(net), tmp_path / "w.caffemodel")
+    assert check.matched["norm"][0].shape == ()
+
+
 def test_v0_net(tmp_path):
     arrays = tiny_arrays(2)
     data = v0_layer("conv1", "conv", [blob_bytes(a, legacy=True) for a in arrays["conv1"]]) + v0_layer(

@@ -6,28 +6,10 @@ import pytest
 
 from caffe2torch.api import load_graph
 from caffe2torch.errors import CaffeError, UnsupportedLayerError
+from inspect_corpus import INPUT_SHAPES, STAGES, net_files
 
 pytestmark = pytest.mark.corpus
 
-# Nets that do not declare their input shapes (data layers reading databases, Python data
-# layers, shapeless Input layers): the shapes a user would give with --input-shape.
-INPUT_SHAPES = {
-    "bayesian_segnet/bayesian_segnet_inference.prototxt": {"data": (4, 3, 360, 480)},
-    "segnet/segnet_inference.prototxt": {"data": (1, 3, 360, 480)},
-    "segnet_basic/segnet_basic_inference.prototxt": {"data": (1, 3, 360, 480)},
-    "cifar10_full_weights_yuvval/cifar10_full_train_test.prototxt": {"data": (100, 3, 32, 32)},
-    "fcn32s_voc/val.prototxt": {"data": (1, 3, 500, 500)},
-    "fcn_alexnet_voc/val.prototxt": {"data": (1, 3, 500, 500)},
-    "fcn32s_nyud_color_hha/test.prototxt": {"color": (1, 3, 425, 560), "hha": (1, 3, 425, 560)},
-    "ocv_net_faster_rcnn_proposal/net_faster_rcnn_proposal.prototxt": {
-        "rpn_cls_prob_reshape": (1, 18, 38, 50),
-        "rpn_bbox_pred": (1, 36, 38, 50),
-        "im_info": (1, 3),
-    },
-    "ocv_reshape_and_slice_routines/reshape_and_slice_routines.prototxt": {"input": (1, 3, 8, 8)},
-    "mnist_autoencoder_bvlc/mnist_autoencoder.prototxt": {"data": (100, 1, 28, 28)},
-}
-STAGES = {"mnist_autoencoder_bvlc/mnist_autoencoder.prototxt": ["test-on-test"]}
 # Nets whose region proposals come from py-faster-rcnn's Python layer: refused in one line.
 PYTHON_PROPOSALS = {
     "faster_rcnn_vgg16_voc/test.prototxt",
@@ -41,7 +23,7 @@ PYTHON_PROPOSALS = {
 
 
 def test_every_corpus_net_inspects(corpus):
-    nets = sorted(p for p in corpus.glob("*/*.prototxt") if "solver" not in p.name)
+    nets = net_files(corpus)
     assert len(nets) >= 140
     ok, refused = [], {}
     for path in nets:

@@ -213,8 +213,9 @@ def _finish_blob(dims, legacy, floats, doubles, off) -> Blob:
         shape = tuple(legacy.get(i, 0) for i in (1, 2, 3, 4))
         is_legacy = True
     else:
-        shape, is_legacy = None, False
-    if shape is not None and any(d < 0 for d in shape):
+        # Caffe writes no shape field for a 0-axis blob (SSD's shared Normalize scale): a scalar.
+        shape, is_legacy = (), False
+    if any(d < 0 for d in shape):
         raise _Corrupt(f"negative dimension in blob shape {shape}", off)
     values = doubles if doubles else floats
     if not values:
@@ -223,8 +224,6 @@ def _finish_blob(dims, legacy, floats, doubles, off) -> Blob:
         data = values[0]
     else:
         data = np.concatenate(values)
-    if shape is None:
-        raise _Corrupt(f"a blob with {data.size} values has no shape", off)
     count = math.prod(shape)
     if count != data.size:
         kind = "double_data" if doubles else "data"
