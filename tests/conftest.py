@@ -6,9 +6,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from typer.testing import CliRunner
-
 from helpers import CORPUS
+from typer.testing import CliRunner
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from helpers import TINY_V2, blob_bytes, ld, tiny_arrays, v2_layer, write
 
 RELU_SOFTMAX = 'layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }'
@@ -162,8 +161,9 @@ def test_bad_input_shape_options(cli, tmp_path):
 
 
 def test_debug_shows_the_traceback(cli, tmp_path):
-    from caffe2torch.cli import app
     from typer.testing import CliRunner
+
+    from caffe2torch.cli import app
 
     path = write(tmp_path / "n.prototxt", TINY_V2.replace('"Softmax"', '"SoftMax"'))
     result = CliRunner().invoke(app, ["--debug", "inspect", str(path)])

@@ -5,14 +5,20 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+from helpers import (
+    TINY_V2,
+    blob_bytes,
+    tiny_arrays,
+    v0_layer,
+    v1_layer,
+    v2_layer,
+    write,
+)
 
 from caffe2torch.api import load_graph, load_weights
 from caffe2torch.caffe.caffemodel import read_caffemodel
 from caffe2torch.caffe.schema import pb
 from caffe2torch.errors import WeightsError
-from helpers import (
-    TINY_V2, blob_bytes, tiny_arrays, v0_layer, v1_layer, v2_layer, write,
-)
 
 CONVOLUTION, INNER_PRODUCT, RELU = 4, 14, 18  # V1 enum values
 

@@ -5,12 +5,12 @@ import json
 
 import numpy as np
 import pytest
+from helpers import TINY_V1, TINY_V2, write
 
 from caffe2torch import __version__
 from caffe2torch.api import load_graph, load_weights
 from caffe2torch.caffe.caffemodel import read_caffemodel
 from caffe2torch.layers.normalization import MOVING_AVERAGE_FACTOR
-from helpers import TINY_V1, TINY_V2, write
 
 
 def test_version_and_help(cli):

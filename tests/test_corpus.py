@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from inspect_corpus import INPUT_SHAPES, STAGES, net_files
 
 from caffe2torch.api import load_graph
 from caffe2torch.errors import CaffeError, UnsupportedLayerError
-from inspect_corpus import INPUT_SHAPES, STAGES, net_files
 
 pytestmark = pytest.mark.corpus
 
@@ -36,7 +36,7 @@ def test_every_corpus_net_inspects(corpus):
         assert graph.outputs and all(v.shape for v in graph.outputs), rel
         ok.append(rel)
     assert set(refused) == PYTHON_PROPOSALS
-    for rel, e in refused.items():
+    for e in refused.values():
         assert isinstance(e, UnsupportedLayerError)
         assert "\n" not in str(e) and "is a Python layer (rpn.proposal_layer.ProposalLayer)" in str(e)
     assert len(ok) == len(nets) - len(PYTHON_PROPOSALS)

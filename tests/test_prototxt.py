@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import pytest
+from helpers import TINY_SHAPES, TINY_V0, TINY_V1, TINY_V2, TINY_WEIGHTS, write
 
 from caffe2torch.api import load_graph
 from caffe2torch.caffe.prototxt import read_prototxt
 from caffe2torch.errors import InputShapeError
-from helpers import TINY_SHAPES, TINY_V0, TINY_V1, TINY_V2, TINY_WEIGHTS, write
 
 
 def shapes(graph):

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import pytest
+from helpers import write
 
 from caffe2torch.api import load_graph
 from caffe2torch.errors import CaffeError
 from caffe2torch.layers import DYNAMIC, known_types, layer_class
-from helpers import write
 
 
 def net(tmp_path, layer: str, *shapes):

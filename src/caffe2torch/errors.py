@@ -5,7 +5,9 @@ where it can, the line, column and layer. ``str(error)`` is the one line the CLI
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Iterator
 
 
 class CaffeError(Exception):
@@ -74,3 +76,16 @@ class UnsupportedLayerError(CaffeError):
 
 class InputShapeError(CaffeError):
     """An input's shape is missing or given badly on the command line."""
+
+
+@contextlib.contextmanager
+def reading(path: str | Path, error: type[CaffeError], expected: str) -> Iterator[None]:
+    """Turn the OS errors of reading an input file into one-line errors of type ``error``."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise error("no such file", file=path) from None
+    except IsADirectoryError:
+        raise error(f"is a directory, expected {expected}", file=path) from None
+    except OSError as e:
+        raise error(f"cannot read: {e.strerror or e}", file=path) from None

@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import WeightsError
+from ..errors import WeightsError, reading
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -423,7 +423,7 @@ def read_hdf5(path: Path) -> Weights:
 def read_caffemodel(path: str | Path) -> Weights:
     """Read a ``.caffemodel`` (binary, V2/V1/V0) or ``.caffemodel.h5`` weights file."""
     path = Path(path)
-    try:
+    with reading(path, WeightsError, "a weights file"):
         # Unbuffered: readall() then reads the file once into a buffer of the right size (a
         # buffered file would join its 8 KiB read-ahead with the rest: twice the memory).
         with open(path, "rb", buffering=0) as f:
@@ -432,12 +432,6 @@ def read_caffemodel(path: str | Path) -> Weights:
                 return read_hdf5(path)
             f.seek(0)
             buf = f.readall()
-    except FileNotFoundError:
-        raise WeightsError("no such file", file=path) from None
-    except IsADirectoryError:
-        raise WeightsError("is a directory, expected a weights file", file=path) from None
-    except OSError as e:
-        raise WeightsError(f"cannot read: {e.strerror}", file=path) from None
     if not buf:
         raise WeightsError("empty file", file=path)
     if _looks_like_text(buf):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from ..errors import PrototxtError
+from ..errors import PrototxtError, reading
 from .schema import pb
 from .upgrade import upgrade_net
 
@@ -139,14 +139,8 @@ def read_prototxt(path: str | Path, text: str | None = None) -> NetText:
     """Parse a net prototxt and upgrade it to the V2 form. Raises :class:`PrototxtError`."""
     path = Path(path)
     if text is None:
-        try:
+        with reading(path, PrototxtError, "a .prototxt file"):
             raw = path.read_bytes()
-        except FileNotFoundError:
-            raise PrototxtError("no such file", file=path) from None
-        except IsADirectoryError:
-            raise PrototxtError("is a directory, expected a .prototxt file", file=path) from None
-        except OSError as e:
-            raise PrototxtError(f"cannot read: {e.strerror}", file=path) from None
         if b"\0" in raw[:4096]:
             raise PrototxtError(
                 "binary data where a text prototxt was expected (a .caffemodel?)", file=path

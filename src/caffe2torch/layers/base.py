@@ -51,8 +51,11 @@ def canonical_axis(axis: int, ndim: int, what: str = "axis") -> int:
     return axis + ndim if axis < 0 else axis
 
 
-def div_dyn(a: int, b: int) -> int:
-    return DYNAMIC if a == DYNAMIC else a // b
+def four_d(shape: Sequence[int], what: str = "input") -> Sequence[int]:
+    """Check that ``shape`` is N,C,H,W and return it."""
+    if len(shape) != 4:
+        raise LayerError(f"needs a 4-D {what} (N,C,H,W), got {fmt_shape(shape)}")
+    return shape
 
 
 class Layer:

@@ -4,13 +4,7 @@ proposal layer)."""
 from __future__ import annotations
 
 from . import register
-from .base import DYNAMIC, Layer, LayerError, count, fmt_shape
-
-
-def _four_d(shape, what="input"):
-    if len(shape) != 4:
-        raise LayerError(f"needs a 4-D {what} (N,C,H,W), got {fmt_shape(shape)}")
-    return shape
+from .base import DYNAMIC, Layer, LayerError, count, fmt_shape, four_d
 
 
 def prior_aspect_ratios(ratios, flip: bool) -> list[float]:
@@ -54,8 +48,8 @@ class PriorBox(Layer):
 
     def infer(self, inputs):
         feat, image = inputs
-        _, _, h, w = _four_d(feat, "feature map")
-        _four_d(image, "image")
+        _, _, h, w = four_d(feat, "feature map")
+        four_d(image, "image")
         return [(1, 2, h * w * self.num_priors * 4)]
 
 
@@ -113,7 +107,7 @@ class ROIPooling(Layer):
 
     def infer(self, inputs):
         feat, rois = inputs
-        _, c, _, _ = _four_d(feat, "feature map")
+        _, c, _, _ = four_d(feat, "feature map")
         if rois[-1] != 5 and not (len(rois) == 4 and rois[1] == 5):
             raise LayerError(f"rois {fmt_shape(rois)} must be R x 5 (batch, x1, y1, x2, y2)")
         return [(rois[0], c, *self.pooled)]
@@ -141,7 +135,7 @@ class PSROIPooling(Layer):
 
     def infer(self, inputs):
         feat, rois = inputs
-        _, c, _, _ = _four_d(feat, "feature map")
+        _, c, _, _ = four_d(feat, "feature map")
         if c != self.output_dim * self.group_size**2:
             raise LayerError(
                 f"{c} channels; needs output_dim x group_size^2 = "
@@ -172,7 +166,7 @@ class Proposal(Layer):
 
     def infer(self, inputs):
         scores, deltas, _ = inputs
-        _four_d(scores, "score map")
+        four_d(scores, "score map")
         if scores[1] != 2 * self.anchors or deltas[1] != 4 * self.anchors:
             raise LayerError(
                 f"{self.anchors} anchors need 2x and 4x as many channels in the scores and "

@@ -13,7 +13,7 @@ from .base import Layer, LayerError, SameShape, fmt_shape
 MOVING_AVERAGE_FACTOR = np.float32(999.982)
 
 
-def _channels(shape, what="input") -> int:
+def _channels(shape) -> int:
     if len(shape) < 2:
         return 1
     return shape[1]

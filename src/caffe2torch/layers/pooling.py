@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from . import register
-from .base import DYNAMIC, Layer, LayerError, fmt_shape
+from .base import DYNAMIC, Layer, LayerError, fmt_shape, four_d
 
 
 def pooled_size(size: int, kernel: int, stride: int, pad: int, ceil: bool) -> int:
@@ -88,9 +88,7 @@ class Pooling(Layer):
 
     def infer(self, inputs):
         (shape,) = inputs
-        if len(shape) != 4:
-            raise LayerError(f"needs a 4-D input (N,C,H,W), got {fmt_shape(shape)}")
-        n, c, h, w = shape
+        n, c, h, w = four_d(shape)
         if self.global_pooling:
             return [(n, c, 1, 1)] * self.n_tops
         out = []

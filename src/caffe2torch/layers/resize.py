@@ -5,13 +5,7 @@ from __future__ import annotations
 import math
 
 from . import register
-from .base import Layer, LayerError, fmt_shape
-
-
-def _four_d(shape, what="input"):
-    if len(shape) != 4:
-        raise LayerError(f"needs a 4-D {what} (N,C,H,W), got {fmt_shape(shape)}")
-    return shape
+from .base import Layer, LayerError, fmt_shape, four_d
 
 
 @register
@@ -47,10 +41,10 @@ class Interp(Layer):
         return ", ".join(parts)
 
     def infer(self, inputs):
-        n, c, h, w = _four_d(inputs[0])
+        n, c, h, w = four_d(inputs[0])
         p = self.p
         if len(inputs) == 2:
-            ref = _four_d(inputs[1], "second input")
+            ref = four_d(inputs[1], "second input")
             return [(n, c, ref[2], ref[3])]
         h_eff, w_eff = h + p.pad_beg + p.pad_end, w + p.pad_beg + p.pad_end
         shrink, zoom = p.HasField("shrink_factor"), p.HasField("zoom_factor")
@@ -96,7 +90,7 @@ class Upsample(Layer):
 
     def infer(self, inputs):
         x, mask = inputs
-        n, c, h, w = _four_d(x)
+        n, c, h, w = four_d(x)
         if mask != x:
             raise LayerError(f"mask {fmt_shape(mask)} must have the input's shape {fmt_shape(x)}")
         p = self.p
@@ -120,10 +114,10 @@ class Resample(Layer):
         self.p = proto.resample_param
 
     def infer(self, inputs):
-        n, c, h, w = _four_d(inputs[0])
+        n, c, h, w = four_d(inputs[0])
         p = self.p
         if len(inputs) == 2:
-            ref = _four_d(inputs[1], "second input")
+            ref = four_d(inputs[1], "second input")
             return [(n, c, ref[2], ref[3])]
         if p.HasField("height") and p.HasField("width"):
             return [(n, c, p.height, p.width)]
@@ -143,7 +137,7 @@ class Accum(Layer):
         self.p = proto.accum_param
 
     def infer(self, inputs):
-        shapes = [_four_d(s) for s in inputs]
+        shapes = [four_d(s) for s in inputs]
         p = self.p
         if p.have_reference:
             if len(shapes) < 2:
