@@ -74,11 +74,6 @@ class Layer:
         self.n_bottoms = len(proto.bottom)
         self.n_tops = len(proto.top)
 
-    # -- helpers -------------------------------------------------------------------------
-    def param(self, field: str):
-        """The layer's ``field`` parameter message (defaults if absent)."""
-        return getattr(self.proto, field)
-
     def check_arity(self) -> None:
         for what, n, (lo, hi) in (
             ("bottom", self.n_bottoms, self.BOTTOMS),
