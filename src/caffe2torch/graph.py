@@ -276,11 +276,11 @@ def build_graph(
             if j < len(layer.bottom) and layer.bottom[j] == t:
                 node.inplace = True
                 version = current[t].version + 1
-            elif t in current or t in layer.bottom:
-                prev = current[t].producer.name if t in current else layer.name
+            elif t in current:
                 raise fail(
                     PrototxtError(
-                        f"top '{t}' is already produced by layer '{prev}'; a blob name can be "
+                        f"top '{t}' is already produced by layer '{current[t].producer.name}'; "
+                        "a blob name can be "
                         "reused only in place (top i = bottom i)"
                     ),
                     layer.name, layer.type, line,
