@@ -61,6 +61,10 @@ class Node:
     def __post_init__(self) -> None:
         self.id = self.id or self.name
 
+    def param_name(self, index: int) -> str:
+        """The shared-parameter name of blob ``index`` (``param { name: ... }``), or ""."""
+        return self.param_names[index] if index < len(self.param_names) else ""
+
     @property
     def is_source(self) -> bool:
         return self.op.SOURCE
@@ -422,10 +426,7 @@ def check_weights(graph: Graph, weights: Weights) -> WeightCheck:
         where = dict(file=wfile, layer=node.name, layer_type=node.type)
         want = ", ".join(fmt_shape(s) for s in expected)
         if not blobs:
-            shared = [
-                owners.get(node.param_names[k]) if k < len(node.param_names) else None
-                for k in range(len(expected))
-            ]
+            shared = [owners.get(node.param_name(k)) for k in range(len(expected))]
             if all(shared):
                 matched[node.id] = [matched[o][k] for o, k, _ in shared]  # type: ignore[misc]
                 continue
@@ -449,7 +450,7 @@ def check_weights(graph: Graph, weights: Weights) -> WeightCheck:
                     **where,
                 )
         for k, shape in enumerate(expected):
-            pname = node.param_names[k] if k < len(node.param_names) else ""
+            pname = node.param_name(k)
             if not pname:
                 continue
             if pname in owners:

@@ -30,33 +30,34 @@ def default_init(shapes: list[Shape], rng: np.random.Generator) -> list[np.ndarr
 
 
 def iter_synth_blobs(graph: Graph, seed: int = 0) -> Iterator[tuple[Node, list[np.ndarray]]]:
-    """Random blobs for every learnable layer, in graph order, one layer at a time.
+    """Random blobs for every layer, in graph order, one layer at a time (an empty list for
+    layers without weights).
 
     Each layer has its own generator, derived from the seed and the layer's name, so its
     weights do not change when an unrelated layer is added or removed. Layers that share a
-    parameter by name (``param { name: ... }``) get the same array.
+    parameter by name (``param { name: ... }``) get the same array, and layers that repeat a
+    name share that name's blobs.
     """
     shared: dict[str, np.ndarray] = {}
     by_name: dict[str, list[np.ndarray]] = {}
     for node in graph.nodes:
         if not node.weight_shapes:
-            continue
-        if node.name in by_name:
-            # Layers repeating a name share its weights; Caffe writes them once per layer.
+            yield node, []
+        elif node.name in by_name:
             yield node, by_name[node.name]
-            continue
-        rng = np.random.default_rng(np.random.SeedSequence([seed, *node.name.encode("utf-8")]))
-        arrays = node.op.init_weights([v.shape for v in node.inputs], rng)
-        for k, arr in enumerate(arrays):
-            pname = node.param_names[k] if k < len(node.param_names) else ""
-            if pname:
-                arrays[k] = shared.setdefault(pname, arr)
-        by_name[node.name] = arrays
-        yield node, arrays
+        else:
+            rng = np.random.default_rng(np.random.SeedSequence([seed, *node.name.encode("utf-8")]))
+            arrays = node.op.init_weights([v.shape for v in node.inputs], rng)
+            for k, arr in enumerate(arrays):
+                if node.param_name(k):
+                    arrays[k] = shared.setdefault(node.param_name(k), arr)
+            by_name[node.name] = arrays
+            yield node, arrays
 
 
 def synth_blobs(graph: Graph, seed: int = 0) -> dict[str, list[np.ndarray]]:
-    return {node.id: arrays for node, arrays in iter_synth_blobs(graph, seed)}
+    """The blobs of the learnable layers, by node id."""
+    return {node.id: arrays for node, arrays in iter_synth_blobs(graph, seed) if arrays}
 
 
 def write_synth_weights(graph: Graph, out: str | Path, seed: int = 0) -> int:
@@ -68,13 +69,7 @@ def write_synth_weights(graph: Graph, out: str | Path, seed: int = 0) -> int:
 
     def records():
         nonlocal total
-        blobs = iter_synth_blobs(graph, seed)
-        pending = next(blobs, None)
-        for node in graph.nodes:
-            arrays: list[np.ndarray] = []
-            if pending is not None and pending[0] is node:
-                arrays = pending[1]
-                pending = next(blobs, None)
+        for node, arrays in iter_synth_blobs(graph, seed):
             total += sum(a.size for a in arrays)
             yield LayerRecord(
                 name=node.name,
