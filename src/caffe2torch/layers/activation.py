@@ -1,15 +1,23 @@
 """Element-wise activations and arithmetic: the output has the input's shape."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import register
-from .base import Layer, LayerError, SameShape, fmt_shape
+from .base import Emission, Layer, LayerError, NotConvertible, SameShape, fmt_shape, num
+
+
+def _inplace(ctx) -> str:
+    return "inplace=True" if ctx.inplace else ""
 
 
 @register
 class ReLU(SameShape):
     TYPES = ("ReLU",)
+    SAVES_OUTPUT = True
+    INPLACE = True
 
     def __init__(self, proto):
         super().__init__(proto)
@@ -17,6 +25,21 @@ class ReLU(SameShape):
 
     def describe(self):
         return f"negative_slope {self.negative_slope:g}" if self.negative_slope else ""
+
+    def emit(self, ctx):
+        if self.negative_slope:
+            args = ", ".join(a for a in (num(self.negative_slope), _inplace(ctx)) if a)
+            return Emission(["{m}({0})"], module=f"nn.LeakyReLU({args})")
+        return Emission(["{m}({0})"], module=f"nn.ReLU({_inplace(ctx)})")
+
+
+def _scaled(x: str, scale: float, shift: float) -> str:
+    """``scale * x + shift`` with Caffe's order of operations, leaving out no-ops."""
+    if scale != 1:
+        x = f"{x} * {num(scale)}"
+    if shift != 0:
+        x = f"{x} + {num(shift)}" if shift > 0 else f"{x} - {num(-shift)}"
+    return x
 
 
 @register
@@ -27,6 +50,7 @@ class Unary(SameShape):
         "Sigmoid", "TanH", "AbsVal", "BNLL", "ELU", "Exp", "Log", "Power", "Threshold",
         "Clip", "Swish", "SeLu", "ReLU6", "Mish", "HardSigmoid",
     )
+    SAVES_OUTPUT = True
 
     def __init__(self, proto):
         super().__init__(proto)
@@ -44,6 +68,67 @@ class Unary(SameShape):
 
     def describe(self):
         return self._desc
+
+    def emit(self, ctx):
+        t, proto = self.type, self.proto
+        inplace = _inplace(ctx)
+        if t == "Sigmoid":
+            return Emission(["{m}({0})"], module="nn.Sigmoid()")
+        if t == "TanH":
+            return Emission(["{m}({0})"], module="nn.Tanh()")
+        if t == "ReLU6":
+            return Emission(["{m}({0})"], module=f"nn.ReLU6({inplace})")
+        if t == "Mish":
+            return Emission(["{m}({0})"], module="nn.Mish()")
+        if t == "BNLL":  # log(1 + exp(x))
+            return Emission(["{m}({0})"], module="nn.Softplus()")
+        if t == "AbsVal":
+            return Emission(["torch.abs({0})"])
+        if t == "ELU":
+            alpha = proto.elu_param.alpha
+            args = ", ".join(a for a in ("" if alpha == 1 else f"alpha={num(alpha)}", inplace) if a)
+            return Emission(["{m}({0})"], module=f"nn.ELU({args})")
+        if t == "Threshold":
+            th = proto.threshold_param.threshold
+            return Emission([f"({{0}} > {num(th)}).to({{0}}.dtype)"])
+        if t == "Clip":
+            p = proto.clip_param
+            return Emission([f"torch.clamp({{0}}, min={num(p.min)}, max={num(p.max)})"])
+        if t == "Swish":
+            beta = proto.swish_param.beta
+            if beta == 1:
+                return Emission(["{m}({0})"], module="nn.SiLU()")
+            return Emission([f"{{0}} * torch.sigmoid({{0}} * {num(beta)})"])
+        if t == "SeLu":
+            p = proto.selu_param
+            lam, alpha = getattr(p, "lambda"), p.alpha
+            if np.float32(lam) == np.float32(1.050700987) and np.float32(alpha) == np.float32(1.67326324):
+                return Emission(["{m}({0})"], module="nn.SELU()")
+            return Emission([f"F.elu({{0}}, alpha={num(alpha)}) * {num(lam)}"])
+        if t == "Power":
+            p = proto.power_param
+            x = _scaled("{0}", p.scale, p.shift)
+            if p.power == 1:
+                return Emission([x]) if x != "{0}" else Emission([], alias=True)
+            return Emission([f"torch.pow({x}, {num(p.power)})"])
+        if t == "Exp":
+            # Caffe: base^(shift + scale * x) = base^shift * exp(ln(base) * scale * x)
+            p = proto.exp_param
+            ln_base = np.float32(1) if p.base == -1 else np.float32(math.log(p.base))
+            inner = np.float32(ln_base * np.float32(p.scale))
+            outer = np.float32(1) if p.shift == 0 else (
+                np.float32(math.exp(p.shift)) if p.base == -1 else np.float32(p.base**p.shift)
+            )
+            x = f"torch.exp({_scaled('{0}', inner, 0)})"
+            return Emission([x if outer == 1 else f"{x} * {num(outer)}"])
+        if t == "Log":
+            # Caffe: log_base(shift + scale * x) = ln(shift + scale * x) / ln(base)
+            p = proto.log_param
+            x = f"torch.log({_scaled('{0}', p.scale, p.shift)})"
+            if p.base != -1:
+                x = f"{x} * {num(np.float32(1) / np.float32(math.log(p.base)))}"
+            return Emission([x])
+        raise NotConvertible(f"layer type '{t}' has no PyTorch conversion yet")
 
 
 @register
@@ -64,3 +149,8 @@ class PReLU(Layer):
 
     def init_weights(self, inputs, rng):
         return [rng.uniform(0.05, 0.4, self.weight_shapes(inputs)[0]).astype(np.float32)]
+
+    def emit(self, ctx):
+        n = ctx.blobs[0].size
+        module = "nn.PReLU()" if self.channel_shared else f"nn.PReLU({n})"
+        return Emission(["{m}({0})"], module=module, state={"weight": ctx.blobs[0].reshape(n)})

@@ -6,7 +6,10 @@ An instance holds one layer's typed parameters (read from its ``*_param`` messag
 
 - ``infer(inputs)``: the output shapes from the input shapes, with Caffe's own arithmetic;
 - ``weight_shapes(inputs)``: the shapes of its learnable blobs, in Caffe's order;
-- ``init_weights(inputs, rng)``: seeded random blobs for ``synth-weights``.
+- ``init_weights(inputs, rng)``: seeded random blobs for ``synth-weights``;
+- ``emit(ctx)``: the PyTorch it becomes (see :class:`Emission`): the submodule declared in
+  ``__init__`` with the state_dict entries made from its Caffe blobs, and the expression(s)
+  of ``forward``. A family without ``emit`` is reported as not convertible.
 
 Shapes are tuples of ints. A dimension that is only known when the net runs (the number of
 detections, of region proposals) is ``DYNAMIC`` (-1); arithmetic helpers pass it through.
@@ -16,11 +19,15 @@ layer name.
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Sequence
 
 import numpy as np
 
 from ..errors import CaffeError
+
+if TYPE_CHECKING:
+    from ..graph import Node
 
 Shape = tuple[int, ...]
 DYNAMIC = -1
@@ -58,6 +65,96 @@ def four_d(shape: Sequence[int], what: str = "input") -> Sequence[int]:
     return shape
 
 
+# --------------------------------------------------------------------------------- emitting
+def num(value: float) -> str:
+    """A Caffe float (stored as float32) as Python source: the shortest text that gives the
+    same float32, so ``1e-5`` reads ``1e-05`` and not ``9.999999747378752e-06``."""
+    v = np.float32(value)
+    if not np.isfinite(v):
+        return 'float("nan")' if np.isnan(v) else ('float("inf")' if v > 0 else '-float("inf")')
+    if v == int(v) and abs(v) < 1e15:
+        return f"{int(v)}.0"
+    return str(v)
+
+
+def ints(values: Sequence[int]) -> str:
+    """A kernel/stride/pad argument: ``3`` when all equal, else ``(3, 5)``."""
+    values = [int(v) for v in values]
+    if len(set(values)) == 1:
+        return str(values[0])
+    return "(" + ", ".join(map(str, values)) + ")"
+
+
+def kwargs(*pairs: tuple[str, str | None]) -> str:
+    """``name=value`` pairs, skipping those whose value is None."""
+    return ", ".join(f"{k}={v}" for k, v in pairs if v is not None)
+
+
+HELPER_NAMES: set[str] = set()  # generated code must not shadow these
+
+
+@dataclass(frozen=True)
+class Helper:
+    """A function or class that generated code needs besides torch (defined in ``model.py``
+    above the model class, once, in order of first use)."""
+
+    name: str
+    source: str
+
+    def __post_init__(self) -> None:
+        HELPER_NAMES.add(self.name)
+
+
+@dataclass
+class EmitContext:
+    """What a layer knows when it emits code.
+
+    ``blobs`` are its Caffe blobs as float32 arrays in Caffe's order and in the shapes
+    ``weight_shapes`` gives (legacy 4-D shapes already reshaped). ``inplace`` says the layer
+    may overwrite its input (Caffe wrote the blob in place and nothing else still needs the
+    tensor). ``absorbed`` holds the nodes this layer folded in (``absorbs``) with their blobs.
+    """
+
+    node: "Node"
+    in_shapes: list[Shape]
+    out_shapes: list[Shape]
+    blobs: list[np.ndarray]
+    inplace: bool = False
+    absorbed: list[tuple["Node", list[np.ndarray]]] = field(default_factory=list)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.in_shapes[0]) if self.in_shapes else 0
+
+
+@dataclass
+class Emission:
+    """The PyTorch code of one layer.
+
+    - ``module``: the constructor of its submodule (``"nn.Conv2d(3, 64, kernel_size=3)"``), or
+      None for a layer that is plain tensor code ("functional" in ``layer_map``);
+    - ``state``: the submodule's state_dict entries (``{"weight": array, "bias": array}``);
+    - ``forward``: expressions run in order, each assigned to the output; ``{m}`` is the
+      submodule, ``{0}``, ``{1}``... the inputs (for the second and later expressions, ``{0}``
+      is the result of the one before). An expression for a layer with several tops gives a
+      tuple. An empty list means the outputs are the inputs (Split, identities).
+    - ``helpers``: definitions the expressions use;
+    - ``comment``: one line, where Caffe differs from what PyTorch's defaults would suggest;
+    - ``alias``: the output may share memory with input 0 (views, identities).
+    """
+
+    forward: list[str]
+    module: str | None = None
+    state: dict[str, np.ndarray] = field(default_factory=dict)
+    helpers: tuple[Helper, ...] = ()
+    comment: str = ""
+    alias: bool = False
+
+
+class NotConvertible(LayerError):
+    """The layer type is known but has no PyTorch form (yet), or these parameters have none."""
+
+
 class Layer:
     """Base class of layer families. Subclasses set the class attributes and override."""
 
@@ -66,6 +163,11 @@ class Layer:
     TOPS: ClassVar[tuple[int, int | None]] = (1, 1)
     SOURCE: ClassVar[bool] = False  # produces the net's inputs (Input, Data, ...)
     TRAINING_ONLY: ClassVar[bool] = False  # needs labels or only trains (losses, Accuracy)
+    # Its backward pass reads its own output (sigmoid, tanh, relu...), so a following layer
+    # must not overwrite that output in place.
+    SAVES_OUTPUT: ClassVar[bool] = False
+    # May overwrite its input when Caffe wrote the blob in place (ReLU and friends).
+    INPLACE: ClassVar[bool] = False
 
     def __init__(self, proto) -> None:
         self.proto = proto
@@ -106,6 +208,16 @@ class Layer:
     def describe(self) -> str:
         """A short summary of the parameters that matter, for tables."""
         return ""
+
+    def emit(self, ctx: EmitContext) -> Emission:
+        """The PyTorch code of this layer (see :class:`Emission`)."""
+        raise NotConvertible(f"layer type '{self.type}' has no PyTorch conversion yet")
+
+    def absorbs(self, node: "Node", next_node: "Node") -> bool:
+        """Whether this layer folds ``next_node`` (its output's only reader) into its own
+        module, as BatchNorm does with the Scale after it."""
+        return False
+
 
 
 class SameShape(Layer):

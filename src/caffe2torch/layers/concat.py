@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from . import register
-from .base import DYNAMIC, Layer, LayerError, canonical_axis, fmt_shape
+from .base import DYNAMIC, Emission, Layer, LayerError, canonical_axis, fmt_shape
 
 
 @register
@@ -35,6 +35,13 @@ class Concat(Layer):
         out = list(first)
         out[axis] = total
         return [tuple(out)]
+
+    def emit(self, ctx):
+        if self.n_bottoms == 1:
+            return Emission([], alias=True)
+        dim = canonical_axis(self.axis, ctx.ndim)
+        items = ", ".join(f"{{{i}}}" for i in range(self.n_bottoms))
+        return Emission([f"torch.cat([{items}], {dim})"])
 
 
 @register
@@ -79,6 +86,14 @@ class Slice(Layer):
             out.append(tuple(s))
         return out
 
+    def emit(self, ctx):
+        if self.n_tops == 1:
+            return Emission([], alias=True)
+        shape = ctx.in_shapes[0]
+        dim = canonical_axis(self.axis, len(shape))
+        sizes = self.sizes(shape[dim])
+        return Emission([f"torch.split({{0}}, {sizes}, dim={dim})"], alias=True)
+
 
 @register
 class Split(Layer):
@@ -87,6 +102,9 @@ class Split(Layer):
 
     def infer(self, inputs):
         return [inputs[0]] * self.n_tops
+
+    def emit(self, ctx):
+        return Emission([], alias=True)
 
 
 @register
@@ -99,3 +117,6 @@ class Silence(Layer):
 
     def infer(self, inputs):
         return []
+
+    def emit(self, ctx):
+        return Emission([])

@@ -12,7 +12,9 @@ import math
 import numpy as np
 
 from . import register
-from .base import DYNAMIC, Layer, LayerError, canonical_axis, fmt_shape
+from .base import (
+    DYNAMIC, Emission, Layer, LayerError, NotConvertible, canonical_axis, fmt_shape, ints, kwargs,
+)
 
 
 def _spatial(values, h_w, n: int, name: str, default: int | None) -> tuple[int, ...]:
@@ -162,3 +164,31 @@ class Convolution(Layer):
         if self.bias_term:
             blobs.append(rng.uniform(-0.1, 0.1, shapes[1]).astype(np.float32))
         return blobs
+
+    def emit(self, ctx):
+        shape = ctx.in_shapes[0]
+        axis, n, channels, group = self._setup(shape)
+        if axis != 1:
+            raise NotConvertible(f"convolution with axis {axis} (only axis 1, the channels)")
+        if n > 3:
+            raise NotConvertible(f"{n}-D convolution (PyTorch has 1-D to 3-D)")
+        kernel, stride, pad, dilation = self._geometry(n)
+        n_out = self.out_channels(shape)
+        groups = channels if self.depthwise else group
+        cls = f"nn.{'ConvTranspose' if self.deconv else 'Conv'}{n}d"
+        args = kwargs(
+            ("kernel_size", ints(kernel)),
+            ("stride", ints(stride) if any(x != 1 for x in stride) else None),
+            ("padding", ints(pad) if any(pad) else None),
+            ("dilation", ints(dilation) if any(x != 1 for x in dilation) else None),
+            ("groups", str(groups) if groups != 1 else None),
+            ("bias", None if self.bias_term else "False"),
+        )
+        state = {"weight": ctx.blobs[0]}
+        if self.bias_term:
+            state["bias"] = ctx.blobs[1]
+        if self.n_bottoms == 1:
+            forward = "{m}({0})"
+        else:  # one set of weights applied to each bottom
+            forward = "(" + ", ".join(f"{{m}}({{{i}}})" for i in range(self.n_bottoms)) + ")"
+        return Emission([forward], module=f"{cls}({channels}, {n_out}, {args})", state=state)

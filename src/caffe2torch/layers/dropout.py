@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from . import register
-from .base import LayerError, SameShape
+from .base import Emission, LayerError, SameShape, num
 
 
 @register
@@ -27,3 +27,23 @@ class Dropout(SameShape):
         if self.sample_at_test:
             s += ", sampled at test time"
         return s
+
+    def emit(self, ctx):
+        module = f"nn.Dropout(p={num(self.ratio)})"
+        if self.type == "SeLuDropout":
+            module = f"nn.AlphaDropout(p={num(self.ratio)})"
+        if not self.scale_train:
+            # Caffe's fork drops without rescaling while training and scales by 1 - ratio at
+            # test time; PyTorch's dropout times (1 - ratio) is the same in both modes.
+            keep = num(1 - float(self.ratio))
+            return Emission(
+                [f"{{m}}({{0}}) * {keep}"], module=module,
+                comment=f"Caffe (scale_train: false) scales by 1 - ratio = {keep} at test time",
+            )
+        comment = ""
+        if self.sample_at_test:
+            comment = (
+                "Caffe keeps this dropout on at test time (Monte Carlo sampling): "
+                "call .train() on it to do the same"
+            )
+        return Emission(["{m}({0})"], module=module, comment=comment, alias=True)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from . import register
-from .base import Layer, LayerError, fmt_shape
+from .base import Emission, Layer, LayerError, fmt_shape, num
 
 
 @register
@@ -32,6 +32,26 @@ class Eltwise(Layer):
                 raise LayerError(f"bottoms differ in shape: {fmt_shape(first)} vs {fmt_shape(other)}")
         return [first]
 
+    def emit(self, ctx):
+        n = self.n_bottoms
+        if self.operation == "prod":
+            return Emission([" * ".join(f"{{{i}}}" for i in range(n))])
+        if self.operation == "max":
+            expr = "{0}"
+            for i in range(1, n):
+                expr = f"torch.maximum({expr}, {{{i}}})"
+            return Emission([expr])
+        coeff = self.coeff or [1.0] * n
+        expr = ""
+        for i, c in enumerate(coeff):
+            c = float(c)
+            term = f"{{{i}}}" if abs(c) == 1 else f"{{{i}}} * {num(abs(c))}"
+            if i == 0:
+                expr = term if c >= 0 else f"-{term}"
+            else:
+                expr += f" + {term}" if c >= 0 else f" - {term}"
+        return Emission([expr])
+
 
 @register
 class Axpy(Layer):
@@ -47,3 +67,6 @@ class Axpy(Layer):
         if tuple(a[:2]) != tuple(x[:2]) or any(d != 1 for d in a[2:]):
             raise LayerError(f"scale {fmt_shape(a)} must be {fmt_shape((*x[:2], 1, 1))}")
         return [x]
+
+    def emit(self, ctx):
+        return Emission(["{0} * {1} + {2}"])

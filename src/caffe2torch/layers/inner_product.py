@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from . import register
-from .base import DYNAMIC, Layer, LayerError, canonical_axis, fmt_shape
+from .base import DYNAMIC, Emission, Layer, LayerError, canonical_axis, fmt_shape
 
 
 @register
@@ -50,6 +50,21 @@ class InnerProduct(Layer):
         if self.bias_term:
             blobs.append(rng.uniform(-0.1, 0.1, shapes[1]).astype(np.float32))
         return blobs
+
+    def emit(self, ctx):
+        shape = ctx.in_shapes[0]
+        axis, k = self._k(shape)
+        weight = ctx.blobs[0]
+        if self.transpose:  # Caffe stores K x N; nn.Linear wants N x K
+            weight = np.ascontiguousarray(weight.T)
+        state = {"weight": weight}
+        if self.bias_term:
+            state["bias"] = ctx.blobs[1]
+        bias = "" if self.bias_term else ", bias=False"
+        forward = ["{m}({0})"]
+        if len(shape) > axis + 1:  # Caffe flattens everything from axis on
+            forward.insert(0, f"torch.flatten({{0}}, {axis})")
+        return Emission(forward, module=f"nn.Linear({k}, {self.num_output}{bias})", state=state)
 
 
 @register

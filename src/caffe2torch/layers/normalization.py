@@ -6,7 +6,10 @@ import math
 import numpy as np
 
 from . import register
-from .base import Layer, LayerError, SameShape, fmt_shape
+from .base import Emission, Helper, Layer, LayerError, NotConvertible, SameShape, fmt_shape, num
+
+_BATCHNORM = {2: "BatchNorm1d", 3: "BatchNorm1d", 4: "BatchNorm2d", 5: "BatchNorm3d"}
+TORCH_BN_EPS = np.float32(1e-5)
 
 # A realistic BatchNorm moving-average scale factor: Caffe stores running sums divided by this
 # third blob, which approaches 1 / (1 - moving_average_fraction) = 1000 during training.
@@ -45,6 +48,58 @@ class BatchNorm(SameShape):
         var = rng.uniform(0.5, 2.0, c).astype(np.float32)
         f = MOVING_AVERAGE_FACTOR
         return [mean * f, var * f, np.array([f], np.float32)]
+
+    def absorbs(self, node, next_node):
+        """The Scale that follows a BatchNorm in nearly every Caffe net becomes its affine
+        part: one ``nn.BatchNorm2d`` as a hand-written model would have."""
+        from .scale import Scale
+
+        out = node.outputs[0]
+        op = next_node.op
+        return (
+            isinstance(op, Scale)
+            and op.n_bottoms == 1
+            and next_node.inputs[0] is out
+            and len(out.consumers) == 1
+            and len(out.shape) >= 2
+            and op._param_shape([out.shape], op.axis, op.num_axes) == (out.shape[1],)
+            and op.axis in (1, 1 - len(out.shape))
+        )
+
+    def emit(self, ctx):
+        shape = ctx.in_shapes[0]
+        if len(shape) not in _BATCHNORM:
+            raise NotConvertible(f"BatchNorm of a {len(shape)}-D input")
+        c = _channels(shape)
+        mean, var, factor = (b.reshape(-1) for b in ctx.blobs)
+        # Caffe stores running sums; it divides them by the factor (0 means "no statistics").
+        f = np.float32(factor[0])
+        scale = np.float32(0) if f == 0 else np.float32(1) / f
+        args = [str(c)]
+        if np.float32(self.eps) != TORCH_BN_EPS:
+            args.append(f"eps={num(self.eps)}")
+        state: dict[str, np.ndarray] = {}
+        comment = ""
+        if ctx.absorbed:
+            (scale_node, blobs), = ctx.absorbed
+            state["weight"] = blobs[0].reshape(-1)
+            state["bias"] = (
+                blobs[1].reshape(-1) if scale_node.op.bias_term else np.zeros(c, np.float32)
+            )
+        else:
+            args.append("affine=False")
+        if self.use_global_stats is False:
+            # Caffe normalises with the batch's own statistics even at test time.
+            args.append("track_running_stats=False")
+            comment = "Caffe uses batch statistics here at test time (use_global_stats: false)"
+        else:
+            state["running_mean"] = (mean * scale).astype(np.float32)
+            state["running_var"] = (var * scale).astype(np.float32)
+            state["num_batches_tracked"] = np.array(0, np.int64)
+        return Emission(
+            ["{m}({0})"], module=f"nn.{_BATCHNORM[len(shape)]}({', '.join(args)})", state=state,
+            comment=comment,
+        )
 
 
 @register
@@ -107,6 +162,37 @@ class LRN(SameShape):
             raise LayerError(f"needs a 4-D input, got {fmt_shape(inputs[0])}")
         return [inputs[0]]
 
+    def emit(self, ctx):
+        params = f"alpha={num(self.alpha)}, beta={num(self.beta)}"
+        if self.across_channels:
+            return Emission(
+                ["{m}({0})"],
+                module=f"nn.LocalResponseNorm({self.local_size}, {params}, k={num(self.k)})",
+            )
+        return Emission(
+            [f"lrn_within_channel({{0}}, {self.local_size}, {params})"], helpers=(LRN_WITHIN,)
+        )
+
+
+LRN_WITHIN = Helper("lrn_within_channel", '''
+def lrn_within_channel(x: Tensor, size: int, alpha: float, beta: float) -> Tensor:
+    """Caffe's LRN over a size x size window of each channel (norm_region: WITHIN_CHANNEL):
+    x / (1 + alpha * mean of x^2 over the window, zero-padded)^beta."""
+    mean_sq = F.avg_pool2d(x * x, size, stride=1, padding=(size - 1) // 2)
+    return x * (mean_sq * alpha + 1).pow(-beta)
+''')
+
+MVN_HELPER = Helper("mvn", '''
+def mvn(x: Tensor, across_channels: bool, normalize_variance: bool, eps: float) -> Tensor:
+    """Caffe's MVN: subtract the mean of each (sample, channel), or of each sample across
+    channels, and optionally divide by the standard deviation plus eps."""
+    dims = tuple(range(1 if across_channels else 2, x.dim()))
+    x = x - x.mean(dims, keepdim=True)
+    if normalize_variance:
+        x = x / (x.pow(2).mean(dims, keepdim=True).sqrt() + eps)
+    return x
+''')
+
 
 @register
 class MVN(SameShape):
@@ -117,6 +203,15 @@ class MVN(SameShape):
         p = proto.mvn_param
         self.normalize_variance, self.across_channels, self.eps = (
             p.normalize_variance, p.across_channels, p.eps,
+        )
+
+    def emit(self, ctx):
+        return Emission(
+            [
+                f"mvn({{0}}, across_channels={self.across_channels}, "
+                f"normalize_variance={self.normalize_variance}, eps={num(self.eps)})"
+            ],
+            helpers=(MVN_HELPER,),
         )
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 import math
 
 from . import register
-from .base import DYNAMIC, Layer, LayerError, fmt_shape, four_d
+from .base import (
+    DYNAMIC, Emission, Helper, Layer, LayerError, NotConvertible, fmt_shape, four_d, ints, kwargs,
+)
 
 
 def pooled_size(size: int, kernel: int, stride: int, pad: int, ceil: bool) -> int:
@@ -17,6 +19,45 @@ def pooled_size(size: int, kernel: int, stride: int, pad: int, ceil: bool) -> in
         # The last pooling window must start inside the image (or its top/left padding).
         out -= 1
     return out
+
+
+def torch_pooled_size(size: int, kernel: int, stride: int, pad: int, ceil: bool) -> int:
+    """PyTorch's output size for one axis: like Caffe's, but the last window must start inside
+    the input or its left padding even without padding (Caffe only checks that with pad > 0)."""
+    out = (size + 2 * pad - kernel + (stride - 1 if ceil else 0)) // stride + 1
+    if ceil and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+CAFFE_POOL2D = Helper("caffe_pool2d", '''
+def caffe_pool2d(
+    x: Tensor,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pad: tuple[int, int],
+    average: bool,
+    ceil_mode: bool = True,
+) -> Tensor:
+    """Caffe's pooling where PyTorch's pooling cannot express it (padding over half the kernel,
+    or a last window that starts past the input): explicit padding, Caffe's output size."""
+    size = []
+    for n, k, s, p in zip(x.shape[2:], kernel, stride, pad):
+        out = (n + 2 * p - k + (s - 1 if ceil_mode else 0)) // s + 1
+        if p and (out - 1) * s >= n + p:
+            out -= 1
+        size.append(out)
+    if average:
+        # Caffe divides by the window clipped to the zero-padded input, as PyTorch does here.
+        x = F.pad(x, (pad[1], pad[1], pad[0], pad[0]))
+        y = F.avg_pool2d(x, kernel, stride, ceil_mode=True)
+    else:
+        right = [max(0, (o - 1) * s + k - n - p) for o, s, k, n, p in zip(size, stride, kernel, x.shape[2:], pad)]
+        x = F.pad(x, (pad[1], right[1], pad[0], right[0]), value=-float("inf"))
+        y = F.max_pool2d(x, kernel, stride)
+    y = y[:, :, : size[0], : size[1]]
+    return F.pad(y, (0, size[1] - y.shape[3], 0, size[0] - y.shape[2]))
+''')
 
 
 @register
@@ -98,3 +139,39 @@ class Pooling(Layer):
                 raise LayerError(f"output size {o} is not positive (input {fmt_shape(shape)})")
             out.append(o)
         return [(n, c, *out)] * self.n_tops
+
+    def emit(self, ctx):
+        if self.method == 2:
+            raise NotConvertible("STOCHASTIC pooling has no PyTorch equivalent")
+        kind = "Max" if self.method == 0 else "Avg"
+        mask = self.n_tops == 2
+        if mask:
+            raise NotConvertible("the argmax mask top of MAX pooling (used by SegNet's Upsample)")
+        if self.global_pooling:
+            return Emission(["{m}({0})"], module=f"nn.Adaptive{kind}Pool2d(1)")
+        _, _, h, w = ctx.in_shapes[0]
+        k, s, p = self.kernel, self.stride, self.pad
+        native = all(2 * pp <= kk for pp, kk in zip(p, k)) and all(
+            torch_pooled_size(n, kk, ss, pp, self.ceil) == pooled_size(n, kk, ss, pp, self.ceil)
+            for n, kk, ss, pp in zip((h, w), k, s, p)
+        )
+        if native:
+            args = kwargs(
+                ("kernel_size", ints(k)),
+                ("stride", ints(s)),
+                ("padding", ints(p) if any(p) else None),
+                ("ceil_mode", "True" if self.ceil else None),
+            )
+            return Emission(["{m}({0})"], module=f"nn.{kind}Pool2d({args})")
+        average = "True" if self.method == 1 else "False"
+        ceil = "" if self.ceil else ", ceil_mode=False"
+        why = (
+            f"pad {fmt_shape(p)} is over half the kernel {fmt_shape(k)}"
+            if not all(2 * pp <= kk for pp, kk in zip(p, k))
+            else "its last window starts past the input"
+        )
+        return Emission(
+            [f"caffe_pool2d({{0}}, {tuple(k)}, {tuple(s)}, {tuple(p)}, average={average}{ceil})"],
+            helpers=(CAFFE_POOL2D,),
+            comment=f"Caffe pooling that PyTorch's cannot express: {why}",
+        )

@@ -5,7 +5,27 @@ from __future__ import annotations
 import math
 
 from . import register
-from .base import DYNAMIC, Layer, LayerError, SameShape, canonical_axis, fmt_shape
+from .base import DYNAMIC, Emission, Helper, Layer, LayerError, SameShape, canonical_axis, fmt_shape, num
+
+CHANNEL_SHUFFLE = Helper("channel_shuffle", '''
+def channel_shuffle(x: Tensor, groups: int) -> Tensor:
+    """ShuffleNet's channel shuffle: (N, groups * k, ...) -> (N, k * groups, ...)."""
+    n, c = x.shape[:2]
+    x = x.reshape(n, groups, c // groups, *x.shape[2:])
+    return x.transpose(1, 2).reshape(n, c, *x.shape[3:])
+''')
+
+CAFFE_ARGMAX = Helper("caffe_argmax", '''
+def caffe_argmax(x: Tensor, top_k: int, out_max_val: bool) -> Tensor:
+    """Caffe's ArgMax without an axis: the top_k positions over each sample's values, as
+    floats, shaped (N, 1, top_k, 1...), or (N, 2, top_k, 1...) with the values after them."""
+    values, indices = torch.topk(torch.flatten(x, 1), top_k, dim=1)
+    out = indices.to(x.dtype).unsqueeze(1)
+    if out_max_val:
+        out = torch.cat([out, values.unsqueeze(1)], 1)
+    return out.reshape(*out.shape, *[1] * (x.dim() - 3))
+''')
+
 
 
 @register
@@ -65,6 +85,23 @@ class Reshape(Layer):
             )
         return [tuple(out)]
 
+    def emit(self, ctx):
+        shape = ctx.in_shapes[0]
+        n = len(shape)
+        start = self.axis if self.axis >= 0 else n + self.axis + 1
+        end = n if self.num_axes == -1 else start + self.num_axes
+        # Dimensions Caffe copies from the input stay symbolic, so other batch sizes work.
+        dims = [f"{{0}}.shape[{i}]" for i in range(start)]
+        for i, d in enumerate(self.dims):
+            dims.append(f"{{0}}.shape[{start + i}]" if d == 0 else str(d))
+        if end < n:
+            dims.append(f"*{{0}}.shape[{end}:]")
+        if tuple(ctx.out_shapes[0]) == tuple(shape) and all(
+            d == f"{{0}}.shape[{i}]" for i, d in enumerate(dims)
+        ):
+            return Emission([], alias=True)
+        return Emission([f"{{0}}.reshape({', '.join(dims)})"], alias=True)
+
 
 @register
 class Flatten(Layer):
@@ -84,6 +121,13 @@ class Flatten(Layer):
         part = shape[a : e + 1]
         merged = DYNAMIC if DYNAMIC in part else math.prod(part)
         return [(*shape[:a], merged, *shape[e + 1 :])]
+
+    def emit(self, ctx):
+        n = ctx.ndim
+        a = canonical_axis(self.axis, n)
+        e = canonical_axis(self.end_axis, n, "end_axis")
+        end = "" if e == n - 1 else f", {e}"
+        return Emission([f"torch.flatten({{0}}, {a}{end})"], alias=True)
 
 
 @register
@@ -109,6 +153,12 @@ class Permute(Layer):
         (shape,) = inputs
         return [tuple(shape[i] for i in self.full_order(len(shape)))]
 
+    def emit(self, ctx):
+        order = self.full_order(ctx.ndim)
+        if order == sorted(order):
+            return Emission([], alias=True)
+        return Emission([f"{{0}}.permute({', '.join(map(str, order))})"], alias=True)
+
 
 @register
 class ShuffleChannel(SameShape):
@@ -129,6 +179,9 @@ class ShuffleChannel(SameShape):
             raise LayerError(f"channels of {fmt_shape(shape)} are not divisible by group {self.group}")
         return [shape]
 
+    def emit(self, ctx):
+        return Emission([f"channel_shuffle({{0}}, {self.group})"], helpers=(CHANNEL_SHUFFLE,))
+
 
 @register
 class Tile(Layer):
@@ -147,6 +200,12 @@ class Tile(Layer):
         out = list(shape)
         out[a] = DYNAMIC if shape[a] == DYNAMIC else shape[a] * self.tiles
         return [tuple(out)]
+
+    def emit(self, ctx):
+        a = canonical_axis(self.axis, ctx.ndim)
+        reps = ["1"] * ctx.ndim
+        reps[a] = str(self.tiles)
+        return Emission([f"{{0}}.repeat({', '.join(reps)})"])
 
 
 @register
@@ -189,6 +248,17 @@ class Crop(Layer):
             out.append(ref[i])
         return [tuple(out)]
 
+    def emit(self, ctx):
+        n = ctx.ndim
+        a = canonical_axis(self.axis, n)
+        index = [":"] * a
+        for i, off in zip(range(a, n), self.offsets(n)):
+            # The crop size follows bottom 1 at run time, so other input sizes work (FCN).
+            index.append(f"{off}:{off} + {{1}}.shape[{i}]" if off else f":{{1}}.shape[{i}]")
+        while index and index[-1] == ":":
+            index.pop()
+        return Emission([f"{{0}}[{', '.join(index)}]"], alias=True)
+
 
 @register
 class Reduction(Layer):
@@ -203,6 +273,19 @@ class Reduction(Layer):
     def infer(self, inputs):
         (shape,) = inputs
         return [tuple(shape[: canonical_axis(self.axis, len(shape))])]
+
+    def emit(self, ctx):
+        a = canonical_axis(self.axis, ctx.ndim)
+        x = f"torch.flatten({{0}}, {a})" if a < ctx.ndim - 1 else "{0}"
+        expr = {
+            "sum": f"{x}.sum(-1)",
+            "asum": f"{x}.abs().sum(-1)",
+            "sumsq": f"{x}.pow(2).sum(-1)",
+            "mean": f"{x}.mean(-1)",
+        }[self.operation]
+        if self.coeff != 1:
+            expr += f" * {num(self.coeff)}"
+        return Emission([expr])
 
 
 @register
@@ -232,3 +315,13 @@ class ArgMax(Layer):
         out = list(shape)
         out[a] = self.top_k
         return [tuple(out)]
+
+    def emit(self, ctx):
+        if self.axis is None:
+            return Emission(
+                [f"caffe_argmax({{0}}, {self.top_k}, out_max_val={self.out_max_val})"],
+                helpers=(CAFFE_ARGMAX,),
+            )
+        a = canonical_axis(self.axis, ctx.ndim)
+        part = "values" if self.out_max_val else "indices.to({0}.dtype)"
+        return Emission([f"torch.topk({{0}}, {self.top_k}, dim={a}).{part}"])

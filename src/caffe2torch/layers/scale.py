@@ -4,7 +4,35 @@ from __future__ import annotations
 import numpy as np
 
 from . import register
-from .base import Layer, LayerError, canonical_axis, fmt_shape
+from .base import Emission, Helper, Layer, LayerError, canonical_axis, fmt_shape
+
+SCALE = Helper("Scale", '''
+class Scale(nn.Module):
+    """Caffe's Scale layer: a learned per-channel (or per-element) factor, and optionally a
+    bias, stored in the shape that broadcasts against the input."""
+
+    def __init__(self, shape: tuple[int, ...], bias: bool = True) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(shape))
+        self.bias = nn.Parameter(torch.zeros(shape)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x * self.weight
+        return x if self.bias is None else x + self.bias
+''')
+
+BIAS = Helper("Bias", '''
+class Bias(nn.Module):
+    """Caffe's Bias layer: a learned offset stored in the shape that broadcasts against the
+    input."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(shape))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.bias
+''')
 
 
 class _Broadcast(Layer):
@@ -40,6 +68,24 @@ class _Broadcast(Layer):
         self._param_shape(inputs, *self._axes())
         return [inputs[0]]
 
+    def _broadcast(self, inputs) -> tuple[tuple[int, ...], int]:
+        """The parameter's shape made to broadcast against bottom 0, and how many trailing
+        axes of size 1 that took."""
+        shape = inputs[0]
+        axis, num_axes = self._axes()
+        p = self._param_shape(inputs, axis, num_axes)
+        if len(p) == 0:
+            return (), 0
+        a = canonical_axis(axis, len(shape))
+        trailing = len(shape) - a - len(p)
+        return tuple(p) + (1,) * trailing, trailing
+
+    def _from_bottom(self, ctx) -> str:
+        """Bottom 0 combined with bottom 1, broadcast from ``axis``."""
+        _, trailing = self._broadcast(ctx.in_shapes)
+        other = "{1}" + ("[" + ", ".join(["...", *["None"] * trailing]) + "]" if trailing else "")
+        return other
+
 
 @register
 class Scale(_Broadcast):
@@ -73,6 +119,22 @@ class Scale(_Broadcast):
             blobs.append(rng.normal(0.0, 0.1, shapes[-1]).astype(np.float32))
         return blobs
 
+    def emit(self, ctx):
+        bshape, _ = self._broadcast(ctx.in_shapes)
+        if self.n_bottoms == 2:
+            product = f"{{0}} * {self._from_bottom(ctx)}"
+            if not self.bias_term:
+                return Emission([product])
+            return Emission(
+                [f"{{m}}({product})"], module=f"Bias({bshape})", helpers=(BIAS,),
+                state={"bias": ctx.blobs[0].reshape(bshape)},
+            )
+        state = {"weight": ctx.blobs[0].reshape(bshape)}
+        if self.bias_term:
+            state["bias"] = ctx.blobs[1].reshape(bshape)
+        bias = "" if self.bias_term else ", bias=False"
+        return Emission(["{m}({0})"], module=f"Scale({bshape}{bias})", helpers=(SCALE,), state=state)
+
 
 @register
 class Bias(_Broadcast):
@@ -93,3 +155,12 @@ class Bias(_Broadcast):
 
     def init_weights(self, inputs, rng):
         return [rng.normal(0.0, 0.1, s).astype(np.float32) for s in self.weight_shapes(inputs)]
+
+    def emit(self, ctx):
+        if self.n_bottoms == 2:
+            return Emission([f"{{0}} + {self._from_bottom(ctx)}"])
+        bshape, _ = self._broadcast(ctx.in_shapes)
+        return Emission(
+            ["{m}({0})"], module=f"Bias({bshape})", helpers=(BIAS,),
+            state={"bias": ctx.blobs[0].reshape(bshape)},
+        )

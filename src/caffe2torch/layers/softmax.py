@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from . import register
-from .base import SameShape, canonical_axis
+from .base import Emission, SameShape, canonical_axis
 
 
 @register
 class Softmax(SameShape):
     TYPES = ("Softmax",)
+    SAVES_OUTPUT = True
 
     def __init__(self, proto):
         super().__init__(proto)
@@ -19,3 +20,7 @@ class Softmax(SameShape):
     def infer(self, inputs):
         canonical_axis(self.axis, len(inputs[0]))
         return [inputs[0]]
+
+    def emit(self, ctx):
+        dim = canonical_axis(self.axis, ctx.ndim)
+        return Emission(["{m}({0})"], module=f"nn.Softmax(dim={dim})")

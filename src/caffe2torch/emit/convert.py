@@ -1,0 +1,322 @@
+"""Convert a Caffe net to a PyTorch model folder: ``model.py``, weights, ``conversion.json``.
+
+:func:`convert` reads the net and its weights (or makes seeded random ones), keeps the layers
+the chosen outputs need, and generates the code and state_dict. Nothing is written until
+:meth:`Conversion.write`, which writes into a temporary folder beside the destination and
+renames it at the end, so a failed run leaves no half-written output. The same inputs give
+byte-identical files: no timestamps, no absolute paths, fixed ordering.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import types
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .. import __version__
+from ..caffe.caffemodel import read_caffemodel
+from ..caffe.prototxt import NetText, read_prototxt
+from ..errors import CaffeError, PrototxtError, UnsupportedLayerError, WeightsError, reading
+from ..graph import PHASES, Graph, Shape, Value, build_graph, check_weights, layer_included
+from ..layers import fmt_shape, layer_class
+from ..synth import synth_blobs
+from .codegen import Generated, generate, needed_nodes
+from .names import class_name as make_class_name
+from .names import is_identifier, safe_text
+
+MANIFEST = "conversion.json"
+MODEL_FILE = "model.py"
+WEIGHT_FILES = {"pth": "model.pth", "safetensors": "model.safetensors"}
+
+
+class OutputError(CaffeError):
+    """The output folder cannot be written as asked."""
+
+
+@dataclass
+class Conversion:
+    """A converted net, in memory."""
+
+    graph: Graph
+    outputs: list[Value]
+    generated: Generated
+    sources: dict
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def class_name(self) -> str:
+        return self.generated.class_name
+
+    @property
+    def code(self) -> str:
+        return self.generated.code
+
+    def state_dict(self) -> dict:
+        """The weights as torch tensors (sharing memory with the arrays where possible)."""
+        import torch
+
+        out = {}
+        seen: set[int] = set()
+        with warnings.catch_warnings():
+            # Blobs read from a caffemodel are read-only views of the file; nothing writes them.
+            warnings.simplefilter("ignore", UserWarning)
+            for key, arr in self.generated.state.items():
+                # Every entry gets memory of its own (safetensors refuses shared tensors).
+                arr = arr.copy() if id(arr) in seen else np.ascontiguousarray(arr)
+                seen.add(id(arr))
+                out[key] = torch.from_numpy(arr)
+        return out
+
+    def manifest(self, weights_format: str = "pth") -> dict:
+        import torch
+
+        return {
+            "format": "caffe2torch-conversion/1",
+            "class_name": self.class_name,
+            "model_file": MODEL_FILE,
+            "weights_file": WEIGHT_FILES[weights_format],
+            "inputs": [{"name": v.name, "shape": list(v.shape)} for v in self.graph.inputs],
+            "outputs": [{"name": v.name, "shape": list(v.shape)} for v in self.outputs],
+            "layer_map": self.generated.layer_map,
+            "sources": self.sources,
+            "notes": self.notes + self.generated.notes,
+            "versions": {
+                "caffe2torch": __version__,
+                "torch": torch.__version__,
+                "numpy": np.__version__,
+                "python": platform.python_version(),
+            },
+        }
+
+    def module(self):
+        """The model as a live ``nn.Module`` in eval mode, weights loaded (for tests and
+        verification; users load the written folder with :func:`load_converted`)."""
+        mod = types.ModuleType(f"caffe2torch_model_{self.class_name}")
+        exec(compile(self.code, f"<{MODEL_FILE} of {self.class_name}>", "exec"), mod.__dict__)
+        model = getattr(mod, self.class_name)()
+        model.load_state_dict(self.state_dict())
+        return model.eval()
+
+    def write(self, outdir: str | Path, *, weights_format: str = "pth", overwrite: bool = False) -> Path:
+        """Write the folder atomically: a temporary folder beside ``outdir``, renamed at the end."""
+        if weights_format not in WEIGHT_FILES:
+            raise OutputError(f"unknown weights format '{weights_format}': pth or safetensors")
+        outdir = Path(outdir)
+        if outdir.exists() and not outdir.is_dir():
+            raise OutputError("exists and is not a folder", file=outdir)
+        if outdir.is_dir() and any(outdir.iterdir()) and not overwrite:
+            raise OutputError("the folder exists and is not empty: pass --overwrite to replace it", file=outdir)
+        parent = outdir.absolute().parent
+        if not parent.is_dir():
+            raise OutputError("the folder to write into does not exist", file=parent)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".tmp", dir=parent))
+        try:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o777 & ~umask)
+            (tmp / MODEL_FILE).write_text(self.code, encoding="utf-8")
+            _save_weights(self.state_dict(), tmp / WEIGHT_FILES[weights_format], weights_format)
+            text = json.dumps(self.manifest(weights_format), indent=2) + "\n"
+            (tmp / MANIFEST).write_text(text, encoding="utf-8")
+            old = None
+            if outdir.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".old", dir=parent))
+                os.rename(outdir, old / "x")
+            os.rename(tmp, outdir)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return outdir
+
+
+def _save_weights(state: dict, path: Path, weights_format: str) -> None:
+    if weights_format == "safetensors":
+        try:
+            from safetensors.torch import save_file
+        except ImportError:
+            raise OutputError("--format safetensors needs the safetensors package: pip install safetensors") from None
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+        return
+    import torch
+
+    torch.save(state, path)
+
+
+def load_converted(outdir: str | Path):
+    """Import ``model.py`` of a converted folder, build the model and load its weights
+    (``weights_only``); returns it in eval mode."""
+    import importlib.util
+
+    import torch
+
+    outdir = Path(outdir)
+    manifest_path = outdir / MANIFEST
+    with reading(manifest_path, OutputError, "a converted model folder"):
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    name = f"caffe2torch_model_{abs(hash(str(outdir.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, outdir / manifest["model_file"])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    model = getattr(module, manifest["class_name"])()
+    weights = outdir / manifest["weights_file"]
+    if weights.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(weights))
+    else:
+        state = torch.load(weights, weights_only=True)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+# ------------------------------------------------------------------------------- convert
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def check_types(text: NetText, phase: str, stages: Iterable[str]) -> None:
+    """Before building anything: every layer of unknown type, or Python layer, at once."""
+    net = text.net
+    stage_set = set(net.state.stage) | set(stages)
+    bad = []
+    for i, layer in enumerate(net.layer):
+        if not layer_included(layer, PHASES[phase], net.state.level, stage_set):
+            continue
+        if layer.type and layer_class(layer.type) is None:
+            bad.append(f"'{layer.name}' ({layer.type}, line {text.line_of(i)}): unknown layer type")
+        elif layer.type == "Python" and len(layer.bottom):
+            p = layer.python_param
+            bad.append(
+                f"'{layer.name}' (Python {safe_text(p.module)}.{safe_text(p.layer)}): a Python "
+                "layer's code is never imported or run"
+            )
+    if len(bad) > 1:
+        raise UnsupportedLayerError(
+            f"{len(bad)} layers cannot be converted: " + "; ".join(bad), file=text.path
+        )
+
+
+def select_outputs(graph: Graph, names: Sequence[str] | None) -> list[Value]:
+    """The blobs to return: the named ones (their final value, as Caffe's ``net.blobs``
+    holds them), or those no layer reads."""
+    if not names:
+        if not graph.outputs:
+            raise PrototxtError("the net has no outputs (every blob is read by a layer)", file=graph.path)
+        return list(graph.outputs)
+    final: dict[str, Value] = {}
+    for node in graph.nodes:
+        for v in node.outputs:
+            final[v.name] = v
+    out = []
+    for name in names:
+        if name not in final:
+            blobs = ", ".join(list(final)[-12:])
+            raise PrototxtError(
+                f"--outputs names '{name}', which is not a blob of the net (its last blobs: {blobs})",
+                file=graph.path,
+            )
+        if final[name] in out:
+            raise PrototxtError(f"--outputs names '{name}' twice", file=graph.path)
+        out.append(final[name])
+    return out
+
+
+def convert(
+    prototxt: str | Path,
+    weights: str | Path | None = None,
+    *,
+    random_weights: bool = False,
+    seed: int = 0,
+    input_shapes: Mapping[str | None, Shape] | None = None,
+    outputs: Sequence[str] | None = None,
+    class_name: str | None = None,
+    phase: str = "test",
+    stages: Iterable[str] = (),
+) -> Conversion:
+    """Convert ``prototxt`` (+ ``weights``, or seeded random weights) in memory."""
+    prototxt = Path(prototxt)
+    stages = list(stages)
+    text = read_prototxt(prototxt)
+    check_types(text, phase, stages)
+    graph = build_graph(text, phase=phase, stages=stages, input_shapes=input_shapes)
+    outs = select_outputs(graph, outputs)
+    needed = needed_nodes(graph, outs)
+    notes = list(graph.notes)
+    dropped = [n.id for n in graph.layers if n not in needed]
+    if outputs and dropped:
+        notes.append(f"{len(dropped)} layer(s) not needed for the outputs are left out: " + ", ".join(dropped))
+
+    sources: dict = {"prototxt": {"file": prototxt.name, "sha256": _sha256(prototxt)}}
+    learnable = any(n.weight_shapes for n in needed)
+    if weights is not None and random_weights:
+        raise CaffeError("give either a weights file or --random-weights, not both", file=weights)
+    if weights is not None:
+        weights = Path(weights)
+        w = read_caffemodel(weights)
+        check = check_weights(graph, w)
+        notes.extend(check.notes)
+        blobs = {}
+        for node in graph.nodes:
+            if node.id in check.matched:
+                blobs[node.id] = [
+                    np.asarray(b.data, np.float32).reshape(s)
+                    for b, s in zip(check.matched[node.id], node.weight_shapes)
+                ]
+        sources["weights"] = {"file": weights.name, "sha256": _sha256(weights), "format": w.format}
+    elif random_weights:
+        blobs = synth_blobs(graph, seed)
+        sources["weights"] = {"random": True, "seed": seed}
+    elif learnable:
+        raise WeightsError(
+            "no weights given: pass the .caffemodel, or --random-weights to convert the "
+            "architecture with seeded random weights",
+            file=prototxt,
+        )
+    else:
+        blobs = {}
+        sources["weights"] = None
+
+    cls = class_name or make_class_name(graph.name)
+    if not is_identifier(cls):
+        raise CaffeError(f"--class-name '{safe_text(cls)}' is not a Python identifier")
+    generated = generate(graph, outs, blobs, class_name=cls, header=_header(graph, outs, sources, cls))
+    return Conversion(graph, outs, generated, sources, notes)
+
+
+def _header(graph: Graph, outputs: list[Value], sources: dict, cls: str) -> list[str]:
+    src = sources["prototxt"]
+    lines = [
+        f"{safe_text(graph.name)}, converted from Caffe by caffe2torch {__version__}.",
+        f"Net: {safe_text(src['file'])} (sha256 {src['sha256'][:16]})",
+    ]
+    w = sources.get("weights")
+    if w and w.get("random"):
+        lines.append(f"Weights: seeded random (seed {w['seed']}), for testing the architecture")
+    elif w:
+        lines.append(f"Weights: {safe_text(w['file'])} (sha256 {w['sha256'][:16]})")
+    ins = ", ".join(f"{safe_text(v.name)} {fmt_shape(v.shape)}" for v in graph.inputs)
+    outs = ", ".join(f"{safe_text(v.name)} {fmt_shape(v.shape)}" for v in outputs)
+    lines += [
+        f"Inputs: {ins} (the blobs the Caffe net reads, after its data layer)",
+        f"Outputs: {outs}",
+        "",
+        f"    model = {cls}()",
+        '    model.load_state_dict(torch.load("model.pth", weights_only=True))'
+        "  # or safetensors.torch.load_file",
+        "    model.eval()",
+    ]
+    return lines
