@@ -25,6 +25,7 @@ app = typer.Typer(
         "Reads all three prototxt generations (V0, V1, V2), binary and HDF5 weights, without "
         "PyCaffe or MMdnn.\n\n"
         "[bold]Examples[/bold]\n\n"
+        "  caffe2torch convert deploy.prototxt weights.caffemodel -o out\n\n"
         "  caffe2torch inspect deploy.prototxt\n\n"
         "  caffe2torch inspect deploy.prototxt weights.caffemodel --json\n\n"
         "  caffe2torch inspect train_val.prototxt --input-shape data=1,3,227,227\n\n"
@@ -184,6 +185,83 @@ def synth_weights(
         f"wrote {escape(str(output))}: {layers} learnable layers, {values:,} values, "
         f"{size / 2**20:.1f} MiB (seed {seed})"
     )
+
+
+@app.command()
+def convert(
+    prototxt: Annotated[Path, typer.Argument(help="The net (.prototxt), any format version.")],
+    weights: Annotated[
+        Optional[Path],
+        typer.Argument(help="Trained weights (.caffemodel or .caffemodel.h5)."),
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The folder to write (created; must be empty).")
+    ] = Path("converted"),
+    input_shape: InputShape = None,
+    outputs: Annotated[
+        Optional[str],
+        typer.Option(
+            "--outputs",
+            metavar="BLOB,BLOB",
+            help="Blobs to return (e.g. fc7 for features); layers they do not need are left "
+            "out. Default: the blobs no layer reads.",
+        ),
+    ] = None,
+    class_name: Annotated[
+        Optional[str], typer.Option("--class-name", help="Name of the model class (default: the net's name).")
+    ] = None,
+    weights_format: Annotated[
+        str, typer.Option("--format", help="Weights file: pth (torch.save) or safetensors.")
+    ] = "pth",
+    random_weights: Annotated[
+        bool,
+        typer.Option("--random-weights", help="Seeded random weights instead of a .caffemodel (to test an architecture)."),
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for --random-weights.")] = 0,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the output folder if it is not empty.")
+    ] = False,
+    phase: Phase = "test",
+    stage: Stage = None,
+) -> None:
+    """Convert a Caffe net to a PyTorch folder: model.py, model.pth, conversion.json.
+
+    model.py is one readable nn.Module class that imports only torch; model.pth is a plain
+    state_dict (torch.load(..., weights_only=True)); conversion.json records inputs, outputs,
+    which Caffe layer became which attribute, and the sources' sha256. Nothing is written
+    unless the whole conversion succeeds.
+
+    [bold]Examples[/bold]
+
+      caffe2torch convert deploy.prototxt bvlc_googlenet.caffemodel -o googlenet
+
+      caffe2torch convert VGG16_deploy.prototxt vgg16.caffemodel -o vgg16_fc7 --outputs fc7
+
+      caffe2torch convert ResNet-50-deploy.prototxt --random-weights -o resnet50 --format safetensors
+    """
+    from ..emit import convert as run_convert
+    from ..graph import parse_input_shapes
+
+    if weights_format not in ("pth", "safetensors"):
+        raise typer.BadParameter("must be 'pth' or 'safetensors'", param_hint="--format")
+    if phase not in ("test", "train"):
+        raise typer.BadParameter("must be 'test' or 'train'", param_hint="--phase")
+    with _reported():
+        conversion = run_convert(
+            prototxt,
+            weights,
+            random_weights=random_weights,
+            seed=seed,
+            input_shapes=parse_input_shapes(input_shape or []),
+            outputs=[o.strip() for o in outputs.split(",") if o.strip()] if outputs else None,
+            class_name=class_name,
+            phase=phase,
+            stages=stage or (),
+        )
+        folder = conversion.write(output, weights_format=weights_format, overwrite=overwrite)
+    from .render import render_conversion
+
+    render_conversion(out, conversion, folder, weights_format)
 
 
 def main() -> None:

@@ -66,3 +66,35 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
         )
     for note in s["notes"]:
         console.print(f"[yellow]note:[/yellow] {escape(note)}")
+
+
+def render_conversion(console: Console, conversion, folder, weights_format: str) -> None:
+    from ..emit.convert import MANIFEST, MODEL_FILE, WEIGHT_FILES
+
+    state = conversion.generated.state
+    params = sum(a.size for a in state.values())
+    layer_map = conversion.generated.layer_map
+    modules = len({v for v in layer_map.values() if v not in ("functional", "input", "dropped")})
+    weights = folder / WEIGHT_FILES[weights_format]
+    lines = conversion.code.count("\n")
+    console.print(
+        f"[green]converted[/green] {escape(conversion.graph.name)} → {escape(str(folder))}/"
+    )
+    console.print(
+        f"  {MODEL_FILE}: class [bold]{escape(conversion.class_name)}[/bold], "
+        f"{modules} submodules, {lines} lines"
+    )
+    console.print(
+        f"  {weights.name}: {len(state)} tensors, {params:,} values, "
+        f"{weights.stat().st_size / 2**20:.1f} MiB"
+    )
+    console.print(f"  {MANIFEST}: layer map, inputs, outputs, sources (sha256)")
+    console.print(
+        "inputs:  "
+        + ", ".join(f"{escape(v.name)} {_shape(v.shape)}" for v in conversion.graph.inputs)
+    )
+    console.print(
+        "outputs: " + ", ".join(f"{escape(v.name)} {_shape(v.shape)}" for v in conversion.outputs)
+    )
+    for note in conversion.notes + conversion.generated.notes:
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")

@@ -289,12 +289,9 @@ def generate(
             file=graph.path,
         )
 
-    for node in graph.nodes:
-        if node.is_source:
-            for v in node.outputs:
-                layer_map.setdefault(node.id, "input")
-        elif node.id not in layer_map:
-            layer_map[node.id] = "dropped"
+    layer_map = {
+        n.id: "input" if n.is_source else layer_map.get(n.id, "dropped") for n in graph.nodes
+    }
 
     results = [fwd.var[id(v)] for v in outputs]
     body.append("return " + ", ".join(results))

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -126,7 +127,7 @@ class Conversion:
             os.chmod(tmp, 0o777 & ~umask)
             (tmp / MODEL_FILE).write_text(self.code, encoding="utf-8")
             _save_weights(self.state_dict(), tmp / WEIGHT_FILES[weights_format], weights_format)
-            text = json.dumps(self.manifest(weights_format), indent=2) + "\n"
+            text = dump_json(self.manifest(weights_format))
             (tmp / MANIFEST).write_text(text, encoding="utf-8")
             old = None
             if outdir.exists():
@@ -139,6 +140,12 @@ class Conversion:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return outdir
+
+
+def dump_json(data) -> str:
+    """Indented JSON with lists of numbers (shapes) kept on one line."""
+    text = json.dumps(data, indent=2)
+    return re.sub(r"\[\s+([-0-9.e, \n]+?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text) + "\n"
 
 
 def _save_weights(state: dict, path: Path, weights_format: str) -> None:
