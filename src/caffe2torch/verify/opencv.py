@@ -14,8 +14,11 @@ OpenCV needs it, with the semantics unchanged:
 - Pooling's ``round_mode: FLOOR`` (BVLC), which OpenCV ignores, becomes ``ceil_mode: false``
   (the older fork field it reads).
 
-A known difference remains (the tests compare that layer with Caffe's formula instead):
-OpenCV's MVN adds ``eps`` to the variance where Caffe adds it to the standard deviation.
+Known differences remain; for these the tests compare with Caffe's formula instead: OpenCV's
+MVN adds ``eps`` to the variance (Caffe: to the standard deviation); it ignores LRN's ``k``,
+Log's ``base``/``scale``/``shift``, InnerProduct's ``transpose``, Deconvolution's
+``dilation`` and Slice's ``slice_dim``; it cannot concatenate along the batch axis or slice
+into equal parts without slice points.
 """
 from __future__ import annotations
 

@@ -44,8 +44,8 @@ class Comparison:
 
 
 def compare(y: np.ndarray, ref: np.ndarray, blob: str, layer: str, **tol) -> Comparison:
-    y = np.asarray(y, np.float64)
-    ref = np.asarray(ref, np.float64)
+    y = np.atleast_1d(np.asarray(y, np.float64))
+    ref = np.atleast_1d(np.asarray(ref, np.float64))
     if y.shape != ref.shape:
         if y.size == ref.size:  # OpenCV drops trailing 1s of some shapes
             ref = ref.reshape(y.shape)
