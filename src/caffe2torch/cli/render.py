@@ -69,7 +69,7 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
 
 
 def render_conversion(console: Console, conversion, folder, weights_format: str) -> None:
-    from ..emit.convert import MANIFEST, MODEL_FILE, WEIGHT_FILES
+    from ..emit.conversion import MANIFEST, MODEL_FILE, WEIGHT_FILES
 
     state = conversion.generated.state
     params = sum(a.size for a in state.values())
@@ -78,7 +78,8 @@ def render_conversion(console: Console, conversion, folder, weights_format: str)
     weights = folder / WEIGHT_FILES[weights_format]
     lines = conversion.code.count("\n")
     console.print(
-        f"[green]converted[/green] {escape(conversion.graph.name)} → {escape(str(folder))}/"
+        f"[green]converted[/green] {escape(conversion.graph.path.name)} "
+        f"({escape(conversion.graph.name)}) → {escape(str(folder))}/"
     )
     console.print(
         f"  {MODEL_FILE}: class [bold]{escape(conversion.class_name)}[/bold], "

@@ -1,0 +1,530 @@
+#!/usr/bin/env python3
+"""Benchmark: does the converted VGG16 run as lean and as fast as a hand-written one (CPU)?
+
+Three models, all with the same weights, on one seeded input batch (default 8x3x224x224):
+
+- ``converted``: ``convert(VGG16, random_weights=True)`` written with ``.write()`` and loaded
+  back with ``load_converted``, so it is the real generated ``model.py`` and ``model.pth``;
+- ``hand-written``: the torchvision-style ``nn.Sequential`` below (Conv2d 3x3 pad 1 +
+  ReLU(inplace=True), MaxPool2d(2, 2), Flatten, Linear/ReLU/Dropout, Softmax), its state
+  copied from ``model.pth`` by position, shapes checked. This is the baseline;
+- ``keep-alive (emulated)``: a class generated in this script in the style of MMdnn's
+  ``KitModel``: every intermediate has its own local name and lives until ``return``
+  (``F.pad`` before each convolution, out-of-place ``F.relu``, ``F.max_pool2d``, in-place
+  ``F.dropout``, ``F.softmax``). It is an EMULATION of that code style, not MMdnn's output:
+  no MMdnn engine exists in this project yet. It shows what "no dead tensors" is worth.
+
+Before measuring, one child checks that the three give the same output (``allclose``), so
+the comparison is between equal computations. Every measurement then runs in a child process
+of its own, with ``torch.set_num_threads`` fixed and under ``torch.no_grad()``:
+
+- activation memory: after loading the model, making the input and one warm-up forward, the
+  child resets its peak RSS (writes ``5`` to ``/proc/self/clear_refs``, then checks that
+  ``VmHWM`` dropped to ``VmRSS``), reads ``VmRSS`` as the baseline, runs one forward and reads
+  ``VmHWM``: activation memory = peak - baseline. If the kernel refuses the reset, a thread
+  samples ``VmRSS`` every millisecond during the forward instead; the result then says
+  ``"sampled"`` (such a reading can miss short peaks);
+- forward time: ``--forwards`` passes (after the warm-up and the memory pass), each timed.
+
+Variants are interleaved round-robin over ``--rounds`` rounds, a new process per variant per
+round, and the order rotates each round (A B C, B C A, C A B). Separate processes, rather
+than alternating models inside one, keep each variant's reading clean: a fresh allocator and
+oneDNN primitive cache, no other model's weights in the cache or in the RSS, and a peak that
+only this model's forward can have set. Round-robin spreads slow drift on the machine
+(frequency, other tenants) over every variant alike. Reported: the median activation memory
+over rounds, the median of all timed forwards of a variant, and their ratios to the
+hand-written baseline measured in the same run (targets for ``converted``: both within 1.05x).
+
+Caveats: RSS counts pages touched, so it includes the allocator's and oneDNN's scratch
+buffers, not only the tensors; a tensor freed to glibc below its mmap threshold may stay
+resident (VGG's activations are tens of MiB, far above it). Times are whole-batch CPU
+forwards on this machine: compare the ratios, not the absolute figures. The ``ideal`` line is
+arithmetic: the largest input + output of one layer (what any model that holds nothing else
+needs), and the sum of all intermediates (what keeping everything alive costs).
+
+    .venv/bin/python benchmarks/vgg16_forward.py [--rounds 3] [--forwards 5] [--threads 2]
+                                                  [--batch 8] [--workdir DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from read_caffemodel import VGG16_PARAMS, VGG16_PROTOTXT  # noqa: E402
+
+TARGET_RATIO = 1.05  # converted / hand-written, for activation memory and for forward time
+RESULTS = Path(__file__).resolve().parent / "results" / "vgg16_forward.json"
+MIB = 2**20
+# glibc raises its mmap threshold (up to 32 MiB) each time it frees an mmap'd block, after which
+# freed activations stay in the heap and the next forward reuses them without touching new
+# pages: the peak-RSS reading then shows the allocator's cache, not the forward's live tensors.
+# A fixed threshold (the default value, but fixed) sends every block over 128 KiB to mmap and
+# back to the kernel on free, in every variant alike. --default-malloc turns this off.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
+
+BASELINE = "hand-written"
+VARIANTS = ("converted", BASELINE, "keep-alive (emulated)")
+
+# torchvision's VGG16 ("D"): channels of each 3x3 convolution, "M" for a 2x2 max pool.
+CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+
+# Makes the converted folder in a child, so this script never imports torch itself.
+PREPARE_SNIPPET = """\
+import sys, time
+from caffe2torch.emit import convert
+start = time.perf_counter()
+convert(sys.argv[1], random_weights=True, seed=int(sys.argv[3])).write(sys.argv[2], overwrite=True)
+print(time.perf_counter() - start)
+"""
+
+
+# ----------------------------------------------------------------------------- the models
+def hand_written(nn):
+    """The baseline: VGG16 as one would write it by hand (torchvision's layout)."""
+    layers, channels = [], 3
+    for v in CFG:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(channels, v, 3, padding=1), nn.ReLU(inplace=True)]
+            channels = v
+    layers += [
+        nn.Flatten(),
+        nn.Linear(512 * 7 * 7, 4096), nn.ReLU(inplace=True), nn.Dropout(),
+        nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(),
+        nn.Linear(4096, 1000), nn.Softmax(dim=1),
+    ]
+    return nn.Sequential(*layers)
+
+
+def keepalive_source() -> str:
+    """``KitModel`` in MMdnn's style for VGG16: one local per intermediate, all kept to the end.
+
+    Convolutions get their padding from a separate ``F.pad`` (a tensor of its own), ReLU is
+    out of place, dropout is ``F.dropout(..., inplace=True)`` as MMdnn writes it."""
+    init = ["super().__init__()"]
+    body = []
+    x, channels, block, conv = "x", 3, 1, 0
+    for v in CFG:
+        if v == "M":
+            name = f"pool{block}"
+            body.append(f"{name} = F.max_pool2d({x}, kernel_size=(2, 2), stride=(2, 2), "
+                        "padding=0, ceil_mode=False)")
+            x, block, conv = name, block + 1, 0
+            continue
+        conv += 1
+        name = f"conv{block}_{conv}"
+        init.append(f"self.{name} = nn.Conv2d({channels}, {v}, kernel_size=(3, 3), stride=(1, 1))")
+        body.append(f"{name}_pad = F.pad({x}, (1, 1, 1, 1))")
+        body.append(f"{name} = self.{name}({name}_pad)")
+        body.append(f"relu{block}_{conv} = F.relu({name})")
+        x, channels = f"relu{block}_{conv}", v
+    body.append(f"fc6_0 = {x}.view({x}.size(0), -1)")
+    x = "fc6_0"
+    for fc, (n_in, n_out) in zip((6, 7, 8), ((25088, 4096), (4096, 4096), (4096, 1000))):
+        init.append(f"self.fc{fc}_1 = nn.Linear({n_in}, {n_out})")
+        body.append(f"fc{fc}_1 = self.fc{fc}_1({x})")
+        x = f"fc{fc}_1"
+        if fc < 8:
+            body.append(f"relu{fc} = F.relu({x})")
+            body.append(f"drop{fc} = F.dropout(input=relu{fc}, p=0.5, training=self.training, "
+                        "inplace=True)")
+            x = f"drop{fc}"
+    body.append(f"prob = F.softmax({x}, dim=1)")
+    body.append("return prob")
+    return "\n".join([
+        "import torch.nn.functional as F",
+        "from torch import nn",
+        "",
+        "",
+        "class KitModel(nn.Module):",
+        "    def __init__(self):",
+        *(f"        {line}" for line in init),
+        "",
+        "    def forward(self, x):",
+        *(f"        {line}" for line in body),
+        "",
+    ])
+
+
+def load_by_position(model, state: dict) -> None:
+    """Load ``state`` into ``model`` entry by entry in order, checking every shape."""
+    keys = list(model.state_dict())
+    values = list(state.values())
+    if len(keys) != len(values):
+        raise SystemExit(f"{len(values)} weights for {len(keys)} entries of {type(model).__name__}")
+    ours = model.state_dict()
+    for (key, value), src in zip(zip(keys, values), state):
+        if tuple(ours[key].shape) != tuple(value.shape):
+            raise SystemExit(f"{src} {tuple(value.shape)} does not fit {key} {tuple(ours[key].shape)}")
+    model.load_state_dict(dict(zip(keys, values)))
+
+
+def build(variant: str, model_dir: Path):
+    """The model of ``variant`` in eval mode, with the converted folder's weights."""
+    import torch
+    from torch import nn
+
+    if variant == "converted":
+        from caffe2torch.emit import load_converted
+
+        return load_converted(model_dir)
+    if variant == BASELINE:
+        model = hand_written(nn)
+    else:
+        namespace: dict = {}
+        exec(compile(keepalive_source(), "<KitModel emulation>", "exec"), namespace)
+        model = namespace["KitModel"]()
+    manifest = json.loads((model_dir / "conversion.json").read_text())
+    state = torch.load(model_dir / manifest["weights_file"], weights_only=True)
+    load_by_position(model, state)
+    del state
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------- in a child
+def read_status() -> dict[str, int]:
+    """VmRSS and VmHWM of this process, in bytes."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def reset_peak() -> bool:
+    """Reset VmHWM to the current RSS; True if the kernel did it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    status = read_status()
+    return status["VmHWM"] - status["VmRSS"] <= MIB  # RSS may have grown a page or two since
+
+
+def sampled_peak(fn) -> tuple[int, int]:
+    """Fallback: (baseline, highest VmRSS seen) while ``fn`` runs, sampled every ms."""
+    import threading
+
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * page
+
+    peak, done = [rss()], threading.Event()
+    baseline = peak[0]
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], rss())
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        thread.join()
+    return baseline, max(peak[0], rss())
+
+
+def make_input(torch, batch: int, seed: int):
+    return torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(seed))
+
+
+def child_measure(variant: str, model_dir: Path, args) -> dict:
+    import gc
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    model = build(variant, model_dir)
+    x = make_input(torch, args.batch, args.seed)
+    with torch.no_grad():
+        model(x)  # warm-up: oneDNN primitives, first-touch of the allocator's pools
+        gc.collect()
+        if reset_peak():
+            method = "clear_refs"
+            baseline = read_status()["VmRSS"]
+            out = model(x)
+            peak = read_status()["VmHWM"]
+        else:
+            method = "sampled"
+            baseline, peak = sampled_peak(lambda: model(x))
+            out = None
+        del out
+        times = []
+        for _ in range(args.forwards):
+            start = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - start)
+    return {"activation_bytes": peak - baseline, "baseline_rss_bytes": baseline,
+            "peak_method": method, "forward_s": times}
+
+
+def child_check(model_dir: Path, args) -> dict:
+    """All three variants on the same input: outputs must agree."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    x = make_input(torch, args.batch, args.seed)
+    outs = {}
+    with torch.no_grad():
+        for variant in VARIANTS:
+            outs[variant] = build(variant, model_dir)(x)
+    ref = outs[BASELINE]
+    report = {}
+    for variant, out in outs.items():
+        report[variant] = {
+            "shape": list(out.shape),
+            "max_abs_diff": float((out - ref).abs().max()),
+            "bitwise_equal": bool(torch.equal(out, ref)),
+            "allclose": bool(torch.allclose(out, ref, rtol=1e-4, atol=1e-6)),
+        }
+    report["_output"] = {"argmax": ref.argmax(1).tolist(), "max_prob": float(ref.max())}
+    return report
+
+
+# ----------------------------------------------------------------------------- the parent
+def run_measured(argv: list[str], workdir: Path, label: str,
+                 env: dict | None = None) -> tuple[dict | None, int, float]:
+    """Run one child; return (the JSON it printed last, its peak RSS, wall seconds)."""
+    out_path, err_path = workdir / f"{label}.out", workdir / f"{label}.err"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+    proc.returncode = code = os.waitstatus_to_exitcode(status)
+    rss = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    if code != 0:
+        sys.stderr.write(f"{label} failed (exit {code}):\n{err_path.read_text()[-3000:]}\n")
+        return None, rss, wall
+    return json.loads(out_path.read_text().strip().splitlines()[-1]), rss, wall
+
+
+def ideal_bytes(batch: int) -> tuple[int, int]:
+    """(largest input + output of one layer, all intermediates together) for VGG16, float32.
+
+    The net's input is not counted (it exists before the forward, in the baseline)."""
+    channels, side, first = 3, 224, True
+    floor = keep = 0
+    for v in CFG:
+        size_in = channels * side * side
+        if v == "M":
+            side //= 2
+            size_out = channels * side * side
+            keep += size_out
+        else:
+            size_out = v * side * side
+            keep += channels * (side + 2) ** 2 + 2 * size_out  # F.pad, conv, relu
+            channels = v
+        floor = max(floor, (0 if first else size_in) + size_out)
+        first = False
+    keep += 2 * 4096 + 2 * 4096 + 2 * 1000  # fc6, relu6, fc7, relu7, fc8, prob
+    return floor * batch * 4, keep * batch * 4
+
+
+def prepare(workdir: Path, seed: int) -> tuple[Path, float]:
+    proto, model_dir = workdir / "vgg16.prototxt", workdir / "vgg16_converted"
+    proto.write_text(VGG16_PROTOTXT)
+    print(f"converting {proto.name} with random weights (seed {seed}) into {model_dir} ...",
+          flush=True)
+    done = subprocess.run([sys.executable, "-c", PREPARE_SNIPPET, str(proto), str(model_dir),
+                           str(seed)], check=True, capture_output=True, text=True)
+    return model_dir, float(done.stdout.split()[-1])
+
+
+def child_argv(mode: str, model_dir: Path, args, variant: str = "") -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--variant", variant,
+            "--model-dir", str(model_dir), "--threads", str(args.threads), "--batch",
+            str(args.batch), "--forwards", str(args.forwards), "--seed", str(args.seed)]
+
+
+def benchmark(workdir: Path, model_dir: Path, args) -> tuple[dict, dict, bool, list[str]]:
+    failed = False
+    print("checking that the three models give the same output ...", flush=True)
+    check, _, _ = run_measured(child_argv("check", model_dir, args), workdir, "check")
+    if check is None:
+        failed = True
+    else:
+        for variant in VARIANTS:
+            if not check[variant]["allclose"]:
+                sys.stderr.write(f"{variant} differs from {BASELINE}: {check[variant]}\n")
+                failed = True
+
+    env = None if args.default_malloc else {**os.environ, **MALLOC_ENV}
+    runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    order_log = []
+    for r in range(args.rounds):
+        order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]
+        order_log.append(list(order))
+        for variant in order:
+            print(f"round {r + 1}/{args.rounds}: {variant} ...", flush=True)
+            label = f"r{r}-{VARIANTS.index(variant)}"
+            result, rss, wall = run_measured(
+                child_argv("measure", model_dir, args, variant), workdir, label, env)
+            if result is None:
+                failed = True
+                continue
+            result.update(round=r, process_peak_rss_bytes=rss, process_wall_s=wall)
+            runs[variant].append(result)
+
+    rows = {}
+    for variant in VARIANTS:
+        if not runs[variant]:
+            continue
+        mems = [run["activation_bytes"] for run in runs[variant]]
+        times = [t for run in runs[variant] for t in run["forward_s"]]
+        rows[variant] = {
+            "activation_bytes_median": statistics.median(mems),
+            "activation_bytes_all": mems,
+            "forward_s_median": statistics.median(times),
+            "forward_s_min": min(times), "forward_s_max": max(times),
+            "forward_s_round_medians": [statistics.median(run["forward_s"])
+                                        for run in runs[variant]],
+            "peak_methods": sorted({run["peak_method"] for run in runs[variant]}),
+            "process_peak_rss_bytes_max": max(run["process_peak_rss_bytes"]
+                                              for run in runs[variant]),
+            "runs": runs[variant],
+        }
+    base = rows.get(BASELINE)
+    for variant, row in rows.items():
+        if base is None:
+            continue
+        row["memory_ratio"] = row["activation_bytes_median"] / base["activation_bytes_median"]
+        row["time_ratio"] = row["forward_s_median"] / base["forward_s_median"]
+        if variant == "converted":
+            row["pass_memory"] = row["memory_ratio"] <= TARGET_RATIO
+            row["pass_time"] = row["time_ratio"] <= TARGET_RATIO
+    return rows, check or {}, failed, order_log
+
+
+def report(rows: dict, check: dict, args) -> None:
+    floor, keep = ideal_bytes(args.batch)
+    print(f"\nVGG16, input {args.batch}x3x224x224, {args.threads} threads, no_grad, eval; "
+          f"{args.rounds} rounds x {args.forwards} timed forwards\n")
+    head = (f"{'variant':<23}{'act. MiB':>10}{'[min-max]':>15}{'fwd s':>8}{'[min-max]':>15}"
+            f"{'mem x':>8}{'time x':>8}  target")
+    print(head)
+    for variant, row in rows.items():
+        mems = row["activation_bytes_all"]
+        verdict = ""
+        if "pass_memory" in row:
+            verdict = (f"mem {'PASS' if row['pass_memory'] else 'FAIL'}, "
+                       f"time {'PASS' if row['pass_time'] else 'FAIL'}")
+        elif variant == BASELINE:
+            verdict = "(baseline)"
+        else:
+            verdict = "(emulation, no target)"
+        mem_span = f"[{min(mems) / MIB:.0f}-{max(mems) / MIB:.0f}]"
+        time_span = f"[{row['forward_s_min']:.2f}-{row['forward_s_max']:.2f}]"
+        print(f"{variant:<23}{row['activation_bytes_median'] / MIB:>10.1f}{mem_span:>15}"
+              f"{row['forward_s_median']:>8.3f}{time_span:>15}"
+              f"{row.get('memory_ratio', float('nan')):>8.2f}{row.get('time_ratio', float('nan')):>8.2f}"
+              f"  {verdict}")
+    print(f"{'ideal (arithmetic)':<23}{floor / MIB:>10.1f}  largest layer input + output; "
+          f"all intermediates kept: {keep / MIB:.1f} MiB")
+    print(f"\ntarget for 'converted': activation memory and forward time within {TARGET_RATIO}x "
+          f"of '{BASELINE}' (medians; memory over {args.rounds} processes, time over all "
+          "timed forwards)")
+    methods = sorted({m for row in rows.values() for m in row["peak_methods"]})
+    if methods != ["clear_refs"]:
+        print("NOTE: the kernel refused to reset the peak RSS in some runs; those readings are "
+              "SAMPLED every 1 ms (may miss short peaks): " + ", ".join(methods))
+    if check:
+        diffs = ", ".join(f"{v}: max |diff| {check[v]['max_abs_diff']:.2e}"
+                          f"{' (bitwise equal)' if check[v]['bitwise_equal'] else ''}"
+                          for v in VARIANTS if v != BASELINE)
+        print(f"outputs vs {BASELINE}: {diffs}")
+    print("process peak RSS (wait4, includes loading the weights): " + ", ".join(
+        f"{v} {row['process_peak_rss_bytes_max'] / MIB:.0f} MiB" for v, row in rows.items()))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="processes per variant, interleaved (default 3)")
+    parser.add_argument("--forwards", type=int, default=5,
+                        help="timed forwards per process, after one warm-up (default 5)")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    parser.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the weights and the input")
+    parser.add_argument("--workdir", type=Path,
+                        help="folder for the converted model and logs, kept (default: a temp dir)")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's dynamic mmap threshold on (see MALLOC_ENV)")
+    parser.add_argument("--child", choices=("check", "measure"), help=argparse.SUPPRESS)
+    parser.add_argument("--variant", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rounds < 1 or args.forwards < 1 or args.threads < 1 or args.batch < 1:
+        parser.error("--rounds, --forwards, --threads and --batch must be at least 1")
+
+    if args.child == "check":
+        print(json.dumps(child_check(args.model_dir, args)))
+        return 0
+    if args.child == "measure":
+        print(json.dumps(child_measure(args.variant, args.model_dir, args)))
+        return 0
+    if not Path("/proc/self/status").exists():
+        sys.exit("this benchmark reads /proc/self/status: it runs on Linux only")
+
+    own_tmp = args.workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="c2t-fwd-")) if own_tmp else args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    try:
+        model_dir, convert_s = prepare(workdir, args.seed)
+        rows, check, failed, order_log = benchmark(workdir, model_dir, args)
+    finally:
+        if own_tmp:
+            shutil.rmtree(workdir, ignore_errors=True)
+    total_s = time.perf_counter() - start
+
+    report(rows, check, args)
+    import importlib.metadata
+
+    floor, keep = ideal_bytes(args.batch)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "cpu_count": os.cpu_count(), "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(), "torch": importlib.metadata.version("torch"),
+        },
+        "net": {"name": "VGG16", "params": VGG16_PARAMS, "input": [args.batch, 3, 224, 224]},
+        "settings": {"threads": args.threads, "rounds": args.rounds, "forwards": args.forwards,
+                     "seed": args.seed, "round_orders": order_log},
+        "targets": {"memory_ratio": TARGET_RATIO, "time_ratio": TARGET_RATIO,
+                    "baseline": BASELINE},
+        "ideal_bytes": {"largest_layer_in_plus_out": floor, "all_intermediates": keep},
+        "convert_and_write_s": convert_s,
+        "output_check": check,
+        "results": rows,
+        "total_s": total_s,
+        "any_command_failed": failed,
+    }, indent=2) + "\n")
+    print(f"results written to {RESULTS} (took {total_s:.0f} s)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
