@@ -183,7 +183,7 @@ def test_names_are_sanitised_and_unique(tmp_path):
     assert layer_map["1x1"] == "_1x1"
     assert layer_map["forward"] == "forward_" and layer_map["training"] == "functional"
     assert layer_map["self"] == "self"  # self.self is fine; a local named self would not be
-    assert conversion.class_name == "Awkward_net"
+    assert conversion.class_name == "Net2_awkward_net"
     code = conversion.code
     ast.parse(code)
     assert "def forward(self, input: Tensor) -> Tensor:" in code
