@@ -4,7 +4,7 @@ VENV ?= .venv
 VENV_PB3 ?= .venv-protobuf3
 BIN := $(VENV)/bin
 
-.PHONY: example test test-protobuf3 bench clean
+.PHONY: example test test-protobuf3 bench corpus clean
 
 # The development environment: pinned versions (torch 2.13.0, CPU build), the package editable.
 $(BIN)/caffe2torch: pyproject.toml requirements/constraints.txt
@@ -12,11 +12,14 @@ $(BIN)/caffe2torch: pyproject.toml requirements/constraints.txt
 	$(BIN)/pip install --quiet -c requirements/constraints.txt -e '.[dev]'
 	touch $@
 
-# The bundled example: seeded random weights for LeNet, then the layer table checked against them.
+# The bundled example: seeded weights for LeNet as a .caffemodel, checked, then converted.
 example: $(BIN)/caffe2torch
 	mkdir -p out
 	$(BIN)/caffe2torch synth-weights examples/lenet/lenet.prototxt -o out/lenet.caffemodel --seed 0
 	$(BIN)/caffe2torch inspect examples/lenet/lenet.prototxt out/lenet.caffemodel
+	$(BIN)/caffe2torch convert examples/lenet/lenet.prototxt out/lenet.caffemodel -o out/lenet --overwrite
+	$(BIN)/python -c "import torch, json; s = torch.load('out/lenet/model.pth', weights_only=True); \
+		print('out/lenet/model.pth:', len(s), 'tensors, loads with weights_only=True')"
 
 test: $(BIN)/caffe2torch
 	$(BIN)/python -m pytest
@@ -36,6 +39,12 @@ test-protobuf3: $(VENV_PB3)/bin/caffe2torch
 
 bench: $(BIN)/caffe2torch
 	$(BIN)/python benchmarks/read_caffemodel.py
+	$(BIN)/python benchmarks/convert_vgg16.py
+	$(BIN)/python benchmarks/vgg16_forward.py
+
+# Every corpus net in ../shared converted and compared with OpenCV: one line per net.
+corpus: $(BIN)/caffe2torch
+	$(BIN)/python tools/convert_corpus.py
 
 clean:
 	rm -rf $(VENV) $(VENV_PB3) out build *.egg-info src/*.egg-info

@@ -149,7 +149,8 @@ def profile(workdir: Path, model: Path) -> dict | None:
     done = subprocess.run(argv, cwd=workdir, capture_output=True, text=True)
     shutil.rmtree(workdir / "profiled_out", ignore_errors=True)
     if done.returncode != 0:
-        sys.stderr.write(f"--profile failed (it is not a measured command):\n{done.stderr[-2000:]}\n")
+        sys.stderr.write("--profile failed (it is not a measured command):\n"
+                         f"{done.stderr[-2000:]}\n")
         return None
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -167,7 +168,8 @@ def report(rows: dict, size: int, floor: int, outputs: dict, prof: dict | None) 
         print(f"{name:<28}{row['wall_s_median']:>9.3f}{span:>15}"
               f"{row['peak_rss_bytes'] / MIB:>10.1f}{row['rss_over_file']:>10.2f}"
               f"{row['wall_over_cp']:>9.1f}  {verdict}")
-    print(f"\ntargets for convert: wall <= {TARGET_WALL_S} s, peak RSS <= {TARGET_RSS_BYTES / 1e9} GB "
+    print(f"\ntargets for convert: wall <= {TARGET_WALL_S} s, "
+          f"peak RSS <= {TARGET_RSS_BYTES / 1e9} GB "
           f"({TARGET_RSS_BYTES / MIB:.0f} MiB); medians of wall time, max of peak RSS")
     if outputs:
         files = ", ".join(f"{k} {v:,}" for k, v in outputs["files"].items())

@@ -42,11 +42,15 @@ Targets for ``converted`` against the hand-written baseline measured in the same
 activation memory and forward time within 1.05x (PASS/FAIL). The load average before and
 after is recorded: figures taken on a busy machine are noisier.
 
-Caveats: RSS counts pages touched, so it includes oneDNN's reorder and scratch buffers, not
-only the tensors (hence ``ideal`` < measured for every variant alike). Times are whole-batch
-CPU forwards on this machine: compare the ratios, not the absolute figures. The ``ideal`` line
-is arithmetic: the largest input + output of one layer (what any model that holds nothing
-else needs), and the sum of all intermediates (what keeping everything alive costs).
+Caveats: RSS counts pages touched, so it includes oneDNN's buffers, not only the tensors: on
+this CPU build a convolution peaks at twice its output (a lone 64->64 conv with a 98 MiB
+output reads 196 MiB), so VGG16's floor at batch 8 is conv1_2's input + 2 x its output =
+294 MiB for any model, not the arithmetic 196. The ``ideal`` line is that arithmetic: the
+largest input + output of one layer, and the sum of all intermediates (what keeping
+everything alive costs). The converted model pools with ``ceil_mode=True`` (Caffe's rounding)
+where the Sequential uses the default; at 224x224 every pooled side is even, so the shapes
+and outputs are the same. Times are whole-batch CPU forwards on this machine: compare the
+ratios, not the absolute figures.
 
     .venv/bin/python benchmarks/vgg16_forward.py [--rounds 3] [--forwards 7] [--threads 2]
                                                   [--batch 8] [--workdir DIR]
@@ -173,7 +177,8 @@ def load_by_position(model, state: dict) -> None:
     ours = model.state_dict()
     for (key, value), src in zip(zip(keys, values), state):
         if tuple(ours[key].shape) != tuple(value.shape):
-            raise SystemExit(f"{src} {tuple(value.shape)} does not fit {key} {tuple(ours[key].shape)}")
+            raise SystemExit(f"{src} {tuple(value.shape)} does not fit "
+                             f"{key} {tuple(ours[key].shape)}")
     model.load_state_dict(dict(zip(keys, values)))
 
 
@@ -499,7 +504,7 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path,
                         help="folder for the converted model and logs, kept (default: a temp dir)")
     parser.add_argument("--default-malloc", action="store_true",
-                        help="memory runs: leave glibc's dynamic mmap threshold on (see MALLOC_ENV)")
+                        help="memory runs: keep glibc's dynamic mmap threshold (see MALLOC_ENV)")
     parser.add_argument("--child", choices=("time", "memory"), help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
