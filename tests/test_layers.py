@@ -706,3 +706,93 @@ def test_shuffle_channel(tmp_path, group):
 
     check_numpy(tmp_path, X4, one("ShuffleChannel", param), f)
     check_opencv(tmp_path / "b", X4, one("ShuffleChannel", param))
+
+
+# ------------------------------------------------------------------------ fork layers (extra)
+def test_pspnet_bn(tmp_path):
+    layers = one("BN", "bn_param { slope_filler { type: 'constant' value: 1 } eps: 0.0001 }")
+
+    def f(i, b):
+        slope, bias, mean, var = (a.reshape(1, -1, 1, 1) for a in b)
+        return [slope * (i["data"] - mean) / np.sqrt(var + 1e-4) + bias]
+
+    check_numpy(tmp_path, X4, layers, f)
+
+
+def test_segnet_bn_inference(tmp_path):
+    layers = one("BN", "bn_param { bn_mode: INFERENCE scale_filler { type: 'constant' value: 1 } }")
+    check_numpy(
+        tmp_path, X4, layers, lambda i, b: [i["data"] * b[0].reshape(1, -1, 1, 1) + b[1].reshape(1, -1, 1, 1)]
+    )
+
+
+def test_segnet_bn_learn_mode_is_refused(tmp_path):
+    from caffe2torch.errors import UnsupportedLayerError
+
+    with pytest.raises(UnsupportedLayerError, match="LEARN mode normalises with each batch's statistics"):
+        run(tmp_path, X4, one("BN", "bn_param { scale_filler { type: 'constant' value: 1 } }"))
+
+
+@pytest.mark.parametrize("across", [False, True])
+@pytest.mark.parametrize("shared", [False, True])
+def test_normalize(tmp_path, across, shared):
+    param = f"norm_param {{ across_spatial: {str(across).lower()} channel_shared: {str(shared).lower()} }}"
+
+    def f(i, b):
+        x = i["data"].astype(np.float64)
+        dims = (1, 2, 3) if across else (1,)
+        scale = b[0].reshape(()) if shared else b[0].reshape(1, -1, 1, 1)
+        return [x / np.sqrt((x**2).sum(dims, keepdims=True) + 1e-10) * scale]
+
+    check_numpy(tmp_path, X4, one("Normalize", param), f)
+    if not (across and not shared):  # OpenCV fails on a per-channel scale across spatial
+        check_opencv(tmp_path / "b", X4, one("Normalize", param))
+
+
+def _bilinear_align_corners(x, oh, ow):
+    n, c, h, w = x.shape
+    ys = np.linspace(0, h - 1, oh) if oh > 1 else np.zeros(1)
+    xs = np.linspace(0, w - 1, ow) if ow > 1 else np.zeros(1)
+    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+    wy, wx = (ys - y0)[:, None], (xs - x0)[None, :]
+    g = lambda a, b: x[:, :, a][:, :, :, b]  # noqa: E731
+    return (g(y0, x0) * (1 - wy) * (1 - wx) + g(y0, x1) * (1 - wy) * wx
+            + g(y1, x0) * wy * (1 - wx) + g(y1, x1) * wy * wx)
+
+
+@pytest.mark.parametrize(
+    "param,size",
+    [("interp_param { height: 13 width: 17 }", (13, 17)), ("interp_param { zoom_factor: 3 }", (25, 31)),
+     ("interp_param { shrink_factor: 2 }", (5, 6))],
+    ids=["size", "zoom", "shrink"],
+)
+def test_interp(tmp_path, param, size):
+    layers = one("Interp", param)
+    check_numpy(tmp_path, X4, layers, lambda i, b: [_bilinear_align_corners(i["data"].astype(np.float64), *size)])
+    if "shrink" not in param:  # OpenCV fails on shrink_factor
+        check_opencv(tmp_path / "b", X4, layers)
+
+
+def test_upsample_with_pooling_mask(tmp_path):
+    layers = (
+        one("Pooling", "pooling_param { pool: MAX kernel_size: 2 stride: 2 }", tops=("pool", "mask"), name="pool")
+        + one("Upsample", "upsample_param { scale: 2 upsample_h: 9 upsample_w: 11 }", bottoms=("pool", "mask"))
+    )
+
+    def f(i, b):
+        x = i["data"]
+        n, c, h, w = x.shape
+        out = np.zeros_like(x)
+        for r in range((h + 1) // 2):
+            for q in range((w + 1) // 2):
+                win = x[:, :, 2 * r : 2 * r + 2, 2 * q : 2 * q + 2]
+                k = win.reshape(n, c, -1).argmax(-1)
+                dr, dq = np.divmod(k, win.shape[3])
+                for a in range(n):
+                    for ch in range(c):
+                        out[a, ch, 2 * r + dr[a, ch], 2 * q + dq[a, ch]] = win[a, ch, dr[a, ch], dq[a, ch]]
+        return [out]
+
+    r = check_numpy(tmp_path, X4, layers, f)
+    assert "return_indices=True" in r.conversion.code

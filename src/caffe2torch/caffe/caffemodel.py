@@ -61,6 +61,7 @@ class Weights:
     layers: dict[str, LayerWeights]
     net_name: str | None = None
     notes: list[str] = field(default_factory=list)
+    raw: bytes | None = None  # the whole binary file, which the blobs are views of
 
     @property
     def total_values(self) -> int:
@@ -438,7 +439,9 @@ def read_caffemodel(path: str | Path) -> Weights:
         raise WeightsError(
             "this is a text file (a prototxt?), expected binary weights (.caffemodel)", file=path
         )
-    return parse_caffemodel_bytes(buf, path)
+    weights = parse_caffemodel_bytes(buf, path)
+    weights.raw = buf
+    return weights
 
 
 def _looks_like_text(buf: bytes) -> bool:

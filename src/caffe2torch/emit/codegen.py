@@ -194,6 +194,32 @@ class _Forward:
             self.held.pop(name, None)
 
 
+def _outputs_hint(graph: Graph, failed: list[Node]) -> str:
+    """The blobs those layers read that convert: what ``--outputs`` can stop at (the heads of
+    a detector before its DetectionOutput, say)."""
+    bad = {id(n) for n in failed}
+    blobs: list[str] = []
+    for node in failed:
+        for v in node.inputs:
+            if v.producer.is_source or v.name in blobs:
+                continue
+            if not any(id(n) in bad for n in needed_nodes(graph, [v])):
+                blobs.append(v.name)
+    # Keep the last blobs before the failing layers, not the ones those are computed from.
+    ancestry = {b: {id(n) for n in needed_nodes(graph, [_final(graph, b)])} for b in blobs}
+    blobs = [
+        b for b in blobs
+        if not any(id(_final(graph, b).producer) in ancestry[o] for o in blobs if o != b)
+    ]
+    if not blobs:
+        return ""
+    return f" (to convert the layers before them, pass --outputs {','.join(blobs)})"
+
+
+def _final(graph: Graph, name: str) -> Value:
+    return [v for n in graph.nodes for v in n.outputs if v.name == name][-1]
+
+
 def _format(expr: str, args: list[str], module: str | None) -> str:
     return expr.format(*args, m=module)
 
@@ -221,7 +247,7 @@ def generate(
     state: dict[str, np.ndarray] = {}
     layer_map: dict[str, str] = {}
     notes: list[str] = []
-    problems: list[str] = []
+    problems: list[tuple[Node, str]] = []
 
     for i, step in enumerate(steps):
         node = step.node
@@ -242,7 +268,7 @@ def generate(
         try:
             emission = node.op.emit(ctx)
         except LayerError as e:
-            problems.append(f"'{node.id}' ({node.type}): {e.message}")
+            problems.append((node, e.message))
             step.emission = Emission([])
             continue
         step.emission = emission
@@ -284,8 +310,13 @@ def generate(
         fwd.release(dead)
 
     if problems:
+        groups: dict[tuple[str, str], list[str]] = {}
+        for node, message in problems:
+            groups.setdefault((node.type, message), []).append(f"'{node.id}'")
+        text = "; ".join(f"{', '.join(ids)} ({t}): {m}" for (t, m), ids in groups.items())
         raise UnsupportedLayerError(
-            f"{len(problems)} layer(s) cannot be converted: " + "; ".join(problems),
+            f"{len(problems)} layer(s) cannot be converted: {text}"
+            + _outputs_hint(graph, [n for n, _ in problems]),
             file=graph.path,
         )
 

@@ -16,6 +16,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import types
 import warnings
 from dataclasses import dataclass, field
@@ -89,7 +90,7 @@ class Conversion:
             "inputs": [{"name": v.name, "shape": list(v.shape)} for v in self.graph.inputs],
             "outputs": [{"name": v.name, "shape": list(v.shape)} for v in self.outputs],
             "layer_map": self.generated.layer_map,
-            "sources": self.sources,
+            "sources": json.loads(json.dumps(self.sources, default=str)),
             "notes": self.notes + self.generated.notes,
             "versions": {
                 "caffe2torch": __version__,
@@ -195,6 +196,29 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+class _Digest(threading.Thread):
+    """sha256 of a weights file in the background (hashlib releases the GIL), from the bytes
+    already read when there are any; ``str()`` waits for it."""
+
+    def __init__(self, path: Path, data: bytes | None) -> None:
+        super().__init__(daemon=True)
+        self.path, self.data, self.value, self.error = path, data, "", None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.value = hashlib.sha256(self.data).hexdigest() if self.data is not None else _sha256(self.path)
+        except OSError as e:  # pragma: no cover - the file was just read
+            self.error = e
+        self.data = None
+
+    def __str__(self) -> str:
+        self.join()
+        if self.error is not None:  # pragma: no cover
+            raise self.error
+        return self.value
+
+
 def check_types(text: NetText, phase: str, stages: Iterable[str]) -> None:
     """Before building anything: every layer of unknown type, or Python layer, at once."""
     net = text.net
@@ -283,7 +307,7 @@ def convert(
                     np.asarray(b.data, np.float32).reshape(s)
                     for b, s in zip(check.matched[node.id], node.weight_shapes)
                 ]
-        sources["weights"] = {"file": weights.name, "sha256": _sha256(weights), "format": w.format}
+        sources["weights"] = {"file": weights.name, "sha256": _Digest(weights, w.raw), "format": w.format}
     elif random_weights:
         blobs = synth_blobs(graph, seed)
         sources["weights"] = {"random": True, "seed": seed}
@@ -314,7 +338,7 @@ def _header(graph: Graph, outputs: list[Value], sources: dict, cls: str) -> list
     if w and w.get("random"):
         lines.append(f"Weights: seeded random (seed {w['seed']}), for testing the architecture")
     elif w:
-        lines.append(f"Weights: {safe_text(w['file'])} (sha256 {w['sha256'][:16]})")
+        lines.append(f"Weights: {safe_text(w['file'])} ({w['format']}; its sha256 is in conversion.json)")
     ins = ", ".join(f"{safe_text(v.name)} {fmt_shape(v.shape)}" for v in graph.inputs)
     outs = ", ".join(f"{safe_text(v.name)} {fmt_shape(v.shape)}" for v in outputs)
     lines += [

@@ -140,6 +140,36 @@ class BN(SameShape):
         var = rng.uniform(0.5, 2.0, s).astype(np.float32)
         return [scale, shift, mean, var]
 
+    def emit(self, ctx):
+        shape = ctx.in_shapes[0]
+        c = _channels(shape)
+        if self.segnet:
+            if not self.inference_mode:
+                raise NotConvertible(
+                    "SegNet's BN in LEARN mode normalises with each batch's statistics: make "
+                    "an inference net first (SegNet's compute_bn_statistics.py sets "
+                    "bn_mode: INFERENCE)"
+                )
+            from .scale import SCALE
+
+            bshape = (c,) + (1,) * (len(shape) - 2)
+            return Emission(
+                ["{m}({0})"], module=f"Scale({bshape})", helpers=(SCALE,),
+                state={"weight": ctx.blobs[0].reshape(bshape), "bias": ctx.blobs[1].reshape(bshape)},
+                comment="SegNet's BN with its statistics folded in (bn_mode: INFERENCE)",
+            )
+        if len(shape) not in _BATCHNORM:
+            raise NotConvertible(f"BN of a {len(shape)}-D input")
+        slope, bias, mean, var = (b.reshape(-1) for b in ctx.blobs)
+        args = [str(c)] + ([f"eps={num(self.eps)}"] if np.float32(self.eps) != TORCH_BN_EPS else [])
+        return Emission(
+            ["{m}({0})"], module=f"nn.{_BATCHNORM[len(shape)]}({', '.join(args)})",
+            state={
+                "weight": slope, "bias": bias, "running_mean": mean, "running_var": var,
+                "num_batches_tracked": np.array(0, np.int64),
+            },
+        )
+
 
 @register
 class LRN(SameShape):
@@ -253,3 +283,33 @@ class Normalize(Layer):
         if self.filler is not None and self.filler.type == "constant":
             return [np.full(shape, self.filler.value, np.float32)]
         return [rng.uniform(0.5, 1.5, shape).astype(np.float32)]
+
+    def emit(self, ctx):
+        shape = ctx.in_shapes[0]
+        wshape = () if self.channel_shared else (shape[1],) + (1,) * (len(shape) - 2)
+        args = [str(wshape)]
+        if self.across_spatial:
+            args.append("across_spatial=True")
+        args.append(f"eps={num(self.eps)}")
+        return Emission(
+            ["{m}({0})"], module=f"Normalize({', '.join(args)})", helpers=(NORMALIZE,),
+            state={"weight": ctx.blobs[0].reshape(wshape)},
+        )
+
+
+NORMALIZE = Helper("Normalize", '''
+class Normalize(nn.Module):
+    """SSD's Normalize: divide by the L2 norm across channels (at each position, or over the
+    whole sample with across_spatial), then multiply by a learned scale."""
+
+    def __init__(self, shape: tuple[int, ...], across_spatial: bool = False, eps: float = 1e-10) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(shape))
+        self.across_spatial = across_spatial
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        dims = tuple(range(1, x.dim())) if self.across_spatial else (1,)
+        norm = (x.pow(2).sum(dims, keepdim=True) + self.eps).sqrt()
+        return x / norm * self.weight
+''')

@@ -145,10 +145,9 @@ class Pooling(Layer):
             raise NotConvertible("STOCHASTIC pooling has no PyTorch equivalent")
         kind = "Max" if self.method == 0 else "Avg"
         mask = self.n_tops == 2
-        if mask:
-            raise NotConvertible("the argmax mask top of MAX pooling (used by SegNet's Upsample)")
         if self.global_pooling:
-            return Emission(["{m}({0})"], module=f"nn.Adaptive{kind}Pool2d(1)")
+            indices = ", return_indices=True" if mask else ""
+            return Emission(["{m}({0})"], module=f"nn.Adaptive{kind}Pool2d(1{indices})")
         _, _, h, w = ctx.in_shapes[0]
         k, s, p = self.kernel, self.stride, self.pad
         native = all(2 * pp <= kk for pp, kk in zip(p, k)) and all(
@@ -161,8 +160,13 @@ class Pooling(Layer):
                 ("stride", ints(s)),
                 ("padding", ints(p) if any(p) else None),
                 ("ceil_mode", "True" if self.ceil else None),
+                # The second top: the argmax of each window, for SegNet's Upsample (Caffe
+                # stores it as floats, PyTorch as int64 indices).
+                ("return_indices", "True" if mask else None),
             )
             return Emission(["{m}({0})"], module=f"nn.{kind}Pool2d({args})")
+        if mask:
+            raise NotConvertible("the argmax mask top of a pooling PyTorch's cannot express")
         average = "True" if self.method == 1 else "False"
         ceil = "" if self.ceil else ", ceil_mode=False"
         why = (

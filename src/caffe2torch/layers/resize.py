@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from . import register
-from .base import Layer, LayerError, fmt_shape, four_d
+from .base import Emission, Layer, LayerError, fmt_shape, four_d
 
 
 @register
@@ -64,6 +64,17 @@ class Interp(Layer):
             raise LayerError(f"output size {oh}x{ow} is not positive (input {fmt_shape(inputs[0])})")
         return [(n, c, oh, ow)]
 
+    def emit(self, ctx):
+        p = self.p
+        x = "{0}"
+        if self.n_bottoms == 1 and (p.pad_beg or p.pad_end):  # negative padding crops
+            b, e = -p.pad_beg, p.pad_end
+            rng = f"{b}:{e if e else ''}"
+            x = f"{{0}}[:, :, {rng}, {rng}]"
+        size = "{1}.shape[2:]" if self.n_bottoms == 2 else str(tuple(ctx.out_shapes[0][2:]))
+        # Caffe's interp maps corner pixels onto corner pixels.
+        return Emission([f'F.interpolate({x}, size={size}, mode="bilinear", align_corners=True)'])
+
 
 @register
 class Upsample(Layer):
@@ -102,6 +113,12 @@ class Upsample(Layer):
         if oh < h or ow < w:
             raise LayerError(f"output {oh}x{ow} is smaller than the input {h}x{w}")
         return [(n, c, oh, ow)]
+
+    def emit(self, ctx):
+        oh, ow = ctx.out_shapes[0][2:]
+        k = (self.scale_h, self.scale_w)
+        # The mask is the indices of the MAX pooling that made it (return_indices=True).
+        return Emission([f"F.max_unpool2d({{0}}, {{1}}, {k}, output_size=({oh}, {ow}))"])
 
 
 @register
