@@ -3,7 +3,9 @@
 The same check as ``tools/convert_corpus.py`` (which prints the table), one test per net: a
 net whose layer types are all in the emitter's promised list must match OpenCV (the logits
 under a final Softmax are compared too); any other net must either match or be refused with
-one clear line, never crash.
+one clear line, never crash. A fork net OpenCV cannot load has no reference here (its layers
+are checked against Caffe's formulas in test_layers.py); where OpenCV and a fork net disagree,
+a float64 run of the same model decides which float32 result is off.
 """
 from __future__ import annotations
 
@@ -34,10 +36,15 @@ def test_corpus_net(path):
     if row["promised"]:
         assert row["status"] == "match", row["detail"]
     else:
-        assert row["status"] in ("match", "refused"), row["detail"]
+        assert row["status"] in ("match", "refused", "no reference", "MISMATCH"), row["detail"]
         if row["status"] == "refused":
             assert row["detail"].count("\n") == 0
             assert not set(row["types"]) <= PROMISED
+        if row["status"] == "MISMATCH":
+            # Rounding amplified through a deep random net: OpenCV's float32 result must be
+            # far further from the float64 run than ours.
+            f64 = row["float64"]
+            assert f64["opencv"] > 5 * f64["ours"], row["detail"]
 
 
 def test_corpus_is_here(corpus):

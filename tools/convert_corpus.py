@@ -100,11 +100,17 @@ def run_one(path: Path) -> dict:
             ]
             row["status"] = "match" if all(c.ok for c in results) else "MISMATCH"
             if row["status"] == "MISMATCH":
-                row["float64"] = float64_arbitration(conv, graph, arrays, path, weights)
+                ours, theirs = float64_arbitration(conv, graph, arrays, path, weights)
+                row["float64"] = {"ours": ours, "opencv": theirs}
         row["detail"] = (
             f"{len(results)} output(s); worst {worst.blob}: max|d| {worst.max_abs:.3g} "
             f"(bound {worst.bound:.3g}, rel {worst.rel:.2g})"
-        ) + (f"; {row['float64']}" if "float64" in row else "")
+        )
+        if "float64" in row:
+            f64 = row["float64"]
+            row["detail"] += (
+                f"; error against a float64 run: ours {f64['ours']:.2g}, OpenCV {f64['opencv']:.2g}"
+            )
     except CaffeError as e:
         row["status"] = "refused"
         row["detail"] = str(e)
@@ -117,7 +123,7 @@ def run_one(path: Path) -> dict:
     return row
 
 
-def float64_arbitration(conv, graph, arrays, path, weights) -> str:
+def float64_arbitration(conv, graph, arrays, path, weights) -> tuple[float, float]:
     """For a mismatch: the same model in float64, as the exact answer to both engines' float32
     runs. A deep net with random weights can amplify rounding until the engines disagree; if
     OpenCV is much further from the float64 run than our float32 model, that is the cause."""
@@ -141,7 +147,7 @@ def float64_arbitration(conv, graph, arrays, path, weights) -> str:
         scale = max(float(np.abs(e).max()), 1e-30)
         worst_ours = max(worst_ours, float(np.abs(a.numpy() - e).max()) / scale)
         worst_cv = max(worst_cv, float(np.abs(theirs.reshape(e.shape) - e).max()) / scale)
-    return f"against a float64 run: ours {worst_ours:.2g}, OpenCV {worst_cv:.2g} (relative)"
+    return worst_ours, worst_cv
 
 
 def main() -> int:
