@@ -320,6 +320,9 @@ layer { name: "relu3" type: "ReLU" bottom: "flat" top: "flat" }
 layer { name: "split" type: "Split" bottom: "data" top: "d1" top: "d2" }
 layer { name: "relu4" type: "ReLU" bottom: "d1" top: "d1" }
 layer { name: "sum" type: "Eltwise" bottom: "d1" bottom: "d2" top: "sum" }
+layer { name: "slice" type: "Slice" bottom: "data" top: "s0" top: "s1" slice_param { axis: 1 slice_point: 1 } }
+layer { name: "relu5" type: "ReLU" bottom: "s1" top: "s1" }
+layer { name: "cat" type: "Concat" bottom: "s0" bottom: "s1" top: "cat" }
 """
 
 
@@ -339,6 +342,7 @@ def test_in_place_only_where_nothing_else_sees_the_tensor(tmp_path):
     assert "self.relu2 = nn.ReLU()" in code  # sigmoid's backward needs its output
     assert "self.relu3 = nn.ReLU(inplace=True)" in code  # a view of pool, which nothing else reads
     assert "self.relu4 = nn.ReLU()" in code  # d1 is the net's input (via Split)
+    assert "self.relu5 = nn.ReLU()" in code  # s1 is a view of the net's input (via Slice)
     for c in compare_outputs(conversion, net, w, random_inputs(conversion.graph.inputs)):
         assert c.ok, c
     # The input is not modified, and training works (no in-place op breaks autograd).

@@ -171,7 +171,7 @@ class _Forward:
             return [], [n for n in dying if self.dead_after(n, i)]
         targets: list[str] = []
         single = len(step.outputs) == 1
-        for k, v in enumerate(step.outputs):
+        for v in step.outputs:
             name = None
             blob = sanitize(v.name, reserved=self.names.reserved)
             if single and ins and ins[0] in dying and ins[0] in ("x", blob):
@@ -183,7 +183,7 @@ class _Forward:
             if name in dying:
                 self.held[name] = []
             self._bind(v, name)
-            self._store(v, step.inputs[0] if emission.alias and k == 0 else None, step.node)
+            self._store(v, step.inputs[0] if emission.alias else None, step.node)
             targets.append(name)
         dead = [n for n in dying if n not in targets]
         dead += [n for n in targets if n not in dead and self.dead_after(n, i)]
