@@ -7,6 +7,7 @@ with OpenCV's dnn module or with a numpy implementation of Caffe's formula writt
 
 Tolerance: ``max|y - ref| <= 1e-5 + 1e-4 * max|ref|``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -64,7 +65,11 @@ def run(
     weights = tmp_path / "net.caffemodel"
     write_caffemodel(
         weights,
-        (LayerRecord(n.name, n.type, [], [], arrays.get(n.id, [])) for n in graph.nodes if not n.is_source),
+        (
+            LayerRecord(n.name, n.type, [], [], arrays.get(n.id, []))
+            for n in graph.nodes
+            if not n.is_source
+        ),
         net_name="t",
     )
     rng = np.random.default_rng(seed + 100)

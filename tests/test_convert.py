@@ -328,9 +328,9 @@ layer { name: "cat" type: "Concat" bottom: "s0" bottom: "s1" top: "cat" }
 
 def test_in_place_only_where_nothing_else_sees_the_tensor(tmp_path):
     pytest.importorskip("cv2")
-    from caffe2torch.verify.parity import compare_outputs, random_inputs
-    from caffe2torch.synth import write_synth_weights
     from caffe2torch.api import load_graph
+    from caffe2torch.synth import write_synth_weights
+    from caffe2torch.verify.parity import compare_outputs, random_inputs
 
     net = write(tmp_path / "b.prototxt", net_text({"data": (2, 3, 4, 4)}, BRANCHES))
     w = tmp_path / "w.caffemodel"

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import CORPUS
 
 from caffe2torch.emit import convert
-
-from helpers import CORPUS
 
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
 

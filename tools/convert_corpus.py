@@ -9,6 +9,7 @@ Nets are grouped by whether all their layer types are in the list the emitter pr
 (issue 3); the script prints one line per net and the totals, and exits 1 when a net of that
 group fails.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,15 +27,60 @@ from inspect_corpus import CORPUS, INPUT_SHAPES, STAGES, net_files  # noqa: E402
 
 # The layer types issue 3 lists (data layers included), and the forks' names for them.
 PROMISED = {
-    "Input", "Data", "ImageData", "MemoryData", "HDF5Data", "DummyData", "WindowData",
-    "AnnotatedData", "DenseImageData",
-    "Convolution", "ConvolutionDepthwise", "DepthwiseConvolution", "Deconvolution",
-    "InnerProduct", "Pooling", "ReLU", "ReLU6", "Clip", "PReLU", "ELU", "Sigmoid", "TanH",
-    "AbsVal", "Power", "Exp", "Log", "BNLL", "Threshold", "BatchNorm", "Scale", "Bias", "LRN",
-    "MVN", "Eltwise", "Concat", "Slice", "Split", "Flatten", "Reshape", "Softmax", "Dropout",
-    "Crop", "Permute", "Tile", "Reduction", "ArgMax", "Silence", "ShuffleChannel", "Axpy",
+    "Input",
+    "Data",
+    "ImageData",
+    "MemoryData",
+    "HDF5Data",
+    "DummyData",
+    "WindowData",
+    "AnnotatedData",
+    "DenseImageData",
+    "Convolution",
+    "ConvolutionDepthwise",
+    "DepthwiseConvolution",
+    "Deconvolution",
+    "InnerProduct",
+    "Pooling",
+    "ReLU",
+    "ReLU6",
+    "Clip",
+    "PReLU",
+    "ELU",
+    "Sigmoid",
+    "TanH",
+    "AbsVal",
+    "Power",
+    "Exp",
+    "Log",
+    "BNLL",
+    "Threshold",
+    "BatchNorm",
+    "Scale",
+    "Bias",
+    "LRN",
+    "MVN",
+    "Eltwise",
+    "Concat",
+    "Slice",
+    "Split",
+    "Flatten",
+    "Reshape",
+    "Softmax",
+    "Dropout",
+    "Crop",
+    "Permute",
+    "Tile",
+    "Reduction",
+    "ArgMax",
+    "Silence",
+    "ShuffleChannel",
+    "Axpy",
     # dropped from a deploy graph
-    "Accuracy", "SoftmaxWithLoss", "EuclideanLoss", "SigmoidCrossEntropyLoss",
+    "Accuracy",
+    "SoftmaxWithLoss",
+    "EuclideanLoss",
+    "SigmoidCrossEntropyLoss",
 }
 
 
@@ -96,7 +142,8 @@ def run_one(path: Path) -> dict:
                 return row
             worst = max(results, key=lambda c: c.max_abs / max(c.bound, 1e-30))
             row["outputs"] = [
-                {"blob": c.blob, "max_abs": c.max_abs, "ref_max": c.ref_max, "ok": c.ok} for c in results
+                {"blob": c.blob, "max_abs": c.max_abs, "ref_max": c.ref_max, "ok": c.ok}
+                for c in results
             ]
             row["status"] = "match" if all(c.ok for c in results) else "MISMATCH"
             if row["status"] == "MISMATCH":
@@ -143,7 +190,11 @@ def float64_arbitration(conv, graph, arrays, path, weights) -> tuple[float, floa
     worst_ours = worst_cv = 0.0
     for v, a, e in zip(conv.outputs, ours, exact):
         e = e.numpy()
-        theirs = ref[v.producer.name][v.producer.outputs.index(v)] if v.producer.name in ref else ref[v.name][0]
+        theirs = (
+            ref[v.producer.name][v.producer.outputs.index(v)]
+            if v.producer.name in ref
+            else ref[v.name][0]
+        )
         scale = max(float(np.abs(e).max()), 1e-30)
         worst_ours = max(worst_ours, float(np.abs(a.numpy() - e).max()) / scale)
         worst_cv = max(worst_cv, float(np.abs(theirs.reshape(e.shape) - e).max()) / scale)
@@ -156,7 +207,9 @@ def main() -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
-    files = [p for p in net_files(CORPUS) if not args.filters or any(f in str(p) for f in args.filters)]
+    files = [
+        p for p in net_files(CORPUS) if not args.filters or any(f in str(p) for f in args.filters)
+    ]
     with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=4) as pool:
         rows = []
         for row in pool.imap(run_one, files):

@@ -17,6 +17,7 @@ Each computing layer asks its layer family for an :class:`~caffe2torch.layers.ba
 
 Same graph and blobs give the same text, byte for byte.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ import numpy as np
 from ..errors import UnsupportedLayerError
 from ..graph import Graph, Node, Value
 from ..layers import LayerError
-from ..layers.base import HELPER_NAMES, EmitContext, Emission, Helper
+from ..layers.base import HELPER_NAMES, Emission, EmitContext, Helper
 from .names import CODE_NAMES, MODULE_ATTRS, Namer, safe_text, sanitize
 
 
@@ -208,7 +209,8 @@ def _outputs_hint(graph: Graph, failed: list[Node]) -> str:
     # Keep the last blobs before the failing layers, not the ones those are computed from.
     ancestry = {b: {id(n) for n in needed_nodes(graph, [_final(graph, b)])} for b in blobs}
     blobs = [
-        b for b in blobs
+        b
+        for b in blobs
         if not any(id(_final(graph, b).producer) in ancestry[o] for o in blobs if o != b)
     ]
     if not blobs:
@@ -304,7 +306,9 @@ def generate(
             body.append(f"# {safe_text(emission.comment)}")
         lhs = ", ".join(targets)
         for k, expr in enumerate(emission.forward):
-            body.append(f"{lhs} = {_format(expr, args if k == 0 else [targets[0]] + args[1:], module_ref)}")
+            body.append(
+                f"{lhs} = {_format(expr, args if k == 0 else [targets[0]] + args[1:], module_ref)}"
+            )
         if dead:
             body.append("del " + ", ".join(dead))
         fwd.release(dead)

@@ -6,6 +6,7 @@ the chosen outputs need, and generates the code and state_dict. Nothing is writt
 renames it at the end, so a failed run leaves no half-written output. The same inputs give
 byte-identical files: no timestamps, no absolute paths, fixed ordering.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -109,7 +110,9 @@ class Conversion:
         model.load_state_dict(self.state_dict())
         return model.eval()
 
-    def write(self, outdir: str | Path, *, weights_format: str = "pth", overwrite: bool = False) -> Path:
+    def write(
+        self, outdir: str | Path, *, weights_format: str = "pth", overwrite: bool = False
+    ) -> Path:
         """Write the folder atomically: a temporary folder beside ``outdir``, renamed at the end."""
         if weights_format not in WEIGHT_FILES:
             raise OutputError(f"unknown weights format '{weights_format}': pth or safetensors")
@@ -117,7 +120,9 @@ class Conversion:
         if outdir.exists() and not outdir.is_dir():
             raise OutputError("exists and is not a folder", file=outdir)
         if outdir.is_dir() and any(outdir.iterdir()) and not overwrite:
-            raise OutputError("the folder exists and is not empty: pass --overwrite to replace it", file=outdir)
+            raise OutputError(
+                "the folder exists and is not empty: pass --overwrite to replace it", file=outdir
+            )
         parent = outdir.absolute().parent
         if not parent.is_dir():
             raise OutputError("the folder to write into does not exist", file=parent)
@@ -146,7 +151,12 @@ class Conversion:
 def dump_json(data) -> str:
     """Indented JSON with lists of numbers (shapes) kept on one line."""
     text = json.dumps(data, indent=2)
-    return re.sub(r"\[\s+([-0-9.e, \n]+?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text) + "\n"
+    return (
+        re.sub(
+            r"\[\s+([-0-9.e, \n]+?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text
+        )
+        + "\n"
+    )
 
 
 def _save_weights(state: dict, path: Path, weights_format: str) -> None:
@@ -154,7 +164,9 @@ def _save_weights(state: dict, path: Path, weights_format: str) -> None:
         try:
             from safetensors.torch import save_file
         except ImportError:
-            raise OutputError("--format safetensors needs the safetensors package: pip install safetensors") from None
+            raise OutputError(
+                "--format safetensors needs the safetensors package: pip install safetensors"
+            ) from None
         save_file({k: v.contiguous() for k, v in state.items()}, str(path))
         return
     import torch
@@ -207,7 +219,11 @@ class _Digest(threading.Thread):
 
     def run(self) -> None:
         try:
-            self.value = hashlib.sha256(self.data).hexdigest() if self.data is not None else _sha256(self.path)
+            self.value = (
+                hashlib.sha256(self.data).hexdigest()
+                if self.data is not None
+                else _sha256(self.path)
+            )
         except OSError as e:  # pragma: no cover - the file was just read
             self.error = e
         self.data = None
@@ -246,7 +262,9 @@ def select_outputs(graph: Graph, names: Sequence[str] | None) -> list[Value]:
     holds them), or those no layer reads."""
     if not names:
         if not graph.outputs:
-            raise PrototxtError("the net has no outputs (every blob is read by a layer)", file=graph.path)
+            raise PrototxtError(
+                "the net has no outputs (every blob is read by a layer)", file=graph.path
+            )
         return list(graph.outputs)
     final: dict[str, Value] = {}
     for node in graph.nodes:
@@ -289,7 +307,10 @@ def convert(
     notes = list(graph.notes)
     dropped = [n.id for n in graph.layers if n not in needed]
     if outputs and dropped:
-        notes.append(f"{len(dropped)} layer(s) not needed for the outputs are left out: " + ", ".join(dropped))
+        notes.append(
+            f"{len(dropped)} layer(s) not needed for the outputs are left out: "
+            + ", ".join(dropped)
+        )
 
     sources: dict = {"prototxt": {"file": prototxt.name, "sha256": _sha256(prototxt)}}
     learnable = any(n.weight_shapes for n in needed)
@@ -307,7 +328,11 @@ def convert(
                     np.asarray(b.data, np.float32).reshape(s)
                     for b, s in zip(check.matched[node.id], node.weight_shapes)
                 ]
-        sources["weights"] = {"file": weights.name, "sha256": _Digest(weights, w.raw), "format": w.format}
+        sources["weights"] = {
+            "file": weights.name,
+            "sha256": _Digest(weights, w.raw),
+            "format": w.format,
+        }
     elif random_weights:
         blobs = synth_blobs(graph, seed)
         sources["weights"] = {"random": True, "seed": seed}
@@ -324,7 +349,9 @@ def convert(
     cls = class_name or make_class_name(graph.name)
     if not is_identifier(cls):
         raise CaffeError(f"--class-name '{safe_text(cls)}' is not a Python identifier")
-    generated = generate(graph, outs, blobs, class_name=cls, header=_header(graph, outs, sources, cls))
+    generated = generate(
+        graph, outs, blobs, class_name=cls, header=_header(graph, outs, sources, cls)
+    )
     return Conversion(graph, outs, generated, sources, notes)
 
 
@@ -338,7 +365,9 @@ def _header(graph: Graph, outputs: list[Value], sources: dict, cls: str) -> list
     if w and w.get("random"):
         lines.append(f"Weights: seeded random (seed {w['seed']}), for testing the architecture")
     elif w:
-        lines.append(f"Weights: {safe_text(w['file'])} ({w['format']}; its sha256 is in conversion.json)")
+        lines.append(
+            f"Weights: {safe_text(w['file'])} ({w['format']}; its sha256 is in conversion.json)"
+        )
     ins = ", ".join(f"{safe_text(v.name)} {fmt_shape(v.shape)}" for v in graph.inputs)
     outs = ", ".join(f"{safe_text(v.name)} {fmt_shape(v.shape)}" for v in outputs)
     lines += [

@@ -5,6 +5,7 @@ every character that cannot be in an identifier becomes ``_``, a leading digit g
 prefix, and keywords, builtins that generated code uses and ``nn.Module``'s own attributes get
 a ``_`` suffix. :class:`Namer` hands out unique names in one namespace.
 """
+
 from __future__ import annotations
 
 import keyword
@@ -64,5 +65,7 @@ class Namer:
 def safe_text(text: str, limit: int = 200) -> str:
     """Text from an input file, for a comment or docstring of generated code: printable ASCII
     only, no quotes or backslashes (nothing that could end the docstring), one line."""
-    out = "".join(c if (c.isascii() and c.isprintable() and c not in "\"'\\") else "?" for c in text)
+    out = "".join(
+        c if (c.isascii() and c.isprintable() and c not in "\"'\\") else "?" for c in text
+    )
     return out[:limit]

@@ -13,7 +13,15 @@ import numpy as np
 
 from . import register
 from .base import (
-    DYNAMIC, Emission, Layer, LayerError, NotConvertible, canonical_axis, fmt_shape, ints, kwargs,
+    DYNAMIC,
+    Emission,
+    Layer,
+    LayerError,
+    NotConvertible,
+    canonical_axis,
+    fmt_shape,
+    ints,
+    kwargs,
 )
 
 

@@ -302,7 +302,9 @@ class Normalize(nn.Module):
     """SSD's Normalize: divide by the L2 norm across channels (at each position, or over the
     whole sample with across_spatial), then multiply by a learned scale."""
 
-    def __init__(self, shape: tuple[int, ...], across_spatial: bool = False, eps: float = 1e-10) -> None:
+    def __init__(
+        self, shape: tuple[int, ...], across_spatial: bool = False, eps: float = 1e-10
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(shape))
         self.across_spatial = across_spatial

@@ -5,7 +5,16 @@ import math
 
 from . import register
 from .base import (
-    DYNAMIC, Emission, Helper, Layer, LayerError, NotConvertible, fmt_shape, four_d, ints, kwargs,
+    DYNAMIC,
+    Emission,
+    Helper,
+    Layer,
+    LayerError,
+    NotConvertible,
+    fmt_shape,
+    four_d,
+    ints,
+    kwargs,
 )
 
 
@@ -52,7 +61,11 @@ def caffe_pool2d(
         x = F.pad(x, (pad[1], pad[1], pad[0], pad[0]))
         y = F.avg_pool2d(x, kernel, stride, ceil_mode=True)
     else:
-        right = [max(0, (o - 1) * s + k - n - p) for o, s, k, n, p in zip(size, stride, kernel, x.shape[2:], pad)]
+        # -inf on the left and as far right as Caffe's last window reaches
+        right = [
+            max(0, (o - 1) * s + k - n - p)
+            for o, s, k, n, p in zip(size, stride, kernel, x.shape[2:], pad)
+        ]
         x = F.pad(x, (pad[1], right[1], pad[0], right[0]), value=-float("inf"))
         y = F.max_pool2d(x, kernel, stride)
     y = y[:, :, : size[0], : size[1]]

@@ -5,7 +5,17 @@ from __future__ import annotations
 import math
 
 from . import register
-from .base import DYNAMIC, Emission, Helper, Layer, LayerError, SameShape, canonical_axis, fmt_shape, num
+from .base import (
+    DYNAMIC,
+    Emission,
+    Helper,
+    Layer,
+    LayerError,
+    SameShape,
+    canonical_axis,
+    fmt_shape,
+    num,
+)
 
 CHANNEL_SHUFFLE = Helper("channel_shuffle", '''
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:

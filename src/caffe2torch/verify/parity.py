@@ -4,6 +4,7 @@ The tolerance is the project's: ``max|y - ref| <= atol + rtol * max|ref|`` (1e-5
 default), a bound relative to the output's scale, so it means the same for a softmax and for
 unnormalised features.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -75,7 +76,11 @@ def run_model(model, inputs: list[Value], arrays: Mapping[str, np.ndarray]) -> l
 
 
 def compare_outputs(
-    conversion, prototxt: str | Path, caffemodel: str | Path, arrays: Mapping[str, np.ndarray], **tol
+    conversion,
+    prototxt: str | Path,
+    caffemodel: str | Path,
+    arrays: Mapping[str, np.ndarray],
+    **tol,
 ) -> list[Comparison]:
     """The converted model's outputs against OpenCV's for the same blobs."""
     graph = conversion.graph
