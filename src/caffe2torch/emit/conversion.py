@@ -204,8 +204,11 @@ def load_converted(outdir: str | Path):
 
 # ------------------------------------------------------------------------------- convert
 def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class _Digest(threading.Thread):
