@@ -37,12 +37,11 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from read_caffemodel import VGG16_PARAMS, prepare, run_measured  # noqa: E402
+from read_caffemodel import VGG16_PARAMS, prepare, run_measured, work_folder  # noqa: E402
 
 TARGET_WALL_S = 3.0  # converting VGG16 must take at most this long, end to end
 TARGET_RSS_BYTES = 1.5e9  # ... and its peak RSS must stay under 1.5 GB
@@ -197,17 +196,11 @@ def main() -> int:
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
 
-    own_tmp = args.workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix="c2t-conv-")) if own_tmp else args.workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    try:
+    with work_folder(args.workdir, "c2t-conv-") as workdir:
         _, model = prepare(workdir, args.keep, args.seed)
         rows, failed, floor, outputs = benchmark(workdir, model, args.repeats)
         prof = profile(workdir, model) if args.profile else None
         size = model.stat().st_size
-    finally:
-        if own_tmp:
-            shutil.rmtree(workdir, ignore_errors=True)
 
     report(rows, size, floor, outputs, prof)
     import importlib.metadata

@@ -11,6 +11,7 @@ script stays lean (it does not import numpy) and reports that floor (``true``'s 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -23,6 +24,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 VGG16_PARAMS = 138_357_544
 TARGET_WALL_S = 1.5  # reading a VGG16 file must take at most this long
@@ -88,12 +90,29 @@ print(w.total_values, repr(checksum))
 """
 
 
-def run_measured(argv: list[str], workdir: Path, label: str) -> tuple[float, int, int, str]:
-    """Run one child; return (wall seconds, peak RSS bytes, exit code, stdout)."""
+@contextlib.contextmanager
+def work_folder(workdir: Path | None, prefix: str) -> Iterator[Path]:
+    """``--workdir`` (kept), or a temporary folder removed afterwards."""
+    if workdir is not None:
+        workdir = workdir.resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+        yield workdir
+        return
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_measured(
+    argv: list[str], workdir: Path, label: str, env: dict | None = None
+) -> tuple[float, int, int, str]:
+    """Run one child in ``workdir``; return (wall seconds, peak RSS bytes, exit code, stdout)."""
     out_path, err_path = workdir / f"{label}.out", workdir / f"{label}.err"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, cwd=workdir)
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, cwd=workdir, env=env)
         _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, nothing else's
         wall = time.perf_counter() - start
     proc.returncode = code = os.waitstatus_to_exitcode(status)
@@ -195,16 +214,10 @@ def main() -> int:
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
 
-    own_tmp = args.workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix="c2t-bench-")) if own_tmp else args.workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    try:
+    with work_folder(args.workdir, "c2t-bench-") as workdir:
         proto, model = prepare(workdir, args.keep, args.seed)
         rows, failed, floor = benchmark(workdir, proto, model, args.repeats)
         size = model.stat().st_size
-    finally:
-        if own_tmp:
-            shutil.rmtree(workdir, ignore_errors=True)
 
     report(rows, size, floor)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

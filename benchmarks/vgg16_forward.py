@@ -61,17 +61,15 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from read_caffemodel import VGG16_PARAMS, VGG16_PROTOTXT  # noqa: E402
+from read_caffemodel import VGG16_PARAMS, VGG16_PROTOTXT, run_measured, work_folder  # noqa: E402
 
 TARGET_RATIO = 1.05  # converted / hand-written, for activation memory and for forward time
 RESULTS = Path(__file__).resolve().parent / "results" / "vgg16_forward.json"
@@ -316,21 +314,13 @@ def child_time(model_dir: Path, args) -> dict:
 
 
 # ----------------------------------------------------------------------------- the parent
-def run_measured(argv: list[str], workdir: Path, label: str,
-                 env: dict | None = None) -> tuple[dict | None, int, float]:
+def run_child(argv: list[str], workdir: Path, label: str,
+              env: dict | None = None) -> tuple[dict | None, int, float]:
     """Run one child; return (the JSON it printed last, its peak RSS, wall seconds)."""
-    out_path, err_path = workdir / f"{label}.out", workdir / f"{label}.err"
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-    proc.returncode = code = os.waitstatus_to_exitcode(status)
-    rss = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    wall, rss, code, out = run_measured(argv, workdir, label, env)
     if code != 0:
-        sys.stderr.write(f"{label} failed (exit {code}):\n{err_path.read_text()[-3000:]}\n")
         return None, rss, wall
-    return json.loads(out_path.read_text().strip().splitlines()[-1]), rss, wall
+    return json.loads(out.strip().splitlines()[-1]), rss, wall
 
 
 def ideal_bytes(batch: int) -> tuple[int, int]:
@@ -381,7 +371,7 @@ def benchmark(workdir: Path, model_dir: Path, args) -> tuple[dict, dict, bool, d
 
     print(f"timing: all three models in one process, {args.forwards} alternating rounds ...",
           flush=True)
-    timed, rss, wall = run_measured(child_argv("time", model_dir, args), workdir, "time")
+    timed, rss, wall = run_child(child_argv("time", model_dir, args), workdir, "time")
     check = {}
     if timed is None:
         failed = True
@@ -401,7 +391,7 @@ def benchmark(workdir: Path, model_dir: Path, args) -> tuple[dict, dict, bool, d
         for variant in order:
             print(f"memory, round {r + 1}/{args.rounds}: {variant} ...", flush=True)
             label = f"mem-r{r}-{VARIANTS.index(variant)}"
-            result, rss, wall = run_measured(
+            result, rss, wall = run_child(
                 child_argv("memory", model_dir, args, variant), workdir, label, env)
             if result is None:
                 failed = True
@@ -521,16 +511,10 @@ def main() -> int:
     if not Path("/proc/self/status").exists():
         sys.exit("this benchmark reads /proc/self/status: it runs on Linux only")
 
-    own_tmp = args.workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix="c2t-fwd-")) if own_tmp else args.workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    try:
+    with work_folder(args.workdir, "c2t-fwd-") as workdir:
         model_dir, convert_s = prepare(workdir, args.seed)
         rows, check, failed, log = benchmark(workdir, model_dir, args)
-    finally:
-        if own_tmp:
-            shutil.rmtree(workdir, ignore_errors=True)
     total_s = time.perf_counter() - start
 
     report(rows, check, log, args)

@@ -96,12 +96,16 @@ Stage = Annotated[
 ]
 
 
+def _check_phase(phase: str) -> None:
+    if phase not in ("test", "train"):
+        raise typer.BadParameter("must be 'test' or 'train'", param_hint="--phase")
+
+
 def _graph(prototxt: Path, input_shape, phase: str, stage):
     from ..api import load_graph
     from ..graph import parse_input_shapes
 
-    if phase not in ("test", "train"):
-        raise typer.BadParameter("must be 'test' or 'train'", param_hint="--phase")
+    _check_phase(phase)
     return load_graph(
         prototxt,
         phase=phase,
@@ -244,8 +248,7 @@ def convert(
 
     if weights_format not in ("pth", "safetensors"):
         raise typer.BadParameter("must be 'pth' or 'safetensors'", param_hint="--format")
-    if phase not in ("test", "train"):
-        raise typer.BadParameter("must be 'test' or 'train'", param_hint="--phase")
+    _check_phase(phase)
     with _reported():
         conversion = run_convert(
             prototxt,

@@ -197,33 +197,26 @@ class _Forward:
 
 def _outputs_hint(graph: Graph, failed: list[Node]) -> str:
     """The blobs those layers read that convert: what ``--outputs`` can stop at (the heads of
-    a detector before its DetectionOutput, say)."""
+    a detector before its DetectionOutput, say), leaving out the blobs those are computed from."""
     bad = {id(n) for n in failed}
-    blobs: list[str] = []
+    ancestry: dict[int, set[int]] = {}  # candidate value -> the layers it needs
+    candidates: list[Value] = []
     for node in failed:
         for v in node.inputs:
-            if v.producer.is_source or v.name in blobs:
+            if v.producer.is_source or id(v) in ancestry:
                 continue
-            if not any(id(n) in bad for n in needed_nodes(graph, [v])):
-                blobs.append(v.name)
-    # Keep the last blobs before the failing layers, not the ones those are computed from.
-    ancestry = {b: {id(n) for n in needed_nodes(graph, [_final(graph, b)])} for b in blobs}
-    blobs = [
-        b
-        for b in blobs
-        if not any(id(_final(graph, b).producer) in ancestry[o] for o in blobs if o != b)
+            needs = {id(n) for n in needed_nodes(graph, [v])}
+            if not needs & bad:
+                ancestry[id(v)] = needs
+                candidates.append(v)
+    names = [
+        v.name
+        for v in candidates
+        if not any(id(v.producer) in ancestry[id(o)] for o in candidates if o is not v)
     ]
-    if not blobs:
+    if not names:
         return ""
-    return f" (to convert the layers before them, pass --outputs {','.join(blobs)})"
-
-
-def _final(graph: Graph, name: str) -> Value:
-    return [v for n in graph.nodes for v in n.outputs if v.name == name][-1]
-
-
-def _format(expr: str, args: list[str], module: str | None) -> str:
-    return expr.format(*args, m=module)
+    return f" (to convert the layers before them, pass --outputs {','.join(names)})"
 
 
 def generate(
@@ -306,9 +299,8 @@ def generate(
             body.append(f"# {safe_text(emission.comment)}")
         lhs = ", ".join(targets)
         for k, expr in enumerate(emission.forward):
-            body.append(
-                f"{lhs} = {_format(expr, args if k == 0 else [targets[0]] + args[1:], module_ref)}"
-            )
+            inputs = args if k == 0 else [targets[0]] + args[1:]
+            body.append(f"{lhs} = {expr.format(*inputs, m=module_ref)}")
         if dead:
             body.append("del " + ", ".join(dead))
         fwd.release(dead)
