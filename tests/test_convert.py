@@ -34,7 +34,7 @@ def test_folder_contract(cli, tmp_path):
     out = tmp_path / "out"
     code, stdout, stderr = cli("convert", net, "--random-weights", "-o", out)
     assert code == 0, stderr
-    assert _files(out) == ["conversion.json", "model.pth", "model.py"]
+    assert _files(out) == ["conversion.json", "model.pth", "model.py", "report.md"]
     manifest = json.loads((out / "conversion.json").read_text())
     assert manifest["class_name"] == "Tiny"
     assert manifest["weights_file"] == "model.pth"
@@ -46,6 +46,12 @@ def test_folder_contract(cli, tmp_path):
     assert manifest["sources"]["prototxt"]["file"] == "tiny.prototxt"
     assert len(manifest["sources"]["prototxt"]["sha256"]) == 64
     assert manifest["sources"]["weights"] == {"random": True, "seed": 0}
+    assert manifest["sources"]["prototxt"]["path"] == "../tiny.prototxt"  # from the folder
+    assert manifest["options"] == {"phase": "test", "stages": []}
+    # Verified by default: every value of the 5 layers compared, none failed.
+    check = manifest["verification"]
+    assert check["passed"] is True and check["compared"] == 5 and check["failed"] == 0, check
+    assert "| 1 | conv1 | Convolution | conv1 | 2x4x9x9 |" in (out / "report.md").read_text()
     assert {"caffe2torch", "torch", "numpy", "python"} <= set(manifest["versions"])
     # No absolute paths, no temporary names.
     for f in out.iterdir():
@@ -98,7 +104,7 @@ def test_safetensors(cli, tmp_path):
     net = write(tmp_path / "tiny.prototxt", TINY_V2)
     out = tmp_path / "out"
     assert cli("convert", net, "--random-weights", "-o", out, "--format", "safetensors")[0] == 0
-    assert _files(out) == ["conversion.json", "model.py", "model.safetensors"]
+    assert _files(out) == ["conversion.json", "model.py", "model.safetensors", "report.md"]
     pth = convert(net, random_weights=True).state_dict()
     st = load_file(out / "model.safetensors")
     assert set(st) == set(pth) and all(torch.equal(st[k], pth[k]) for k in pth)
@@ -261,7 +267,7 @@ def test_existing_folder_is_kept_unless_overwrite(cli, tmp_path):
     assert code == 2 and "the folder exists and is not empty: pass --overwrite" in stderr
     assert _files(out) == ["mine.txt"]
     assert cli("convert", net, "--random-weights", "-o", out, "--overwrite")[0] == 0
-    assert _files(out) == ["conversion.json", "model.pth", "model.py"]
+    assert _files(out) == ["conversion.json", "model.pth", "model.py", "report.md"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 

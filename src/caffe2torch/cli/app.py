@@ -16,6 +16,7 @@ from rich.markup import escape
 from .. import __version__
 from ..errors import CaffeError
 
+EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app = typer.Typer(
         "PyCaffe or MMdnn.\n\n"
         "[bold]Examples[/bold]\n\n"
         "  caffe2torch convert deploy.prototxt weights.caffemodel -o out\n\n"
+        "  caffe2torch verify out\n\n"
         "  caffe2torch inspect deploy.prototxt\n\n"
         "  caffe2torch inspect deploy.prototxt weights.caffemodel --json\n\n"
         "  caffe2torch inspect train_val.prototxt --input-shape data=1,3,227,227\n\n"
@@ -227,13 +229,24 @@ def convert(
     ] = False,
     phase: Phase = "test",
     stage: Stage = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify/--no-verify",
+            help="Check every layer against OpenCV (when it is installed) and write report.md.",
+        ),
+    ] = True,
 ) -> None:
-    """Convert a Caffe net to a PyTorch folder: model.py, model.pth, conversion.json.
+    """Convert a Caffe net to a PyTorch folder: model.py, model.pth, conversion.json, report.md.
 
     model.py is one readable nn.Module class that imports only torch; model.pth is a plain
     state_dict (torch.load(..., weights_only=True)); conversion.json records inputs, outputs,
-    which Caffe layer became which attribute, and the sources' sha256. Nothing is written
-    unless the whole conversion succeeds.
+    which Caffe layer became which attribute, the sources' sha256 and the check's result.
+    Nothing is written unless the whole conversion succeeds.
+
+    Unless --no-verify, every Caffe value of the converted model is compared with OpenCV's
+    (an independent Caffe implementation) on a seeded random input, as `caffe2torch verify`
+    does; a failed check keeps the files, marks the conversion failed and exits 1.
 
     [bold]Examples[/bold]
 
@@ -261,10 +274,109 @@ def convert(
             phase=phase,
             stages=stage or (),
         )
+        if verify:
+            _verify_conversion(conversion)
+        else:
+            conversion.verification_skipped = "--no-verify"
         folder = conversion.write(output, weights_format=weights_format, overwrite=overwrite)
     from .render import render_conversion
 
     render_conversion(out, conversion, folder, weights_format)
+    if conversion.verified_failed:
+        err.print(
+            f"[bold red]conversion FAILED verification:[/bold red] the files are in "
+            f"{escape(str(folder))}/ but the model does not compute what the Caffe net does "
+            f"(first divergence: layer '{escape(conversion.verification.first_divergence.layer)}'; "
+            f"see {escape(str(folder))}/report.md)"
+        )
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _verify_conversion(conversion) -> None:
+    """Run the check before writing; a reference that is missing or cannot run the net is
+    recorded as the reason the check was skipped."""
+    from ..verify.opencv import ReferenceError
+    from ..verify.run import verify_conversion
+
+    try:
+        with err.status("verifying against OpenCV, layer by layer..."):
+            conversion.verification = verify_conversion(conversion)
+    except ReferenceError as e:
+        conversion.verification_skipped = str(e)
+
+
+@app.command("verify")
+def verify_cmd(
+    outdir: Annotated[Path, typer.Argument(help="A folder written by convert.")],
+    input_files: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            "--input",
+            "-i",
+            metavar="[NAME=]FILE.npy",
+            help="An input array (the blob after the data layer); one per input, in order or "
+            "by name. Default: seeded random.",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random input.")] = 0,
+    rtol: Annotated[
+        float, typer.Option("--rtol", help="Relative tolerance, times max|ref| of each value.")
+    ] = 1e-4,
+    atol: Annotated[float, typer.Option("--atol", help="Absolute tolerance.")] = 1e-5,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="Fail on drift too (rounding the net amplifies)."),
+    ] = False,
+    net: Annotated[
+        Optional[Path],
+        typer.Option("--net", help="The prototxt, if not where conversion.json says."),
+    ] = None,
+    weights: Annotated[
+        Optional[Path],
+        typer.Option("--weights", help="The caffemodel, if not where conversion.json says."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the result as JSON (for pipelines).")
+    ] = False,
+) -> None:
+    """Compare every Caffe value of a converted model with OpenCV's, layer by layer.
+
+    Runs the folder's own model.py and weights, and OpenCV's dnn module (an independent
+    Caffe implementation) on the Caffe files it was converted from, on the same input; each
+    value (a layer's output, in place chains included) passes when
+    max|y - ref| <= atol + rtol * max|ref|. The first diverging layer is named and explained.
+    A value that differs only because its input did (the layer, given OpenCV's input, agrees)
+    is "drift": rounding the net amplifies, reported but not failed unless --strict. Layers
+    OpenCV cannot run are listed as skipped; the layers after them are still compared.
+
+    Exit codes: 0 all pass, 1 a value fails, 2 bad input.
+
+    [bold]Examples[/bold]
+
+      caffe2torch verify googlenet
+
+      caffe2torch verify googlenet --input data=cat.npy --json > parity.json
+    """
+    from ..verify.run import verify_folder
+
+    if rtol < 0 or atol < 0:
+        raise typer.BadParameter("tolerances must be >= 0", param_hint="--rtol/--atol")
+    with _reported():
+        result = verify_folder(
+            outdir, net=net, weights=weights, inputs=input_files or (), seed=seed,
+            rtol=rtol, atol=atol,
+        )
+    result.strict = strict
+    if as_json:
+        from ..emit.conversion import dump_json
+
+        sys.stdout.write(dump_json(result.to_dict()))
+    else:
+        from .render import render_verification
+
+        render_verification(out, result)
+    if not result.passed:
+        raise typer.Exit(EXIT_FAILED)
 
 
 def main() -> None:

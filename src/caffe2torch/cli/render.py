@@ -89,7 +89,8 @@ def render_conversion(console: Console, conversion, folder, weights_format: str)
         f"  {weights.name}: {len(state)} tensors, {params:,} values, "
         f"{weights.stat().st_size / 2**20:.1f} MiB"
     )
-    console.print(f"  {MANIFEST}: layer map, inputs, outputs, sources (sha256)")
+    console.print(f"  {MANIFEST}: layer map, inputs, outputs, sources (sha256), the check's result")
+    console.print("  report.md: what was converted and the layer-by-layer parity table")
     console.print(
         "inputs:  "
         + ", ".join(f"{escape(v.name)} {_shape(v.shape)}" for v in conversion.graph.inputs)
@@ -99,3 +100,74 @@ def render_conversion(console: Console, conversion, folder, weights_format: str)
     )
     for note in conversion.notes + conversion.generated.notes:
         console.print(f"[yellow]note:[/yellow] {escape(note)}")
+    v = conversion.verification
+    if v is None:
+        console.print(
+            f"[yellow]not verified:[/yellow] {escape(conversion.verification_skipped or 'not run')}"
+        )
+        return
+    console.print("verified: " + verification_line(v))
+    for line in v.explanation:
+        console.print(f"  {escape(line)}")
+
+
+_STATUS_STYLE = {"pass": "green", "FAIL": "bold red", "drift": "yellow", "skipped": "dim"}
+
+
+def _sci(x) -> str:
+    return "" if x is None else (f"{x:.1e}" if x else "0")
+
+
+def verification_line(v) -> str:
+    worst = v.worst
+    head = "[green]passed[/green]" if v.passed else "[bold red]FAILED[/bold red]"
+    text = (
+        f"{head}: {len(v.compared)} values compared with {escape(v.reference)}, "
+        f"{len(v.failed)} failed"
+    )
+    if v.drifted:
+        text += f", {len(v.drifted)} drift"
+    text += f", {len(v.skipped)} skipped"
+    if worst is not None:
+        text += f"; worst relative error {_sci(worst.rel)} ({escape(worst.blob)})"
+    return text
+
+
+def render_verification(console: Console, v) -> None:
+    table = Table(title=f"Parity with Caffe ({escape(v.reference)})", title_justify="left")
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("layer")
+    table.add_column("type", style="cyan")
+    table.add_column("blob")
+    table.add_column("shape")
+    table.add_column("max abs err", justify="right")
+    table.add_column("max rel err", justify="right")
+    table.add_column("result")
+    first = v.first_divergence
+    for i, r in enumerate(v.rows, 1):
+        style = _STATUS_STYLE.get(r.status, "")
+        result = f"[{style}]{r.status}[/{style}]"
+        if r.note:
+            result += f" [dim]{escape(r.note)}[/dim]"
+        if r.local is not None:
+            result += f" [dim](alone: {_sci(r.local)})[/dim]"
+        shown = r.status != "skipped"
+        table.add_row(
+            str(i),
+            escape(r.layer),
+            escape(r.type),
+            escape(r.blob),
+            _shape(r.shape),
+            _sci(r.max_abs) if shown else "",
+            _sci(r.rel) if shown else "",
+            result,
+            style="on grey23" if r is first else None,
+        )
+    console.print(table)
+    console.print(
+        f"input: {escape(v.inputs)}; a value passes when max|y - ref| <= {v.atol:g} + "
+        f"{v.rtol:g} * max|ref|"
+    )
+    for line in v.explanation:
+        console.print(f"[bold]{escape(line)}[/bold]" if line is v.explanation[0] else escape(line))
+    console.print(verification_line(v))

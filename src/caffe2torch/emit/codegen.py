@@ -58,6 +58,11 @@ class Generated:
     state: dict[str, np.ndarray]
     layer_map: dict[str, str]
     notes: list[str]
+    # Per step of ``forward``, in order: the Caffe layers it runs, the range of ``forward``'s
+    # statements it takes (``[start, end)``, counting ``del``s, not comments), and which
+    # variable holds which Caffe value before and after it (``[variable, layer id, top index]``,
+    # a value being one layer's output). ``verify`` instruments a copy of ``forward`` with it.
+    trace: list[dict]
 
 
 def needed_nodes(graph: Graph, outputs: list[Value]) -> list[Node]:
@@ -243,6 +248,8 @@ def generate(
     layer_map: dict[str, str] = {}
     notes: list[str] = []
     problems: list[tuple[Node, str]] = []
+    trace: list[dict] = []
+    statements = 0
 
     for i, step in enumerate(steps):
         node = step.node
@@ -298,11 +305,23 @@ def generate(
         if emission.module is None and emission.comment:
             body.append(f"# {safe_text(emission.comment)}")
         lhs = ", ".join(targets)
+        start = statements
         for k, expr in enumerate(emission.forward):
             inputs = args if k == 0 else [targets[0]] + args[1:]
             body.append(f"{lhs} = {expr.format(*inputs, m=module_ref)}")
+            statements += 1
+        last = step.absorbed[-1] if step.absorbed else node
+        trace.append(
+            {
+                "layers": step.names,
+                "statements": [start, statements],
+                "reads": [_value_ref(var, v) for var, v in zip(args, step.inputs)],
+                "writes": [[fwd.var[id(v)], last.id, k] for k, v in enumerate(step.outputs)],
+            }
+        )
         if dead:
             body.append("del " + ", ".join(dead))
+            statements += 1
         fwd.release(dead)
 
     if problems:
@@ -323,7 +342,11 @@ def generate(
     results = [fwd.var[id(v)] for v in outputs]
     body.append("return " + ", ".join(results))
     code = _assemble(class_name, header, helpers, init_lines, body, graph.inputs, fwd, len(results))
-    return Generated(class_name, code, state, layer_map, notes)
+    return Generated(class_name, code, state, layer_map, notes, trace)
+
+
+def _value_ref(var: str, v: Value) -> list:
+    return [var, v.producer.id, v.producer.outputs.index(v)]
 
 
 def _assemble(class_name, header, helpers, init_lines, body, inputs, fwd, n_out) -> str:

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import platform
-import re
 import shutil
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from .names import is_identifier, safe_text
 
 MANIFEST = "conversion.json"
 MODEL_FILE = "model.py"
+REPORT_FILE = "report.md"
 WEIGHT_FILES = {"pth": "model.pth", "safetensors": "model.safetensors"}
 
 
@@ -55,7 +55,10 @@ class Conversion:
     generated: Generated
     sources: dict
     notes: list[str] = field(default_factory=list)
-
+    paths: dict = field(default_factory=dict)  # "prototxt", "weights": the files read
+    options: dict = field(default_factory=dict)  # phase and stages the graph was built with
+    verification: object = None  # a verify.layerwise.Verification, once run
+    verification_skipped: str = ""  # why it was not run
     @property
     def class_name(self) -> str:
         return self.generated.class_name
@@ -80,9 +83,18 @@ class Conversion:
                 out[key] = torch.from_numpy(arr)
         return out
 
-    def manifest(self, weights_format: str = "pth") -> dict:
+    def manifest(self, weights_format: str = "pth", outdir: Path | None = None) -> dict:
         import torch
 
+        sources = json.loads(json.dumps(self.sources, default=str))
+        if outdir is not None:  # where the sources are, from the folder (for verify)
+            for key, path in self.paths.items():
+                if path is not None and isinstance(sources.get(key), dict):
+                    try:
+                        rel = os.path.relpath(Path(path).absolute(), Path(outdir).absolute())
+                    except ValueError:  # another drive
+                        continue
+                    sources[key]["path"] = Path(rel).as_posix()
         return {
             "format": "caffe2torch-conversion/1",
             "class_name": self.class_name,
@@ -91,15 +103,27 @@ class Conversion:
             "inputs": [{"name": v.name, "shape": list(v.shape)} for v in self.graph.inputs],
             "outputs": [{"name": v.name, "shape": list(v.shape)} for v in self.outputs],
             "layer_map": self.generated.layer_map,
-            "sources": json.loads(json.dumps(self.sources, default=str)),
+            "sources": sources,
+            "options": self.options,
             "notes": self.notes + self.generated.notes,
+            "verification": self.verification_summary(),
             "versions": {
                 "caffe2torch": __version__,
                 "torch": torch.__version__,
                 "numpy": np.__version__,
                 "python": platform.python_version(),
             },
+            "trace": self.generated.trace,
         }
+
+    def verification_summary(self) -> dict:
+        if self.verification is None:
+            return {"passed": None, "skipped": self.verification_skipped or "not run"}
+        return self.verification.to_dict(rows=False)
+
+    @property
+    def verified_failed(self) -> bool:
+        return self.verification is not None and not self.verification.passed
 
     def module(self):
         """The model as a live ``nn.Module`` in eval mode, weights loaded (for tests and
@@ -133,8 +157,11 @@ class Conversion:
             os.chmod(tmp, 0o777 & ~umask)
             (tmp / MODEL_FILE).write_text(self.code, encoding="utf-8")
             _save_weights(self.state_dict(), tmp / WEIGHT_FILES[weights_format], weights_format)
-            text = dump_json(self.manifest(weights_format))
+            text = dump_json(self.manifest(weights_format, outdir))
             (tmp / MANIFEST).write_text(text, encoding="utf-8")
+            from ..verify.report import render_report
+
+            (tmp / REPORT_FILE).write_text(render_report(self, weights_format), encoding="utf-8")
             old = None
             if outdir.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".old", dir=parent))
@@ -149,14 +176,23 @@ class Conversion:
 
 
 def dump_json(data) -> str:
-    """Indented JSON with lists of numbers (shapes) kept on one line."""
-    text = json.dumps(data, indent=2)
-    return (
-        re.sub(
-            r"\[\s+([-0-9.e, \n]+?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text
+    """Indented JSON with lists of plain values (shapes, trace entries) kept on one line."""
+
+    def flat(x) -> bool:
+        return isinstance(x, list) and all(
+            not isinstance(e, (dict, list)) or (isinstance(e, list) and flat(e)) for e in x
         )
-        + "\n"
-    )
+
+    def enc(x, indent: str) -> str:
+        inner = indent + "  "
+        if isinstance(x, dict) and x:
+            items = [f"{inner}{json.dumps(k)}: {enc(v, inner)}" for k, v in x.items()]
+            return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+        if isinstance(x, list) and x and not flat(x):
+            return "[\n" + ",\n".join(inner + enc(e, inner) for e in x) + "\n" + indent + "]"
+        return json.dumps(x, separators=(", ", ": "))
+
+    return enc(data, "") + "\n"
 
 
 def _save_weights(state: dict, path: Path, weights_format: str) -> None:
@@ -355,7 +391,9 @@ def convert(
     generated = generate(
         graph, outs, blobs, class_name=cls, header=_header(graph, outs, sources, cls)
     )
-    return Conversion(graph, outs, generated, sources, notes)
+    paths = {"prototxt": prototxt, "weights": Path(weights) if weights is not None else None}
+    options = {"phase": phase, "stages": stages}
+    return Conversion(graph, outs, generated, sources, notes, paths, options)
 
 
 def _header(graph: Graph, outputs: list[Value], sources: dict, cls: str) -> list[str]:

@@ -23,6 +23,7 @@ into equal parts without slice points.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -53,6 +54,50 @@ def opencv():
 
 RENAMED_TYPES = {"DepthwiseConvolution": "Convolution"}
 
+# What OpenCV 4.x runs (../shared/docs/opencv-reference.md, measured with 4.12).
+OPENCV_TYPES = frozenset(
+    """Input Convolution ConvolutionDepthwise DepthwiseConvolution Deconvolution InnerProduct
+    Pooling ReLU ReLU6 PReLU ELU BNLL Exp Log AbsVal Power TanH Sigmoid Swish Mish Softmax
+    BatchNorm Scale LRN MVN Normalize Eltwise Axpy Concat Slice Split Silence Flatten Reshape
+    Permute ShuffleChannel Crop Dropout Interp""".split()
+)
+
+
+def opencv_gap(node) -> str:
+    """Why OpenCV cannot check this layer ("" when it can): it lacks the type, or computes
+    something other than Caffe for these parameters (each case measured in tests/)."""
+    p = node.op.proto
+    t = node.type
+    if t not in OPENCV_TYPES:
+        return f"OpenCV has no {t} layer"
+    if t == "MVN" and p.mvn_param.normalize_variance:
+        return "OpenCV's MVN adds eps to the variance (Caffe: to the standard deviation)"
+    if t == "LRN" and p.lrn_param.k != 1:
+        return "OpenCV ignores LRN's k"
+    if t == "Log" and (p.log_param.base != -1 or p.log_param.scale != 1 or p.log_param.shift):
+        return "OpenCV ignores Log's base, scale and shift"
+    if t == "InnerProduct" and p.inner_product_param.transpose:
+        return "OpenCV ignores InnerProduct's transpose"
+    if t == "Deconvolution" and any(d != 1 for d in p.convolution_param.dilation):
+        return "OpenCV ignores Deconvolution's dilation"
+    if t == "Slice":
+        sp = p.slice_param
+        if sp.HasField("slice_dim") and not sp.HasField("axis") and sp.slice_dim != 1:
+            return "OpenCV ignores Slice's slice_dim"
+        if not len(sp.slice_point) and len(node.outputs) > 1:
+            return "OpenCV cannot slice into equal parts without slice points"
+    if t == "Concat":
+        axis = p.concat_param.axis if p.concat_param.HasField("axis") else 1
+        if p.concat_param.HasField("concat_dim") and not p.concat_param.HasField("axis"):
+            axis = p.concat_param.concat_dim
+        ndim = len(node.outputs[0].shape or ())
+        if ndim and axis % ndim == 0:
+            return "OpenCV cannot concatenate along the batch axis"
+    if t == "Pooling" and node.op.method == 1 and node.op.kernel:
+        if any(s > k for s, k in zip(node.op.stride, node.op.kernel)):
+            return "OpenCV's AVE pooling differs where a window misses the input (stride > kernel)"
+    return ""
+
 
 def needs_rewrite(graph) -> bool:
     """Whether OpenCV must get :func:`reference_prototxt` instead of the original file."""
@@ -68,6 +113,30 @@ def needs_rewrite(graph) -> bool:
     return len(read_prototxt(graph.path).net.layer) != len(graph.nodes)
 
 
+def _layer_proto(node):
+    """The layer as OpenCV should get it (same semantics, names OpenCV reads)."""
+    layer = type(node.op.proto)()
+    layer.CopyFrom(node.op.proto)
+    layer.ClearField("include")
+    layer.ClearField("exclude")
+    layer.type = RENAMED_TYPES.get(layer.type, layer.type)
+    if layer.type == "Axpy":
+        layer.bottom[1], layer.bottom[2] = layer.bottom[2], layer.bottom[1]
+    if layer.type == "Pooling" and not node.op.ceil:
+        layer.pooling_param.ClearField("round_mode")
+        layer.pooling_param.ceil_mode = False
+    return layer
+
+
+def _input_layer(net, names: set[str], values: list[tuple[str, tuple]]):
+    source = net.layer.add()
+    source.name = next(n for n in ("input", "data_input", "reference_input") if n not in names)
+    source.type = "Input"
+    for name, shape in values:
+        source.top.append(name)
+        source.input_param.shape.add().dim.extend(shape)
+
+
 def reference_prototxt(graph) -> str:
     """The graph as a V2 deploy prototxt that OpenCV runs with Caffe's semantics."""
     from google.protobuf import text_format
@@ -76,27 +145,81 @@ def reference_prototxt(graph) -> str:
 
     net = pb.NetParameter()
     net.name = graph.name
-    names = {n.name for n in graph.nodes}
-    source = net.layer.add()
-    source.name = next(n for n in ("input", "data_input", "reference_input") if n not in names)
-    source.type = "Input"
-    for v in graph.inputs:
-        source.top.append(v.name)
-        source.input_param.shape.add().dim.extend(v.shape)
+    _input_layer(net, {n.name for n in graph.nodes}, [(v.name, v.shape) for v in graph.inputs])
     for node in graph.nodes:
-        if node.is_source:
-            continue
-        layer = net.layer.add()
-        layer.CopyFrom(node.op.proto)
-        layer.ClearField("include")
-        layer.ClearField("exclude")
-        layer.type = RENAMED_TYPES.get(layer.type, layer.type)
-        if layer.type == "Axpy":
-            layer.bottom[1], layer.bottom[2] = layer.bottom[2], layer.bottom[1]
-        if layer.type == "Pooling" and not node.op.ceil:
-            layer.pooling_param.ClearField("round_mode")
-            layer.pooling_param.ceil_mode = False
+        if not node.is_source:
+            net.layer.add().CopyFrom(_layer_proto(node))
     return text_format.MessageToString(net)
+
+
+@dataclass
+class ReferenceNet:
+    """A part of the graph for OpenCV to run layer by layer.
+
+    Every value gets a blob name of its own (in-place layers write new blobs), so that a value
+    the reference cannot compute (a layer in ``cuts``) can be given to it as an input. Layers
+    keep their names (weights are found by them)."""
+
+    text: str
+    blob: dict[int, str]  # id(Value) -> blob name in ``text``
+    inputs: list  # Values the reference reads: the net's inputs, then the cut layers' outputs
+    layers: list  # Nodes it runs, in order
+
+
+def reference_net(graph, nodes, cuts: Mapping[str, str]) -> ReferenceNet:
+    """``nodes`` (computing layers in graph order) without the ``cuts`` (layer id -> reason),
+    whose outputs become inputs."""
+    from google.protobuf import text_format
+
+    from ..caffe.schema import pb
+
+    run = [n for n in nodes if n.id not in cuts]
+    taken: set[str] = set()
+    blob: dict[int, str] = {}
+
+    def name_of(v) -> str:
+        if id(v) not in blob:
+            name = v.name if v.version == 0 else f"{v.name}@{v.producer.name}"
+            while name in taken:
+                name += "_"
+            taken.add(name)
+            blob[id(v)] = name
+        return blob[id(v)]
+
+    inputs = list(graph.inputs)
+    made = {id(v) for n in run for v in n.outputs} | {id(v) for v in graph.inputs}
+    for n in run:
+        for v in n.inputs:
+            if id(v) not in made and all(v is not u for u in inputs):
+                inputs.append(v)
+    for v in inputs:
+        name_of(v)
+    net = pb.NetParameter()
+    net.name = graph.name
+    _input_layer(net, {n.name for n in graph.nodes}, [(blob[id(v)], v.shape) for v in inputs])
+    for node in run:
+        layer = _layer_proto(node)
+        order = list(node.inputs)
+        if node.type == "Axpy":
+            order[1], order[2] = order[2], order[1]
+        layer.ClearField("bottom")
+        layer.bottom.extend(name_of(v) for v in order)
+        layer.ClearField("top")
+        layer.top.extend(name_of(v) for v in node.outputs)
+        net.layer.add().CopyFrom(layer)
+    return ReferenceNet(text_format.MessageToString(net), blob, inputs, run)
+
+
+def run_reference(
+    ref: ReferenceNet, caffemodel: str | Path, arrays: Mapping[int, np.ndarray], shown=None
+) -> dict[str, list[np.ndarray]]:
+    """Run ``ref`` with ``arrays`` (id(Value) -> array for each of its inputs); returns each
+    layer's outputs by layer name."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "reference.prototxt"
+        path.write_text(ref.text)
+        named = {ref.blob[id(v)]: arrays[id(v)] for v in ref.inputs}
+        return _run(path, caffemodel, named, shown=shown or path, layers=[n.name for n in ref.layers])
 
 
 def run_opencv(
@@ -113,7 +236,7 @@ def run_opencv(
     return _run(prototxt, caffemodel, inputs, shown=prototxt)
 
 
-def _run(prototxt, caffemodel, inputs, shown) -> dict[str, list[np.ndarray]]:
+def _run(prototxt, caffemodel, inputs, shown, layers=None) -> dict[str, list[np.ndarray]]:
     cv2 = opencv()
     try:
         net = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
@@ -123,6 +246,9 @@ def _run(prototxt, caffemodel, inputs, shown) -> dict[str, list[np.ndarray]]:
     net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
     net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
     names = list(net.getLayerNames())
+    if layers is not None:
+        known = set(names)
+        names = list(dict.fromkeys(n for n in layers if n in known))
     try:
         for name, array in inputs.items():
             net.setInput(np.ascontiguousarray(array, dtype=np.float32), name)

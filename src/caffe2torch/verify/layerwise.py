@@ -1,0 +1,463 @@
+"""Per-layer parity: every Caffe value of the converted model against OpenCV's, in graph order.
+
+One run of each engine on the same input. The converted model runs as an instrumented copy of
+its own ``model.py`` (:mod:`.instrument`) and each value is compared the moment it is made,
+against OpenCV's output of the same layer (OpenCV keeps every layer's outputs with fusion
+off), so nothing is held but OpenCV's outputs.
+
+Layers OpenCV cannot check (it lacks the type, or computes something else for these
+parameters: :func:`.opencv.opencv_gap`) are listed as skipped; the reference then reads the
+converted model's value of their outputs, so every layer after them is still compared.
+
+When a value fails, a second run feeds every layer the reference's inputs instead of the
+model's own ("local" error): a layer that is wrong fails alone, while rounding accumulated
+through a deep net passes. The first failing value in graph order is the first divergence,
+explained with its layer's type, parameters and ``model.py`` line.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from ..errors import CaffeError
+from ..graph import Graph, Node, Value
+from .instrument import TraceError, TraceStep, instrument
+from .opencv import ReferenceError, opencv, opencv_gap, reference_net, run_reference
+
+ATOL = 1e-5
+RTOL = 1e-4
+
+PASS, FAIL, DRIFT, SKIP = "pass", "FAIL", "drift", "skipped"
+# drift: the value differs, but the same layer given the reference's inputs agrees: its input
+# differed (rounding the net amplifies); the layer itself is right.
+
+
+@dataclass
+class Row:
+    """One Caffe value: the output ``top`` of layer ``layer`` (in place: blob ``blob`` after it)."""
+
+    layer: str
+    type: str
+    blob: str
+    shape: tuple[int, ...]
+    status: str = SKIP
+    max_abs: float | None = None
+    ref_max: float | None = None
+    bound: float | None = None
+    note: str = ""  # why skipped, or what failed beyond the numbers
+    local: float | None = None  # relative error with the reference's inputs (after a failure)
+    local_ok: bool | None = None
+
+    @property
+    def rel(self) -> float | None:
+        """Max abs error relative to the value's scale (max |ref|)."""
+        if self.max_abs is None:
+            return None
+        return self.max_abs / self.ref_max if self.ref_max else self.max_abs
+
+    def to_dict(self) -> dict:
+        out = {
+            "layer": self.layer,
+            "type": self.type,
+            "blob": self.blob,
+            "shape": list(self.shape),
+            "status": self.status,
+            "max_abs": _sig(self.max_abs),
+            "max_rel": _sig(self.rel),
+        }
+        if self.note:
+            out["note"] = self.note
+        if self.local is not None:
+            out["local_rel"] = _sig(self.local)
+        return out
+
+
+def _sig(x: float | None, digits: int = 2) -> float | None:
+    """Rounded to ``digits`` significant digits: stable across runs, enough to read."""
+    if x is None or not math.isfinite(x):
+        return None
+    if x == 0:
+        return 0.0
+    return float(f"{x:.{digits - 1}e}")
+
+
+@dataclass
+class Verification:
+    reference: str
+    inputs: str
+    rtol: float
+    atol: float
+    rows: list[Row] = field(default_factory=list)
+    explanation: list[str] = field(default_factory=list)
+    strict: bool = False  # drift fails too
+
+    @property
+    def compared(self) -> list[Row]:
+        return [r for r in self.rows if r.status != SKIP]
+
+    @property
+    def failed(self) -> list[Row]:
+        bad = (FAIL, DRIFT) if self.strict else (FAIL,)
+        return [r for r in self.rows if r.status in bad]
+
+    @property
+    def drifted(self) -> list[Row]:
+        return [r for r in self.rows if r.status == DRIFT]
+
+    @property
+    def skipped(self) -> list[Row]:
+        return [r for r in self.rows if r.status == SKIP]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed and bool(self.compared)
+
+    @property
+    def first_divergence(self) -> Row | None:
+        return self.failed[0] if self.failed else None
+
+    @property
+    def worst(self) -> Row | None:
+        rows = [r for r in self.compared if r.rel is not None]
+        return max(rows, key=lambda r: r.rel) if rows else None
+
+    def to_dict(self, rows: bool = True) -> dict:
+        first, worst = self.first_divergence, self.worst
+        out = {
+            "passed": self.passed,
+            "reference": self.reference,
+            "inputs": self.inputs,
+            "tolerance": f"max|y - ref| <= {self.atol:g} + {self.rtol:g} * max|ref|",
+            "compared": len(self.compared),
+            "failed": len(self.failed),
+            "drifted": len(self.drifted),
+            "skipped": len(self.skipped),
+            "worst_rel": _sig(worst.rel) if worst else None,
+            "first_divergence": first.layer if first else None,
+        }
+        if self.explanation:
+            out["explanation"] = self.explanation
+        if rows:
+            out["blobs"] = [r.to_dict() for r in self.rows]
+        return out
+
+
+# ------------------------------------------------------------------------------ engine
+def _errors(y, ref: np.ndarray) -> tuple[float, float] | None:
+    """(max |y - ref|, max |ref|), or None when the shapes differ."""
+    import torch
+
+    r = torch.from_numpy(ref)
+    y = y.detach()
+    if tuple(r.shape) != tuple(y.shape):
+        if r.numel() != y.numel():
+            return None
+        r = r.reshape(y.shape)  # OpenCV drops trailing 1s of some shapes
+    if y.numel() == 0:
+        return 0.0, 0.0
+    y = y.to(torch.float32)
+    r = r.to(torch.float32)
+    err = float((y - r).abs_().max())
+    ref_max = float(r.abs().max())
+    if math.isnan(err):  # both NaN at the same places agree; anything else fails
+        d = (y - r).abs_()
+        both = torch.isnan(y) & torch.isnan(r)
+        d[both] = 0
+        err = float(torch.nan_to_num(d, nan=math.inf).max())
+        ref_max = float(torch.nan_to_num(r.abs(), nan=0.0).max())
+    return err, ref_max
+
+
+def _fmt(shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+class _Run:
+    """One verification: the graph, the trace, the reference's outputs."""
+
+    def __init__(self, graph: Graph, trace: list[TraceStep]) -> None:
+        self.graph = graph
+        nodes = {n.id: n for n in graph.nodes}
+        for step in trace:
+            for ref in [r for _, r in step.reads + step.writes]:
+                node = nodes.get(ref.layer)
+                if node is None or ref.top >= len(node.outputs):
+                    raise TraceError(
+                        f"conversion.json refers to layer '{ref.layer}', which the net does not "
+                        "have: was the net changed since the conversion?",
+                        file=graph.path,
+                    )
+        self.nodes = nodes
+        self.trace = trace
+        self.steps_nodes = [[nodes[i] for i in step.layers] for step in trace]
+        self.order = [n for ns in self.steps_nodes for n in ns]
+        self.cuts = {n.id: gap for n in self.order if (gap := opencv_gap(n))}
+
+    def value(self, layer: str, top: int) -> Value:
+        return self.nodes[layer].outputs[top]
+
+
+def verify_model(
+    code: str,
+    class_name: str,
+    state: Mapping,
+    trace: list[TraceStep],
+    graph: Graph,
+    caffemodel: str | Path,
+    arrays: Mapping[str, np.ndarray],
+    *,
+    inputs_text: str,
+    rtol: float = RTOL,
+    atol: float = ATOL,
+    model_file: str = "model.py",
+    layer_map: Mapping[str, str] | None = None,
+) -> Verification:
+    """Run ``code`` (a converted ``model.py``) with ``state`` and the reference on ``arrays``
+    (blob name -> array for each input of ``graph``) and compare every value in ``trace``."""
+    import torch
+
+    cv2 = opencv()
+    run = _Run(graph, trace)
+    makers = {False: instrument(code, class_name, trace, filename=model_file)}
+    result = Verification(f"OpenCV {cv2.__version__} (cv2.dnn)", inputs_text, rtol, atol)
+    xs = [torch.from_numpy(np.ascontiguousarray(arrays[v.name], np.float32)) for v in graph.inputs]
+
+    def build(tap, feed=None):
+        if feed is not None and True not in makers:
+            makers[True] = instrument(code, class_name, trace, feed=True, filename=model_file)
+        model = makers[feed is not None](tap, feed)()
+        missing = model.load_state_dict(state, strict=False)
+        if missing.missing_keys or missing.unexpected_keys:
+            keys = missing.missing_keys or missing.unexpected_keys
+            what = "lacks" if missing.missing_keys else "has extra"
+            raise TraceError(
+                f"the weights do not fit model.py: the state_dict {what} {', '.join(keys[:5])}",
+                file=model_file,
+            )
+        return model.eval()
+
+    def forward(model) -> None:
+        with torch.no_grad():
+            try:
+                model(*xs)
+            except Exception as e:  # noqa: BLE001 - the model's failure is the finding
+                raise ReferenceError(
+                    f"the converted model fails on the input: {type(e).__name__}: "
+                    f"{str(e).splitlines()[0] if str(e) else ''}",
+                    file=model_file,
+                ) from None
+
+    ref_net = reference_net(graph, run.order, run.cuts)
+    # 1. The values the reference cannot make itself, from the converted model.
+    feeds: dict[int, np.ndarray] = {id(v): arrays[v.name] for v in graph.inputs}
+    wanted = {id(v) for v in ref_net.inputs} - set(feeds)
+    if wanted:
+
+        def keep(i, k, t):
+            v = run.value(*_ref(trace[i].writes[k]))
+            if id(v) in wanted:
+                feeds[id(v)] = t.detach().to(torch.float32).numpy().copy()
+
+        forward(build(keep))
+    # 2. The reference, every layer.
+    with _binary_weights(caffemodel) as weights:
+        ref = run_reference(ref_net, weights, feeds, shown=graph.path)
+    counts: dict[str, int] = {}
+    for n in ref_net.layers:
+        counts[n.name] = counts.get(n.name, 0) + 1
+
+    def reference(layer: str, top: int) -> tuple[np.ndarray | None, str]:
+        node = run.nodes[layer]
+        if node.id in run.cuts:
+            return None, run.cuts[node.id]
+        if counts.get(node.name, 0) > 1:
+            return None, f"the layer name '{node.name}' repeats: OpenCV's outputs are ambiguous"
+        outs = ref.get(node.name)
+        if outs is None or top >= len(outs):
+            return None, "OpenCV gives no output for this layer"
+        return outs[top], ""
+
+    # 3. The converted model, compared value by value.
+    rows: dict[tuple[int, int], Row] = {}
+    for i, (step, nodes) in enumerate(zip(trace, run.steps_nodes)):
+        for node in nodes[:-1]:  # fused into the step's submodule: no value of its own
+            for v in node.outputs:
+                what = (layer_map or {}).get(step.layers[0], "one submodule")
+                result.rows.append(
+                    Row(node.id, node.type, v.name, tuple(v.shape or ()), SKIP,
+                        note=f"fused with {nodes[-1].id} into {_attr(what)}; compared after it")
+                )
+        for k, (_, vref) in enumerate(step.writes):
+            v = run.value(vref.layer, vref.top)
+            row = Row(vref.layer, run.nodes[vref.layer].type, v.name, tuple(v.shape or ()))
+            rows[(i, k)] = row
+            result.rows.append(row)
+
+    def tap(i, k, t):
+        row = rows[(i, k)]
+        row.shape = tuple(t.shape)
+        theirs, why = reference(*_ref(trace[i].writes[k]))
+        if theirs is None:
+            row.status, row.note = SKIP, why
+            return
+        errs = _errors(t, theirs)
+        if errs is None:
+            row.status = FAIL
+            row.max_abs, row.ref_max, row.bound = math.inf, 0.0, atol
+            row.note = f"shape {_fmt(t.shape)}, OpenCV's {_fmt(theirs.shape)}"
+            return
+        row.max_abs, row.ref_max = errs
+        row.bound = atol + rtol * row.ref_max
+        row.status = PASS if row.max_abs <= row.bound else FAIL
+
+    forward(build(tap))
+    # 4. After a failure: each layer on the reference's inputs.
+    if any(r.status == FAIL for r in result.rows):
+
+        def feed(i, k, x):
+            vref = trace[i].reads[k][1]
+            node = run.nodes[vref.layer]
+            if node.is_source:
+                return x
+            theirs, _ = reference(vref.layer, vref.top)
+            if theirs is None or theirs.size != x.numel():
+                return x
+            return torch.from_numpy(theirs.reshape(tuple(x.shape)).copy()).to(x.dtype)
+
+        def local_tap(i, k, t):
+            row = rows[(i, k)]
+            if row.status != FAIL:
+                return
+            theirs, _ = reference(*_ref(trace[i].writes[k]))
+            errs = _errors(t, theirs)
+            if errs is None:
+                row.local, row.local_ok = math.inf, False
+                return
+            err, ref_max = errs
+            row.local = err / ref_max if ref_max else err
+            row.local_ok = err <= atol + rtol * ref_max
+            if row.local_ok:
+                row.status = DRIFT
+
+        forward(build(local_tap, feed))
+        result.explanation = _explain(result, run, code, layer_map or {})
+    return result
+
+
+def _ref(write) -> tuple[str, int]:
+    _, vref = write
+    return vref.layer, vref.top
+
+
+def _attr(name: str) -> str:
+    return f"self.{name}" if name not in ("functional", "dropped", "input") else name
+
+
+def _explain(result: Verification, run: _Run, code: str, layer_map: Mapping[str, str]) -> list[str]:
+    """Plain sentences on the first divergence: the layer, its parameters, its line, and how
+    far it is off on its own; or, when every layer is right alone, on the drift."""
+    wrong = [r for r in result.rows if r.status == FAIL]
+    if not wrong:
+        first = result.drifted[0]
+        worst = max(result.drifted, key=lambda r: r.rel)
+        return [
+            "No layer is wrong on its own: given OpenCV's inputs, every layer agrees with it. "
+            f"From '{first.layer}' ({first.type}) on, {len(result.drifted)} values drift from "
+            f"OpenCV's, up to {worst.rel:.2g} relative at '{worst.blob}': the net amplifies "
+            "float32 rounding (both engines' rounding), which is not a conversion error."
+        ]
+    row = wrong[0]
+    node = run.nodes[row.layer]
+    lines = [f"First divergence: layer '{node.id}' ({node.type}), blob '{row.blob}'."]
+    params = describe_params(node)
+    if params:
+        lines.append(f"Its parameters: {params}")
+    attr = layer_map.get(node.id)
+    if attr and attr not in ("functional", "dropped", "input"):
+        for no, text in enumerate(code.splitlines(), 1):
+            if text.strip().startswith(f"self.{attr} ="):
+                lines.append(f"model.py line {no}: {text.strip()}")
+                break
+    if row.note:
+        lines.append(f"The outputs differ in shape: {row.note}.")
+    else:
+        lines.append(
+            f"Max abs error {row.max_abs:.3g} against max|ref| {row.ref_max:.3g} "
+            f"(allowed {row.bound:.3g}); given OpenCV's own inputs, relative error "
+            f"{row.local:.3g}: the layer itself differs from Caffe's."
+        )
+    later = [r for r in wrong[1:]]
+    if later:
+        names = ", ".join(f"'{r.layer}'" for r in later[:5]) + (", ..." if len(later) > 5 else "")
+        lines.append(f"{len(later)} later layer(s) are also wrong on their own: {names}.")
+    return lines
+
+
+def describe_params(node: Node) -> str:
+    """The layer's settings in prototxt syntax, on one line (names, bottoms, tops left out)."""
+    from google.protobuf import text_format
+
+    p = type(node.op.proto)()
+    p.CopyFrom(node.op.proto)
+    for f in ("name", "type", "bottom", "top", "blobs", "include", "exclude", "phase", "param",
+              "loss_weight", "propagate_down"):
+        p.ClearField(f)
+    _drop_training(p)
+    return text_format.MessageToString(p, as_one_line=True)
+
+
+def _drop_training(message) -> None:
+    """Leave out what only training reads (weight fillers)."""
+    from google.protobuf.message import Message
+
+    for fd, value in message.ListFields():
+        if fd.name.endswith("_filler"):
+            message.ClearField(fd.name)
+        elif isinstance(value, Message):
+            _drop_training(value)
+
+
+# ------------------------------------------------------------------------------ weights
+class _binary_weights:
+    """OpenCV reads only binary caffemodels: an HDF5 file is given to it as one, with the same
+    blobs, in a temporary folder."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.tmp = None
+
+    def __enter__(self) -> Path:
+        from ..caffe.caffemodel import LayerRecord, read_caffemodel, write_caffemodel
+
+        if not self.path.name.endswith(".h5"):
+            return self.path
+        stored = read_caffemodel(self.path).layers
+        self.tmp = tempfile.TemporaryDirectory()
+        out = Path(self.tmp.name) / "weights.caffemodel"
+        write_caffemodel(
+            out,
+            (LayerRecord(n, lw.type or "", [], [], [b.data for b in lw.blobs]) for n, lw in stored.items()),
+        )
+        return out
+
+    def __exit__(self, *exc) -> None:
+        if self.tmp is not None:
+            self.tmp.cleanup()
+
+
+def check_inputs(graph: Graph, arrays: Mapping[str, np.ndarray], shown="") -> None:
+    for v in graph.inputs:
+        a = arrays.get(v.name)
+        if a is None:
+            raise CaffeError(f"no array for input '{v.name}'", file=shown or None)
+        if tuple(a.shape) != tuple(v.shape):
+            raise CaffeError(
+                f"input '{v.name}' has shape {_fmt(a.shape)}, the model takes {_fmt(v.shape)}",
+                file=shown or None,
+            )

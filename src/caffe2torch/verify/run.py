@@ -1,0 +1,220 @@
+"""Verification entry points: a conversion in memory (what ``convert`` runs before writing), or a
+converted folder (``caffe2torch verify OUTDIR``), which is checked as it is on disk: its own
+``model.py`` and weights file against the Caffe files it names."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import CaffeError, WeightsError, reading
+from .instrument import TraceError, parse_trace
+from .layerwise import ATOL, RTOL, Verification, check_inputs, verify_model
+
+
+class VerifyInputError(CaffeError):
+    """What ``verify`` was given cannot be used (a missing source, a bad input array)."""
+
+
+def random_arrays(graph, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {v.name: rng.standard_normal(v.shape, dtype=np.float32) for v in graph.inputs}
+
+
+def _inputs_text(seed: int, files: Sequence[Path] | None) -> str:
+    if files:
+        return "arrays from " + ", ".join(Path(f).name for f in files)
+    return f"seeded standard normal (seed {seed})"
+
+
+@contextlib.contextmanager
+def _caffemodel(graph, weights: Path | None, seed: int | None) -> Iterator[Path]:
+    """The weights file for the reference: the given one, or seeded random weights written
+    to a temporary file (the same values the conversion used)."""
+    if weights is not None:
+        yield weights
+        return
+    from ..synth import write_synth_weights
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "random.caffemodel"
+        write_synth_weights(graph, path, seed=seed or 0)
+        yield path
+
+
+def verify_conversion(
+    conversion,
+    *,
+    seed: int = 0,
+    arrays: Mapping[str, np.ndarray] | None = None,
+    rtol: float = RTOL,
+    atol: float = ATOL,
+) -> Verification:
+    """Check a :class:`~caffe2torch.emit.Conversion` in memory against OpenCV."""
+    graph = conversion.graph
+    if arrays is None:
+        arrays = random_arrays(graph, seed)
+    check_inputs(graph, arrays)
+    w = conversion.sources.get("weights") or {}
+    with _caffemodel(graph, conversion.paths.get("weights"), w.get("seed")) as caffemodel:
+        return verify_model(
+            conversion.code,
+            conversion.class_name,
+            conversion.state_dict(),
+            parse_trace(conversion.generated.trace),
+            graph,
+            caffemodel,
+            arrays,
+            inputs_text=_inputs_text(seed, None),
+            rtol=rtol,
+            atol=atol,
+            layer_map=conversion.generated.layer_map,
+        )
+
+
+def load_arrays(files: Sequence[Path], names: Sequence[str]) -> dict[str, np.ndarray]:
+    """``.npy`` files for the inputs: ``NAME=FILE`` or, in the inputs' order, ``FILE``."""
+    out: dict[str, np.ndarray] = {}
+    plain = [f for f in files if "=" not in str(f)]
+    if plain and len(plain) != len(files):
+        raise VerifyInputError("give every --input as NAME=FILE.npy, or none")
+    if plain and len(plain) != len(names):
+        raise VerifyInputError(
+            f"{len(plain)} --input file(s) for {len(names)} input(s) ({', '.join(names)})"
+        )
+    for i, f in enumerate(files):
+        name, path = (str(f).split("=", 1) if "=" in str(f) else (names[i], str(f)))
+        if name not in names:
+            raise VerifyInputError(f"--input names '{name}': the inputs are {', '.join(names)}")
+        with reading(path, VerifyInputError, "an .npy array"):
+            try:
+                a = np.load(path, allow_pickle=False)
+            except ValueError as e:
+                raise VerifyInputError(f"not an .npy array ({e})", file=path) from None
+        if a.dtype.kind not in "fiub":
+            raise VerifyInputError(f"holds {a.dtype} values, not numbers", file=path)
+        out[name] = np.ascontiguousarray(a, np.float32)
+    return out
+
+
+def _source(outdir: Path, manifest: dict, key: str, given: Path | None, flag: str) -> Path:
+    src = (manifest.get("sources") or {}).get(key) or {}
+    if given is None:
+        rel = src.get("path")
+        if not rel:
+            raise VerifyInputError(
+                f"{outdir / 'conversion.json'} does not say where the {key} is: pass {flag}"
+            )
+        given = outdir / rel
+        if not given.is_file():
+            raise VerifyInputError(
+                f"the {key} this model was converted from is not at {given} any more: pass {flag}"
+            )
+    digest = src.get("sha256")
+    if digest:
+        from ..emit.conversion import _sha256
+
+        with reading(given, VerifyInputError, f"the {key}"):
+            actual = _sha256(given)
+        if actual != digest:
+            raise VerifyInputError(
+                f"is not the {key} this model was converted from (sha256 {actual[:16]}, "
+                f"conversion.json says {digest[:16]})",
+                file=given,
+            )
+    return given
+
+
+def verify_folder(
+    outdir: str | Path,
+    *,
+    net: Path | None = None,
+    weights: Path | None = None,
+    inputs: Sequence[Path] = (),
+    seed: int = 0,
+    rtol: float = RTOL,
+    atol: float = ATOL,
+) -> Verification:
+    """Check a converted folder as written (``model.py``, its weights) against OpenCV running
+    the Caffe files it was converted from."""
+    import torch
+
+    from ..api import load_graph
+    from ..emit.conversion import MANIFEST
+
+    outdir = Path(outdir)
+    if not outdir.is_dir():
+        raise VerifyInputError("is not a folder (give the folder convert wrote)", file=outdir)
+    with reading(outdir / MANIFEST, VerifyInputError, "a conversion.json"):
+        try:
+            manifest = json.loads((outdir / MANIFEST).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise VerifyInputError(f"is not JSON ({e})", file=outdir / MANIFEST) from None
+    for key in ("class_name", "model_file", "weights_file", "inputs", "trace"):
+        if key not in manifest:
+            raise VerifyInputError(
+                f"has no '{key}' (written by an older caffe2torch? convert again)",
+                file=outdir / MANIFEST,
+            )
+    prototxt = _source(outdir, manifest, "prototxt", net, "--net")
+    w = (manifest.get("sources") or {}).get("weights") or {}
+    caffemodel = None
+    if w.get("random"):
+        if weights is not None:
+            raise VerifyInputError("the model has seeded random weights: --weights does not apply")
+    elif w:
+        caffemodel = _source(outdir, manifest, "weights", weights, "--weights")
+    names = [i["name"] for i in manifest["inputs"]]
+    arrays = load_arrays(list(inputs), names) if inputs else None
+    shapes = {i["name"]: tuple(i["shape"]) for i in manifest["inputs"]}
+    if arrays:
+        shapes.update({k: tuple(a.shape) for k, a in arrays.items()})
+    options = manifest.get("options") or {}
+    graph = load_graph(
+        prototxt,
+        phase=options.get("phase", "test"),
+        stages=options.get("stages", ()),
+        input_shapes=shapes,
+    )
+    if arrays is None:
+        arrays = random_arrays(graph, seed)
+    model_file = outdir / manifest["model_file"]
+    with reading(model_file, VerifyInputError, "the model's code"):
+        code = model_file.read_text(encoding="utf-8")
+    weights_file = outdir / manifest["weights_file"]
+    with reading(weights_file, WeightsError, "the model's weights"):
+        try:
+            if weights_file.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                state = load_file(str(weights_file))
+            else:
+                state = torch.load(weights_file, weights_only=True)
+        except (RuntimeError, ValueError, EOFError) as e:
+            raise WeightsError(f"cannot be loaded: {str(e).splitlines()[0]}", file=weights_file) from None
+    if not isinstance(state, dict):
+        raise WeightsError("does not hold a state_dict", file=weights_file)
+    check_inputs(graph, arrays)
+    with _caffemodel(graph, caffemodel, w.get("seed")) as cm:
+        return verify_model(
+            code,
+            manifest["class_name"],
+            state,
+            parse_trace(manifest["trace"]),
+            graph,
+            cm,
+            arrays,
+            inputs_text=_inputs_text(seed, inputs),
+            rtol=rtol,
+            atol=atol,
+            model_file=str(model_file),
+            layer_map=manifest.get("layer_map") or {},
+        )
+
+
+__all__ = ["verify_conversion", "verify_folder", "VerifyInputError", "TraceError"]
