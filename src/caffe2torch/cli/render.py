@@ -120,7 +120,11 @@ def _sci(x) -> str:
 
 def verification_line(v) -> str:
     worst = v.worst
-    head = "[green]passed[/green]" if v.passed else "[bold red]FAILED[/bold red]"
+    head = {
+        "passed": "[green]passed[/green]",
+        "failed": "[bold red]FAILED[/bold red]",
+        "unchecked": "[yellow]unchecked[/yellow]",
+    }[v.status]
     text = (
         f"{head}: {len(v.compared)} values compared with {escape(v.reference)}, "
         f"{len(v.failed)} failed"

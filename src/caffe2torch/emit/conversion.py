@@ -123,7 +123,7 @@ class Conversion:
 
     @property
     def verified_failed(self) -> bool:
-        return self.verification is not None and not self.verification.passed
+        return self.verification is not None and self.verification.status == "failed"
 
     def module(self):
         """The model as a live ``nn.Module`` in eval mode, weights loaded (for tests and

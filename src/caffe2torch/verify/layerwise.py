@@ -53,6 +53,7 @@ class Row:
     note: str = ""  # why skipped, or what failed beyond the numbers
     local: float | None = None  # relative error with the reference's inputs (after a failure)
     local_ok: bool | None = None
+    fused: list[str] = field(default_factory=list)  # the other layers of its step (BN+Scale)
 
     @property
     def rel(self) -> float | None:
@@ -73,6 +74,8 @@ class Row:
         }
         if self.note:
             out["note"] = self.note
+        if self.fused:
+            out["fused_with"] = self.fused
         if self.local is not None:
             out["local_rel"] = _sig(self.local)
         return out
@@ -119,6 +122,13 @@ class Verification:
         return not self.failed and bool(self.compared)
 
     @property
+    def status(self) -> str:
+        """passed, failed, or unchecked (OpenCV can check none of the values)."""
+        if self.failed:
+            return "failed"
+        return "passed" if self.compared else "unchecked"
+
+    @property
     def first_divergence(self) -> Row | None:
         return self.failed[0] if self.failed else None
 
@@ -130,7 +140,8 @@ class Verification:
     def to_dict(self, rows: bool = True) -> dict:
         first, worst = self.first_divergence, self.worst
         out = {
-            "passed": self.passed,
+            "passed": None if self.status == "unchecked" else self.passed,
+            "status": self.status,
             "reference": self.reference,
             "inputs": self.inputs,
             "tolerance": f"max|y - ref| <= {self.atol:g} + {self.rtol:g} * max|ref|",
@@ -242,22 +253,25 @@ def verify_model(
             )
         return model.eval()
 
-    def forward(model) -> None:
+    def forward(model, raising: bool = True) -> str:
+        """Run; a model that raises stops here (``raising``) or returns the error's line."""
         with torch.no_grad():
             try:
                 model(*xs)
             except Exception as e:  # noqa: BLE001 - the model's failure is the finding
-                raise ReferenceError(
-                    f"the converted model fails on the input: {type(e).__name__}: "
-                    f"{str(e).splitlines()[0] if str(e) else ''}",
-                    file=model_file,
-                ) from None
+                line = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                if raising:
+                    raise ReferenceError(
+                        f"the converted model fails on the input: {line}", file=model_file
+                    ) from None
+                return line
+        return ""
 
     ref_net = reference_net(graph, run.order, run.cuts)
     # 1. The values the reference cannot make itself, from the converted model.
     feeds: dict[int, np.ndarray] = {id(v): arrays[v.name] for v in graph.inputs}
     wanted = {id(v) for v in ref_net.inputs} - set(feeds)
-    if wanted:
+    if wanted and ref_net.layers:
 
         def keep(i, k, t):
             v = run.value(*_ref(trace[i].writes[k]))
@@ -266,8 +280,11 @@ def verify_model(
 
         forward(build(keep))
     # 2. The reference, every layer.
-    with _binary_weights(caffemodel) as weights:
-        ref = run_reference(ref_net, weights, feeds, shown=graph.path)
+    ref: dict[str, list[np.ndarray]] = {}
+    if ref_net.layers:  # else OpenCV can check none of them
+        with _binary_weights(caffemodel) as weights:
+            ref = run_reference(ref_net, weights, feeds, shown=graph.path)
+    layer_names = {n.name for n in graph.nodes}
     counts: dict[str, int] = {}
     for n in ref_net.layers:
         counts[n.name] = counts.get(n.name, 0) + 1
@@ -279,6 +296,12 @@ def verify_model(
         if counts.get(node.name, 0) > 1:
             return None, f"the layer name '{node.name}' repeats: OpenCV's outputs are ambiguous"
         outs = ref.get(node.name)
+        if outs is None:  # OpenCV names some layers after their first top
+            alias = ref_net.blob[id(node.outputs[0])]
+            if alias not in layer_names:
+                outs = ref.get(alias)
+        if node.type == "Pooling" and top == 1:
+            return None, "OpenCV makes MAX pooling's mask only for its own unpooling"
         if outs is None or top >= len(outs):
             return None, "OpenCV gives no output for this layer"
         return outs[top], ""
@@ -296,10 +319,14 @@ def verify_model(
         for k, (_, vref) in enumerate(step.writes):
             v = run.value(vref.layer, vref.top)
             row = Row(vref.layer, run.nodes[vref.layer].type, v.name, tuple(v.shape or ()))
+            row.fused = [n.id for n in nodes[:-1]]
             rows[(i, k)] = row
             result.rows.append(row)
 
+    reached = [-1]
+
     def tap(i, k, t):
+        reached[0] = i
         row = rows[(i, k)]
         row.shape = tuple(t.shape)
         theirs, why = reference(*_ref(trace[i].writes[k]))
@@ -316,7 +343,18 @@ def verify_model(
         row.bound = atol + rtol * row.ref_max
         row.status = PASS if row.max_abs <= row.bound else FAIL
 
-    forward(build(tap))
+    crash = forward(build(tap), raising=False)
+    if crash:  # the step after the last one tapped raised: it fails, later ones never ran
+        stop = reached[0] + 1
+        for (i, _k), row in rows.items():
+            if i == stop:
+                row.status, row.note = FAIL, f"raised {crash}"
+                row.max_abs, row.ref_max, row.bound = math.inf, 0.0, atol
+            elif i > stop:
+                row.status, row.note = SKIP, f"not reached: '{trace[stop].layers[-1]}' raised"
+    if not result.compared:
+        reasons = sorted({r.note for r in result.rows if r.note})
+        result.explanation = ["OpenCV can check none of these values: " + "; ".join(reasons)]
     # 4. After a failure: each layer on the reference's inputs.
     if any(r.status == FAIL for r in result.rows):
 
@@ -345,7 +383,7 @@ def verify_model(
             if row.local_ok:
                 row.status = DRIFT
 
-        forward(build(local_tap, feed))
+        forward(build(local_tap, feed), raising=False)
         result.explanation = _explain(result, run, code, layer_map or {})
     return result
 
@@ -374,10 +412,14 @@ def _explain(result: Verification, run: _Run, code: str, layer_map: Mapping[str,
         ]
     row = wrong[0]
     node = run.nodes[row.layer]
-    lines = [f"First divergence: layer '{node.id}' ({node.type}), blob '{row.blob}'."]
-    params = describe_params(node)
-    if params:
-        lines.append(f"Its parameters: {params}")
+    what = f"layer '{node.id}' ({node.type})"
+    for other in row.fused:
+        what += f" and the layer '{other}' ({run.nodes[other].type}) fused with it"
+    lines = [f"First divergence: {what}, blob '{row.blob}'."]
+    for n in [run.nodes[i] for i in row.fused] + [node]:
+        params = describe_params(n)
+        if params:
+            lines.append(f"Parameters of '{n.id}': {params}")
     attr = layer_map.get(node.id)
     if attr and attr not in ("functional", "dropped", "input"):
         for no, text in enumerate(code.splitlines(), 1):

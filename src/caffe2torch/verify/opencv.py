@@ -207,6 +207,17 @@ def reference_net(graph, nodes, cuts: Mapping[str, str]) -> ReferenceNet:
         layer.ClearField("top")
         layer.top.extend(name_of(v) for v in node.outputs)
         net.layer.add().CopyFrom(layer)
+    # OpenCV keeps only output 0 of each layer it is asked for; its memory manager may give the
+    # memory of the others to a later layer (an activation runs in place on it). A Silence
+    # layer at the end reads each of them, so they live to the end of the run.
+    # (Not Pooling's mask: OpenCV makes it only for its MaxUnpool.)
+    extra = [v for n in run if n.type != "Pooling" for v in n.outputs[1:]]
+    if extra:
+        names = {n.name for n in graph.nodes}
+        hold = net.layer.add()
+        hold.name = next(f"keep_{k}" for k in range(len(names) + 1) if f"keep_{k}" not in names)
+        hold.type = "Silence"
+        hold.bottom.extend(blob[id(v)] for v in extra)
     return ReferenceNet(text_format.MessageToString(net), blob, inputs, run)
 
 
@@ -249,6 +260,7 @@ def _run(prototxt, caffemodel, inputs, shown, layers=None) -> dict[str, list[np.
     if layers is not None:
         known = set(names)
         names = list(dict.fromkeys(n for n in layers if n in known))
+        names += sorted(known - set(layers))  # layers OpenCV named otherwise
     try:
         for name, array in inputs.items():
             net.setInput(np.ascontiguousarray(array, dtype=np.float32), name)

@@ -23,7 +23,7 @@ def _cell(text: str) -> str:
 
 def parity_markdown(v: Verification) -> list[str]:
     worst = v.worst
-    verdict = "passed" if v.passed else "FAILED"
+    verdict = {"passed": "passed", "failed": "FAILED", "unchecked": "unchecked"}[v.status]
     lines = [
         f"**{verdict}**: {len(v.compared)} values compared, {len(v.failed)} failed, "
         f"{len(v.skipped)} skipped"
