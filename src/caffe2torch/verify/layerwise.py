@@ -17,18 +17,20 @@ explained with its layer's type, parameters and ``model.py`` line.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
 from ..errors import CaffeError
 from ..graph import Graph, Node, Value
 from .instrument import TraceError, TraceStep, instrument
-from .opencv import ReferenceError, opencv, opencv_gap, reference_net, run_reference
+from .opencv import LoadedReference, ReferenceError, opencv, opencv_gap, reference_net
 
 ATOL = 1e-5
 RTOL = 1e-4
@@ -99,6 +101,7 @@ class Verification:
     rows: list[Row] = field(default_factory=list)
     explanation: list[str] = field(default_factory=list)
     strict: bool = False  # drift fails too
+    seconds: dict = field(default_factory=dict)  # where the time went (not in any output)
 
     @property
     def compared(self) -> list[Row]:
@@ -217,7 +220,7 @@ class _Run:
 def verify_model(
     code: str,
     class_name: str,
-    state: Mapping,
+    state: Mapping | Callable[[], Mapping],
     trace: list[TraceStep],
     graph: Graph,
     caffemodel: str | Path,
@@ -240,17 +243,22 @@ def verify_model(
     xs = [torch.from_numpy(np.ascontiguousarray(arrays[v.name], np.float32)) for v in graph.inputs]
 
     def build(tap, feed=None):
+        """The instrumented model with ``state``. Built on the meta device and given the
+        loaded tensors themselves: no random init, no copy."""
         if feed is not None and True not in makers:
             makers[True] = instrument(code, class_name, trace, feed=True, filename=model_file)
-        model = makers[feed is not None](tap, feed)()
-        missing = model.load_state_dict(state, strict=False)
-        if missing.missing_keys or missing.unexpected_keys:
-            keys = missing.missing_keys or missing.unexpected_keys
-            what = "lacks" if missing.missing_keys else "has extra"
+        cls = makers[feed is not None](tap, feed)
+        with torch.device("meta"):
+            model = cls()
+        try:
+            model.load_state_dict(state, strict=True, assign=True)
+        except RuntimeError as e:
             raise TraceError(
-                f"the weights do not fit model.py: the state_dict {what} {', '.join(keys[:5])}",
-                file=model_file,
-            )
+                f"the weights do not fit model.py: {_first_error_line(e)}", file=model_file
+            ) from None
+        if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
+            model = cls()  # a tensor outside the state_dict: build it the plain way
+            model.load_state_dict(state)
         return model.eval()
 
     def forward(model, raising: bool = True) -> str:
@@ -268,22 +276,28 @@ def verify_model(
         return ""
 
     ref_net = reference_net(graph, run.order, run.cuts)
-    # 1. The values the reference cannot make itself, from the converted model.
-    feeds: dict[int, np.ndarray] = {id(v): arrays[v.name] for v in graph.inputs}
-    wanted = {id(v) for v in ref_net.inputs} - set(feeds)
-    if wanted and ref_net.layers:
+    with contextlib.ExitStack() as stack:
+        loaded = None
+        if ref_net.layers:  # else OpenCV can check none of them
+            weights = stack.enter_context(_binary_weights(caffemodel))
+            loaded = LoadedReference(ref_net, weights, shown=graph.path)  # in the background
+        if callable(state):  # loaded while OpenCV reads its weights
+            state = state()
+        # 1. The values the reference cannot make itself, from the converted model.
+        feeds: dict[int, np.ndarray] = {id(v): arrays[v.name] for v in graph.inputs}
+        wanted = {id(v) for v in ref_net.inputs} - set(feeds)
+        if wanted and loaded is not None:
 
-        def keep(i, k, t):
-            v = run.value(*_ref(trace[i].writes[k]))
-            if id(v) in wanted:
-                feeds[id(v)] = t.detach().to(torch.float32).numpy().copy()
+            def keep(i, k, t):
+                v = run.value(*_ref(trace[i].writes[k]))
+                if id(v) in wanted:
+                    feeds[id(v)] = t.detach().to(torch.float32).numpy().copy()
 
-        forward(build(keep))
-    # 2. The reference, every layer.
-    ref: dict[str, list[np.ndarray]] = {}
-    if ref_net.layers:  # else OpenCV can check none of them
-        with _binary_weights(caffemodel) as weights:
-            ref = run_reference(ref_net, weights, feeds, shown=graph.path)
+            forward(build(keep))
+        # 2. The reference, every layer.
+        ref: dict[str, list[np.ndarray]] = loaded.run(feeds) if loaded is not None else {}
+    if loaded is not None:
+        result.seconds.update({f"reference_{k}": v for k, v in loaded.seconds.items()})
     layer_names = {n.name for n in graph.nodes}
     counts: dict[str, int] = {}
     for n in ref_net.layers:
@@ -343,7 +357,9 @@ def verify_model(
         row.bound = atol + rtol * row.ref_max
         row.status = PASS if row.max_abs <= row.bound else FAIL
 
+    start = time.perf_counter()
     crash = forward(build(tap), raising=False)
+    result.seconds["model_run"] = time.perf_counter() - start
     if crash:  # the step after the last one tapped raised: it fails, later ones never ran
         stop = reached[0] + 1
         for (i, _k), row in rows.items():
@@ -383,9 +399,16 @@ def verify_model(
             if row.local_ok:
                 row.status = DRIFT
 
+        start = time.perf_counter()
         forward(build(local_tap, feed), raising=False)
+        result.seconds["model_local_run"] = time.perf_counter() - start
         result.explanation = _explain(result, run, code, layer_map or {})
     return result
+
+
+def _first_error_line(e: Exception) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[1] if len(lines) > 1 else (lines[0] if lines else type(e).__name__)
 
 
 def _ref(write) -> tuple[str, int]:

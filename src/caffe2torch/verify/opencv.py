@@ -23,6 +23,8 @@ into equal parts without slice points.
 from __future__ import annotations
 
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -50,6 +52,10 @@ def opencv():
             "pip install 'opencv-python-headless>=4.8,<5'"
         )
     return cv2
+
+
+def cv2_error():
+    return opencv().error
 
 
 RENAMED_TYPES = {"DepthwiseConvolution": "Convolution"}
@@ -221,16 +227,51 @@ def reference_net(graph, nodes, cuts: Mapping[str, str]) -> ReferenceNet:
     return ReferenceNet(text_format.MessageToString(net), blob, inputs, run)
 
 
-def run_reference(
-    ref: ReferenceNet, caffemodel: str | Path, arrays: Mapping[int, np.ndarray], shown=None
-) -> dict[str, list[np.ndarray]]:
-    """Run ``ref`` with ``arrays`` (id(Value) -> array for each of its inputs); returns each
-    layer's outputs by layer name."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "reference.prototxt"
-        path.write_text(ref.text)
-        named = {ref.blob[id(v)]: arrays[id(v)] for v in ref.inputs}
-        return _run(path, caffemodel, named, shown=shown or path, layers=[n.name for n in ref.layers])
+class LoadedReference:
+    """``ref`` read by OpenCV in a background thread (OpenCV releases the GIL while it parses
+    the weights), so the converted model can be built meanwhile; :meth:`run` waits for it."""
+
+    def __init__(self, ref: ReferenceNet, caffemodel: str | Path, shown=None) -> None:
+        self.ref, self.shown = ref, shown
+        self.layer_names = [n.name for n in ref.layers]
+        self.error: BaseException | None = None
+        self.net = None
+        self.seconds = {"load": 0.0, "run": 0.0}
+        self._tmp = tempfile.TemporaryDirectory()
+        self._path = Path(self._tmp.name) / "reference.prototxt"
+        self._path.write_text(ref.text)
+        self._thread = threading.Thread(target=self._load, args=(caffemodel,), daemon=True)
+        self._thread.start()
+
+    def _load(self, caffemodel) -> None:
+        start = time.perf_counter()
+        try:
+            net = _load(self._path, caffemodel, self.shown or self._path)
+            # OpenCV sets the net up (allocates, repacks weights) on the first forward for a
+            # set of outputs: run that once here, on zeros, while the converted model loads.
+            zeros = {self.ref.blob[id(v)]: np.zeros(v.shape, np.float32) for v in self.ref.inputs}
+            _forward(net, zeros, self.layer_names, self.shown)
+            self.net = net
+        except cv2_error() as e:
+            self.error = ReferenceError(
+                f"OpenCV cannot set the net up: {_first_line(e)}", file=self.shown
+            )
+        except BaseException as e:  # noqa: BLE001 - raised again in run()
+            self.error = e
+        self.seconds["load"] = time.perf_counter() - start
+
+    def run(self, arrays: Mapping[int, np.ndarray]) -> dict[str, list[np.ndarray]]:
+        """Outputs of every layer by layer name, for ``arrays`` (id(Value) -> array for each
+        input of the reference net)."""
+        self._thread.join()
+        self._tmp.cleanup()
+        if self.error is not None:
+            raise self.error
+        start = time.perf_counter()
+        named = {self.ref.blob[id(v)]: arrays[id(v)] for v in self.ref.inputs}
+        out = _forward(self.net, named, self.layer_names, self.shown)
+        self.seconds["run"] = time.perf_counter() - start
+        return out
 
 
 def run_opencv(
@@ -247,7 +288,11 @@ def run_opencv(
     return _run(prototxt, caffemodel, inputs, shown=prototxt)
 
 
-def _run(prototxt, caffemodel, inputs, shown, layers=None) -> dict[str, list[np.ndarray]]:
+def _run(prototxt, caffemodel, inputs, shown) -> dict[str, list[np.ndarray]]:
+    return _forward(_load(prototxt, caffemodel, shown), inputs, None, shown)
+
+
+def _load(prototxt, caffemodel, shown):
     cv2 = opencv()
     try:
         net = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
@@ -256,11 +301,17 @@ def _run(prototxt, caffemodel, inputs, shown, layers=None) -> dict[str, list[np.
     net.enableFusion(False)
     net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
     net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+    return net
+
+
+def _forward(net, inputs, layers, shown) -> dict[str, list[np.ndarray]]:
+    """Every layer's outputs: ``layers`` first (by name), then any OpenCV named otherwise."""
+    cv2 = opencv()
     names = list(net.getLayerNames())
     if layers is not None:
         known = set(names)
         names = list(dict.fromkeys(n for n in layers if n in known))
-        names += sorted(known - set(layers))  # layers OpenCV named otherwise
+        names += sorted(known - set(layers))
     try:
         for name, array in inputs.items():
             net.setInput(np.ascontiguousarray(array, dtype=np.float32), name)

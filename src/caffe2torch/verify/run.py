@@ -12,6 +12,7 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ..emit.conversion import _Digest
 from ..errors import CaffeError, WeightsError, reading
 from .instrument import TraceError, parse_trace
 from .layerwise import ATOL, RTOL, Verification, check_inputs, verify_model
@@ -102,7 +103,9 @@ def load_arrays(files: Sequence[Path], names: Sequence[str]) -> dict[str, np.nda
     return out
 
 
-def _source(outdir: Path, manifest: dict, key: str, given: Path | None, flag: str) -> Path:
+def _source(outdir: Path, manifest: dict, key: str, given: Path | None, flag: str):
+    """The source file, and a check of its sha256 against the manifest's (computed in the
+    background: call it to wait and raise on a mismatch)."""
     src = (manifest.get("sources") or {}).get(key) or {}
     if given is None:
         rel = src.get("path")
@@ -115,19 +118,20 @@ def _source(outdir: Path, manifest: dict, key: str, given: Path | None, flag: st
             raise VerifyInputError(
                 f"the {key} this model was converted from is not at {given} any more: pass {flag}"
             )
+    if not given.is_file():
+        raise VerifyInputError("no such file", file=given)
     digest = src.get("sha256")
-    if digest:
-        from ..emit.conversion import _sha256
+    actual = _Digest(given, None) if digest else None
 
-        with reading(given, VerifyInputError, f"the {key}"):
-            actual = _sha256(given)
-        if actual != digest:
+    def check() -> None:
+        if actual is not None and str(actual) != digest:
             raise VerifyInputError(
-                f"is not the {key} this model was converted from (sha256 {actual[:16]}, "
+                f"is not the {key} this model was converted from (sha256 {str(actual)[:16]}, "
                 f"conversion.json says {digest[:16]})",
                 file=given,
             )
-    return given
+
+    return given, check
 
 
 def verify_folder(
@@ -161,14 +165,15 @@ def verify_folder(
                 f"has no '{key}' (written by an older caffe2torch? convert again)",
                 file=outdir / MANIFEST,
             )
-    prototxt = _source(outdir, manifest, "prototxt", net, "--net")
+    prototxt, check_prototxt = _source(outdir, manifest, "prototxt", net, "--net")
+    check_prototxt()
     w = (manifest.get("sources") or {}).get("weights") or {}
-    caffemodel = None
+    caffemodel, check_weights = None, lambda: None
     if w.get("random"):
         if weights is not None:
             raise VerifyInputError("the model has seeded random weights: --weights does not apply")
     elif w:
-        caffemodel = _source(outdir, manifest, "weights", weights, "--weights")
+        caffemodel, check_weights = _source(outdir, manifest, "weights", weights, "--weights")
     names = [i["name"] for i in manifest["inputs"]]
     arrays = load_arrays(list(inputs), names) if inputs else None
     shapes = {i["name"]: tuple(i["shape"]) for i in manifest["inputs"]}
@@ -187,21 +192,29 @@ def verify_folder(
     with reading(model_file, VerifyInputError, "the model's code"):
         code = model_file.read_text(encoding="utf-8")
     weights_file = outdir / manifest["weights_file"]
-    with reading(weights_file, WeightsError, "the model's weights"):
-        try:
-            if weights_file.suffix == ".safetensors":
-                from safetensors.torch import load_file
+    if not weights_file.is_file():
+        raise WeightsError("is missing", file=weights_file)
 
-                state = load_file(str(weights_file))
-            else:
-                state = torch.load(weights_file, weights_only=True)
-        except (RuntimeError, ValueError, EOFError) as e:
-            raise WeightsError(f"cannot be loaded: {str(e).splitlines()[0]}", file=weights_file) from None
-    if not isinstance(state, dict):
-        raise WeightsError("does not hold a state_dict", file=weights_file)
+    def state() -> dict:  # read while OpenCV reads the caffemodel
+        with reading(weights_file, WeightsError, "the model's weights"):
+            try:
+                if weights_file.suffix == ".safetensors":
+                    from safetensors.torch import load_file
+
+                    loaded = load_file(str(weights_file))
+                else:
+                    loaded = torch.load(weights_file, weights_only=True)
+            except (RuntimeError, ValueError, EOFError, OSError) as e:
+                raise WeightsError(
+                    f"cannot be loaded: {str(e).splitlines()[0]}", file=weights_file
+                ) from None
+        if not isinstance(loaded, dict):
+            raise WeightsError("does not hold a state_dict", file=weights_file)
+        return loaded
+
     check_inputs(graph, arrays)
     with _caffemodel(graph, caffemodel, w.get("seed")) as cm:
-        return verify_model(
+        result = verify_model(
             code,
             manifest["class_name"],
             state,
@@ -215,6 +228,8 @@ def verify_folder(
             model_file=str(model_file),
             layer_map=manifest.get("layer_map") or {},
         )
+    check_weights()
+    return result
 
 
 __all__ = ["verify_conversion", "verify_folder", "VerifyInputError", "TraceError"]
