@@ -18,6 +18,7 @@ example: $(BIN)/caffe2torch
 	$(BIN)/caffe2torch synth-weights examples/lenet/lenet.prototxt -o out/lenet.caffemodel --seed 0
 	$(BIN)/caffe2torch inspect examples/lenet/lenet.prototxt out/lenet.caffemodel
 	$(BIN)/caffe2torch convert examples/lenet/lenet.prototxt out/lenet.caffemodel -o out/lenet --overwrite
+	$(BIN)/caffe2torch verify out/lenet
 	$(BIN)/python -c "import torch, json; s = torch.load('out/lenet/model.pth', weights_only=True); \
 		print('out/lenet/model.pth:', len(s), 'tensors, loads with weights_only=True')"
 
@@ -41,8 +42,9 @@ bench: $(BIN)/caffe2torch
 	$(BIN)/python benchmarks/read_caffemodel.py
 	$(BIN)/python benchmarks/convert_vgg16.py
 	$(BIN)/python benchmarks/vgg16_forward.py
+	$(BIN)/python benchmarks/verify_vgg16.py
 
-# Every corpus net in ../shared converted and compared with OpenCV: one line per net.
+# Every corpus net in ../shared converted and verified layer by layer against OpenCV: one line per net.
 corpus: $(BIN)/caffe2torch
 	$(BIN)/python tools/convert_corpus.py
 

@@ -22,6 +22,7 @@ The end-to-end figure is reported against both baselines. Median of the repeats.
 
     .venv/bin/python benchmarks/verify_vgg16.py [--repeats 5] [--workdir DIR --keep]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -85,7 +86,9 @@ print(json.dumps({"rows": rows, "compared": len(v.compared), "threads": torch.ge
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--workdir", type=Path, help="keep the VGG16 files here (default: a temp folder)")
+    ap.add_argument(
+        "--workdir", type=Path, help="keep the VGG16 files here (default: a temp folder)"
+    )
     ap.add_argument("--keep", action="store_true", help="reuse the files in --workdir")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -94,13 +97,25 @@ def main() -> int:
         out = workdir / OUT
         if not (args.keep and (out / "conversion.json").is_file()):
             subprocess.run(
-                [sys.executable, "-m", "caffe2torch", "convert", str(proto), str(model),
-                 "-o", str(out), "--overwrite", "--no-verify"],
-                check=True, stdout=subprocess.DEVNULL,
+                [
+                    sys.executable,
+                    "-m",
+                    "caffe2torch",
+                    "convert",
+                    str(proto),
+                    str(model),
+                    "-o",
+                    str(out),
+                    "--overwrite",
+                    "--no-verify",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
             )
         wall, rss, code, stdout = run_measured(
             [sys.executable, "-c", CHILD, str(proto), str(model), str(out), str(args.repeats)],
-            workdir, "verify",
+            workdir,
+            "verify",
         )
         if code != 0:
             return 1
@@ -113,25 +128,46 @@ def main() -> int:
         "verify end to end / cold forwards (loading both nets too)": med["verify"] / med["cold"],
     }
     ok = ratios["check / forwards"] < TARGET_RATIO
-    print(f"VGG16, batch 1, {data['compared']} values compared; torch {data['torch']} "
-          f"({data['threads']} threads), OpenCV {data['opencv']}; median of {args.repeats}")
+    print(
+        f"VGG16, batch 1, {data['compared']} values compared; torch {data['torch']} "
+        f"({data['threads']} threads), OpenCV {data['opencv']}; median of {args.repeats}"
+    )
     print(f"  one OpenCV forward          {med['ocv']:.3f} s")
     print(f"  one PyTorch forward         {med['torch']:.3f} s")
     print(f"  baseline (sum)              {base:.3f} s")
-    print(f"  the check (both runs)       {med['check']:.3f} s   {ratios['check / forwards']:.2f}x "
-          f"baseline (target < {TARGET_RATIO:g}x): {'OK' if ok else 'OVER'}")
-    print(f"  verify_folder end to end    {med['verify']:.3f} s   "
-          f"{ratios['verify end to end / forwards']:.2f}x baseline")
-    print(f"  cold forwards (load + run)  {med['cold']:.3f} s   verify end to end is "
-          f"{ratios['verify end to end / cold forwards (loading both nets too)']:.2f}x this")
+    print(
+        f"  the check (both runs)       {med['check']:.3f} s   {ratios['check / forwards']:.2f}x "
+        f"baseline (target < {TARGET_RATIO:g}x): {'OK' if ok else 'OVER'}"
+    )
+    print(
+        f"  verify_folder end to end    {med['verify']:.3f} s   "
+        f"{ratios['verify end to end / forwards']:.2f}x baseline"
+    )
+    print(
+        f"  cold forwards (load + run)  {med['cold']:.3f} s   verify end to end is "
+        f"{ratios['verify end to end / cold forwards (loading both nets too)']:.2f}x this"
+    )
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "platform": platform.platform()},
-        "medians_s": med, "ratios": ratios, "target_ratio": TARGET_RATIO, "ok": ok,
-        "runs_s": data["rows"], "compared": data["compared"],
-    }, indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "machine": {
+                    "python": platform.python_version(),
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                },
+                "medians_s": med,
+                "ratios": ratios,
+                "target_ratio": TARGET_RATIO,
+                "ok": ok,
+                "runs_s": data["rows"],
+                "compared": data["compared"],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return 0 if ok else 1
 
 

@@ -115,8 +115,14 @@ def test_wrong_semantics_in_model_py_floor_pooling(cli, converted):
     (converted / "model.py").write_text(code_text.replace("stride=2, ceil_mode=True)", "stride=2)", 1))
     code, result, _ = _verify(cli, converted)
     assert code == 1 and result["first_divergence"] == "pool1"
-    row = next(r for r in result["blobs"] if r["layer"] == "pool1")
+    rows = {r["layer"]: r for r in result["blobs"]}
+    row = rows["pool1"]
     assert row["status"] == "FAIL" and row["shape"] == [2, 8, 4, 4] and "OpenCV's 2x8x5x5" in row["note"]
+    # Only pool1 is wrong on its own: given OpenCV's input, conv2 and the rest agree (fc,
+    # whose input size changed, raised in the model's own run).
+    assert result["failed"] == 1
+    assert rows["conv2"]["status"] == "drift"
+    assert rows["fc"]["status"] == "drift" or "raised" in rows["fc"].get("note", "")
 
 
 def test_wrong_semantics_in_an_emitter_fails_convert(cli, tmp_path, monkeypatch):
@@ -276,3 +282,37 @@ def test_hdf5_weights_are_verified(corpus, tmp_path):
     conv = convert(folder / "cifar10_quick.prototxt", folder / "cifar10_quick_iter_5000.caffemodel.h5")
     v = verify_conversion(conv)
     assert v.passed and len(v.compared) == len(conv.graph.layers)
+
+
+def test_edited_forward_or_foreign_weights_exit_2(cli, converted):
+    code_text = (converted / "model.py").read_text()
+    state = torch.load(converted / "model.pth", weights_only=True)
+    # A statement removed from forward: the trace no longer fits it.
+    lines = code_text.splitlines()
+    i = next(k for k, line in enumerate(lines) if line.strip().startswith("x = self.norm1("))
+    (converted / "model.py").write_text("\n".join(lines[:i] + lines[i + 1:]) + "\n")
+    code, stdout, stderr = cli("verify", converted)
+    assert code == 2 and "was forward edited?" in stderr
+    (converted / "model.py").write_text(code_text)
+    # Weights of another model.
+    del state["fc.bias"]
+    torch.save(state, converted / "model.pth")
+    code, stdout, stderr = cli("verify", converted)
+    assert code == 2 and "the weights do not fit model.py" in stderr and "fc.bias" in stderr
+
+
+def test_without_opencv_convert_says_unverified_and_verify_exits_2(cli, tmp_path, monkeypatch):
+    from caffe2torch.verify import layerwise, opencv
+
+    def missing():
+        raise opencv.ReferenceError("OpenCV is not installed: pip install 'opencv-python-headless>=4.8,<5'")
+
+    monkeypatch.setattr(layerwise, "opencv", missing)
+    net = write(tmp_path / "small.prototxt", NET)
+    out = tmp_path / "out"
+    code, stdout, _ = cli("convert", net, "--random-weights", "-o", out)
+    assert code == 0 and "not verified: OpenCV is not installed" in stdout
+    manifest = json.loads((out / "conversion.json").read_text())
+    assert manifest["verification"]["passed"] is None
+    code, _, stderr = cli("verify", out)
+    assert code == 2 and "OpenCV is not installed" in stderr

@@ -1,4 +1,5 @@
 """Rich rendering of library results."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -51,12 +52,10 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
         f"[bold]{t['params']:,}[/bold] parameters"
     )
     console.print(
-        "inputs:  "
-        + ", ".join(f"{escape(i['name'])} {_shape(i['shape'])}" for i in s["inputs"])
+        "inputs:  " + ", ".join(f"{escape(i['name'])} {_shape(i['shape'])}" for i in s["inputs"])
     )
     console.print(
-        "outputs: "
-        + ", ".join(f"{escape(o['name'])} {_shape(o['shape'])}" for o in s["outputs"])
+        "outputs: " + ", ".join(f"{escape(o['name'])} {_shape(o['shape'])}" for o in s["outputs"])
     )
     w = s["weights"]
     if w is not None:

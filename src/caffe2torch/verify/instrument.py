@@ -78,9 +78,7 @@ def instrument(
         tree = ast.parse(code, filename=filename)
     except SyntaxError as e:
         raise TraceError(f"cannot parse: {e.msg} (line {e.lineno})", file=filename) from None
-    cls = next(
-        (n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name), None
-    )
+    cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name), None)
     if cls is None:
         raise TraceError(f"has no class {class_name}", file=filename)
     fwd = next(

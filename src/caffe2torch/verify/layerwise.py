@@ -327,8 +327,14 @@ def verify_model(
             for v in node.outputs:
                 what = (layer_map or {}).get(step.layers[0], "one submodule")
                 result.rows.append(
-                    Row(node.id, node.type, v.name, tuple(v.shape or ()), SKIP,
-                        note=f"fused with {nodes[-1].id} into {_attr(what)}; compared after it")
+                    Row(
+                        node.id,
+                        node.type,
+                        v.name,
+                        tuple(v.shape or ()),
+                        SKIP,
+                        note=f"fused with {nodes[-1].id} into {_attr(what)}; compared after it",
+                    )
                 )
         for k, (_, vref) in enumerate(step.writes):
             v = run.value(vref.layer, vref.top)
@@ -380,9 +386,13 @@ def verify_model(
             if node.is_source:
                 return x
             theirs, _ = reference(vref.layer, vref.top)
-            if theirs is None or theirs.size != x.numel():
+            if theirs is None:
                 return x
-            return torch.from_numpy(theirs.reshape(tuple(x.shape)).copy()).to(x.dtype)
+            # In Caffe's shape (the model's own may be wrong; OpenCV's may lack trailing 1s).
+            shape = run.value(vref.layer, vref.top).shape
+            if shape is None or theirs.size != math.prod(shape):
+                return x
+            return torch.from_numpy(theirs.reshape(shape).copy()).to(x.dtype)
 
         def local_tap(i, k, t):
             row = rows[(i, k)]
@@ -450,7 +460,7 @@ def _explain(result: Verification, run: _Run, code: str, layer_map: Mapping[str,
                 lines.append(f"model.py line {no}: {text.strip()}")
                 break
     if row.note:
-        lines.append(f"The outputs differ in shape: {row.note}.")
+        lines.append(f"The outputs differ: {row.note}.")
     else:
         lines.append(
             f"Max abs error {row.max_abs:.3g} against max|ref| {row.ref_max:.3g} "
@@ -470,8 +480,19 @@ def describe_params(node: Node) -> str:
 
     p = type(node.op.proto)()
     p.CopyFrom(node.op.proto)
-    for f in ("name", "type", "bottom", "top", "blobs", "include", "exclude", "phase", "param",
-              "loss_weight", "propagate_down"):
+    for f in (
+        "name",
+        "type",
+        "bottom",
+        "top",
+        "blobs",
+        "include",
+        "exclude",
+        "phase",
+        "param",
+        "loss_weight",
+        "propagate_down",
+    ):
         p.ClearField(f)
     _drop_training(p)
     return text_format.MessageToString(p, as_one_line=True)
@@ -507,7 +528,10 @@ class _binary_weights:
         out = Path(self.tmp.name) / "weights.caffemodel"
         write_caffemodel(
             out,
-            (LayerRecord(n, lw.type or "", [], [], [b.data for b in lw.blobs]) for n, lw in stored.items()),
+            (
+                LayerRecord(n, lw.type or "", [], [], [b.data for b in lw.blobs])
+                for n, lw in stored.items()
+            ),
         )
         return out
 

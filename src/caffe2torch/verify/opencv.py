@@ -20,6 +20,7 @@ Log's ``base``/``scale``/``shift``, InnerProduct's ``transpose``, Deconvolution'
 ``dilation`` and Slice's ``slice_dim``; it cannot concatenate along the batch axis or slice
 into equal parts without slice points.
 """
+
 from __future__ import annotations
 
 import tempfile

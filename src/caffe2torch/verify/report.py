@@ -27,8 +27,12 @@ def parity_markdown(v: Verification) -> list[str]:
     lines = [
         f"**{verdict}**: {len(v.compared)} values compared, {len(v.failed)} failed, "
         f"{len(v.skipped)} skipped"
-        + (f"; worst relative error {_num(worst.rel)} (`{_cell(worst.blob)}` after "
-           f"`{_cell(worst.layer)}`)." if worst else "."),
+        + (
+            f"; worst relative error {_num(worst.rel)} (`{_cell(worst.blob)}` after "
+            f"`{_cell(worst.layer)}`)."
+            if worst
+            else "."
+        ),
         "",
         f"Reference: {v.reference}. Input: {v.inputs}. Each value passes when "
         f"max|y - ref| <= {v.atol:g} + {v.rtol:g} * max|ref|; the relative error is "

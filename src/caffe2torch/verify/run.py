@@ -89,7 +89,7 @@ def load_arrays(files: Sequence[Path], names: Sequence[str]) -> dict[str, np.nda
             f"{len(plain)} --input file(s) for {len(names)} input(s) ({', '.join(names)})"
         )
     for i, f in enumerate(files):
-        name, path = (str(f).split("=", 1) if "=" in str(f) else (names[i], str(f)))
+        name, path = str(f).split("=", 1) if "=" in str(f) else (names[i], str(f))
         if name not in names:
             raise VerifyInputError(f"--input names '{name}': the inputs are {', '.join(names)}")
         with reading(path, VerifyInputError, "an .npy array"):
