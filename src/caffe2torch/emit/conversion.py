@@ -59,6 +59,7 @@ class Conversion:
     options: dict = field(default_factory=dict)  # phase and stages the graph was built with
     verification: object = None  # a verify.layerwise.Verification, once run
     verification_skipped: str = ""  # why it was not run
+
     @property
     def class_name(self) -> str:
         return self.generated.class_name
@@ -176,20 +177,27 @@ class Conversion:
 
 
 def dump_json(data) -> str:
-    """Indented JSON with lists of plain values (shapes, trace entries) kept on one line."""
+    """Indented JSON, with lists of plain values (shapes) and records in a list (an input, a
+    step of the trace) each on one line."""
 
     def flat(x) -> bool:
         return isinstance(x, list) and all(
             not isinstance(e, (dict, list)) or (isinstance(e, list) and flat(e)) for e in x
         )
 
-    def enc(x, indent: str) -> str:
+    def record(x) -> bool:
+        return isinstance(x, dict) and all(
+            not isinstance(v, (dict, list)) or flat(v) for v in x.values()
+        )
+
+    def enc(x, indent: str, in_list: bool = False) -> str:
         inner = indent + "  "
-        if isinstance(x, dict) and x:
+        if isinstance(x, dict) and x and not (in_list and record(x)):
             items = [f"{inner}{json.dumps(k)}: {enc(v, inner)}" for k, v in x.items()]
             return "{\n" + ",\n".join(items) + "\n" + indent + "}"
         if isinstance(x, list) and x and not flat(x):
-            return "[\n" + ",\n".join(inner + enc(e, inner) for e in x) + "\n" + indent + "]"
+            items = [inner + enc(e, inner, in_list=True) for e in x]
+            return "[\n" + ",\n".join(items) + "\n" + indent + "]"
         return json.dumps(x, separators=(", ", ": "))
 
     return enc(data, "") + "\n"

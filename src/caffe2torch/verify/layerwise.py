@@ -317,7 +317,7 @@ def verify_model(
         if node.type == "Pooling" and top == 1:
             return None, "OpenCV makes MAX pooling's mask only for its own unpooling"
         if outs is None or top >= len(outs):
-            return None, "OpenCV gives no output for this layer"
+            return None, "OpenCV gives no value for this output"
         return outs[top], ""
 
     # 3. The converted model, compared value by value.
