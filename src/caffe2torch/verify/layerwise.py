@@ -31,9 +31,7 @@ from ..errors import CaffeError
 from ..graph import Graph, Node, Value
 from .instrument import TraceError, TraceStep, instrument
 from .opencv import LoadedReference, ReferenceError, opencv, opencv_gap, reference_net
-
-ATOL = 1e-5
-RTOL = 1e-4
+from .parity import ATOL, RTOL  # the project's tolerance, one definition
 
 PASS, FAIL, DRIFT, SKIP = "pass", "FAIL", "drift", "skipped"
 # drift: the value differs, but the same layer given the reference's inputs agrees: its input

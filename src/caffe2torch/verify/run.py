@@ -15,16 +15,12 @@ import numpy as np
 from ..emit.conversion import _Digest
 from ..errors import CaffeError, WeightsError, reading
 from .instrument import TraceError, parse_trace
-from .layerwise import ATOL, RTOL, Verification, check_inputs, verify_model
+from .layerwise import Verification, check_inputs, verify_model
+from .parity import ATOL, RTOL, random_inputs
 
 
 class VerifyInputError(CaffeError):
     """What ``verify`` was given cannot be used (a missing source, a bad input array)."""
-
-
-def random_arrays(graph, seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {v.name: rng.standard_normal(v.shape, dtype=np.float32) for v in graph.inputs}
 
 
 def _inputs_text(seed: int, files: Sequence[Path] | None) -> str:
@@ -59,7 +55,7 @@ def verify_conversion(
     """Check a :class:`~caffe2torch.emit.Conversion` in memory against OpenCV."""
     graph = conversion.graph
     if arrays is None:
-        arrays = random_arrays(graph, seed)
+        arrays = random_inputs(graph.inputs, seed)
     check_inputs(graph, arrays)
     w = conversion.sources.get("weights") or {}
     with _caffemodel(graph, conversion.paths.get("weights"), w.get("seed")) as caffemodel:
@@ -187,7 +183,7 @@ def verify_folder(
         input_shapes=shapes,
     )
     if arrays is None:
-        arrays = random_arrays(graph, seed)
+        arrays = random_inputs(graph.inputs, seed)
     model_file = outdir / manifest["model_file"]
     with reading(model_file, VerifyInputError, "the model's code"):
         code = model_file.read_text(encoding="utf-8")
