@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -236,6 +237,29 @@ def convert(
             help="Check every layer against OpenCV (when it is installed) and write report.md.",
         ),
     ] = True,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="native (caffe2torch's own code) or mmdnn (Microsoft MMdnn's flow, fixed).",
+        ),
+    ] = "native",
+    keep_intermediate: Annotated[
+        bool,
+        typer.Option(
+            "--keep-intermediate",
+            help="With --engine mmdnn: also keep MMdnn's IR, kit.py/kit.npy and its pickled "
+            "kit.pth in OUT/mmdnn/.",
+        ),
+    ] = False,
+    mmdnn_python: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--mmdnn-python",
+            help="The Python of an environment with mmdnn 0.3.1 and protobuf 3.20.3 "
+            "(default: $CAFFE2TORCH_MMDNN_PYTHON, or .venv-mmdnn).",
+        ),
+    ] = None,
 ) -> None:
     """Convert a Caffe net to a PyTorch folder: model.py, model.pth, conversion.json, report.md.
 
@@ -262,17 +286,36 @@ def convert(
     if weights_format not in ("pth", "safetensors"):
         raise typer.BadParameter("must be 'pth' or 'safetensors'", param_hint="--format")
     _check_phase(phase)
+    if engine not in ("native", "mmdnn"):
+        raise typer.BadParameter("must be 'native' or 'mmdnn'", param_hint="--engine")
+    if engine == "native" and (keep_intermediate or mmdnn_python):
+        raise typer.BadParameter("needs --engine mmdnn", param_hint="--keep-intermediate/--mmdnn-python")
+    if engine == "mmdnn" and (outputs or class_name):
+        raise typer.BadParameter(
+            "MMdnn's code has its own outputs and class (KitModel)", param_hint="--outputs/--class-name"
+        )
     with _reported():
+        if engine == "mmdnn":
+            from ..mmdnn.engine import convert_mmdnn
+
+            run_convert = functools.partial(  # noqa: F811 - same call, the other engine
+                convert_mmdnn, keep_intermediate=keep_intermediate, python=mmdnn_python
+            )
+            extra = {}
+        else:
+            extra = {
+                "outputs": [o.strip() for o in outputs.split(",") if o.strip()] if outputs else None,
+                "class_name": class_name,
+            }
         conversion = run_convert(
             prototxt,
             weights,
             random_weights=random_weights,
             seed=seed,
             input_shapes=parse_input_shapes(input_shape or []),
-            outputs=[o.strip() for o in outputs.split(",") if o.strip()] if outputs else None,
-            class_name=class_name,
             phase=phase,
             stages=stage or (),
+            **extra,
         )
         if verify:
             _verify_conversion(conversion)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -80,9 +81,9 @@ def render_conversion(console: Console, conversion, folder, weights_format: str)
         f"[green]converted[/green] {escape(conversion.graph.path.name)} "
         f"({escape(conversion.graph.name)}) → {escape(str(folder))}/"
     )
+    what = f"{modules} submodules" if conversion.engine["name"] == "native" else "MMdnn's code"
     console.print(
-        f"  {MODEL_FILE}: class [bold]{escape(conversion.class_name)}[/bold], "
-        f"{modules} submodules, {lines} lines"
+        f"  {MODEL_FILE}: class [bold]{escape(conversion.class_name)}[/bold], {what}, {lines} lines"
     )
     console.print(
         f"  {weights.name}: {len(state)} tensors, {params:,} values, "
@@ -99,6 +100,8 @@ def render_conversion(console: Console, conversion, folder, weights_format: str)
     )
     for note in conversion.notes + conversion.generated.notes:
         console.print(f"[yellow]note:[/yellow] {escape(note)}")
+    if conversion.extra_files:
+        console.print(f"  mmdnn/: MMdnn's own files ({', '.join(sorted(Path(p).name for p in conversion.extra_files))})")
     v = conversion.verification
     if v is None:
         console.print(

@@ -59,6 +59,8 @@ class Conversion:
     options: dict = field(default_factory=dict)  # phase and stages the graph was built with
     verification: object = None  # a verify.layerwise.Verification, once run
     verification_skipped: str = ""  # why it was not run
+    extra_files: dict = field(default_factory=dict)  # relative path -> bytes (MMdnn's own files)
+    engine: dict = field(default_factory=lambda: {"name": "native"})
 
     @property
     def class_name(self) -> str:
@@ -98,6 +100,7 @@ class Conversion:
                     sources[key]["path"] = Path(rel).as_posix()
         return {
             "format": "caffe2torch-conversion/1",
+            "engine": self.engine,
             "class_name": self.class_name,
             "model_file": MODEL_FILE,
             "weights_file": WEIGHT_FILES[weights_format],
@@ -163,6 +166,9 @@ class Conversion:
             from ..verify.report import render_report
 
             (tmp / REPORT_FILE).write_text(render_report(self, weights_format), encoding="utf-8")
+            for rel, data in sorted(self.extra_files.items()):
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / rel).write_bytes(data)
             old = None
             if outdir.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".old", dir=parent))
@@ -331,21 +337,20 @@ def select_outputs(graph: Graph, names: Sequence[str] | None) -> list[Value]:
     return out
 
 
-def convert(
-    prototxt: str | Path,
-    weights: str | Path | None = None,
+def prepare(
+    prototxt: Path,
+    weights: str | Path | None,
     *,
-    random_weights: bool = False,
-    seed: int = 0,
-    input_shapes: Mapping[str | None, Shape] | None = None,
-    outputs: Sequence[str] | None = None,
-    class_name: str | None = None,
-    phase: str = "test",
-    stages: Iterable[str] = (),
-) -> Conversion:
-    """Convert ``prototxt`` (+ ``weights``, or seeded random weights) in memory."""
-    prototxt = Path(prototxt)
-    stages = list(stages)
+    random_weights: bool,
+    seed: int,
+    input_shapes: Mapping[str | None, Shape] | None,
+    outputs: Sequence[str] | None,
+    phase: str,
+    stages: list[str],
+    load_blobs: bool = True,
+) -> tuple[Graph, list[Value], dict, list[str], dict]:
+    """What every engine does first: read the net, build the graph, choose the outputs, read
+    (or make) the weights. Returns (graph, outputs, sources, notes, blobs by node id)."""
     text = read_prototxt(prototxt)
     check_types(text, phase, stages)
     graph = build_graph(text, phase=phase, stages=stages, input_shapes=input_shapes)
@@ -363,25 +368,27 @@ def convert(
     learnable = any(n.weight_shapes for n in needed)
     if weights is not None and random_weights:
         raise CaffeError("give either a weights file or --random-weights, not both", file=weights)
+    blobs: dict = {}
     if weights is not None:
         weights = Path(weights)
         w = read_caffemodel(weights)
         check = check_weights(graph, w)
         notes.extend(check.notes)
-        blobs = {}
-        for node in graph.nodes:
-            if node.id in check.matched:
-                blobs[node.id] = [
-                    np.asarray(b.data, np.float32).reshape(s)
-                    for b, s in zip(check.matched[node.id], node.weight_shapes)
-                ]
+        if load_blobs:
+            for node in graph.nodes:
+                if node.id in check.matched:
+                    blobs[node.id] = [
+                        np.asarray(b.data, np.float32).reshape(s)
+                        for b, s in zip(check.matched[node.id], node.weight_shapes)
+                    ]
         sources["weights"] = {
             "file": weights.name,
             "sha256": _Digest(weights, w.raw),
             "format": w.format,
         }
     elif random_weights:
-        blobs = synth_blobs(graph, seed)
+        if load_blobs:
+            blobs = synth_blobs(graph, seed)
         sources["weights"] = {"random": True, "seed": seed}
     elif learnable:
         raise WeightsError(
@@ -390,9 +397,35 @@ def convert(
             file=prototxt,
         )
     else:
-        blobs = {}
         sources["weights"] = None
+    return graph, outs, sources, notes, blobs
 
+
+def convert(
+    prototxt: str | Path,
+    weights: str | Path | None = None,
+    *,
+    random_weights: bool = False,
+    seed: int = 0,
+    input_shapes: Mapping[str | None, Shape] | None = None,
+    outputs: Sequence[str] | None = None,
+    class_name: str | None = None,
+    phase: str = "test",
+    stages: Iterable[str] = (),
+) -> Conversion:
+    """Convert ``prototxt`` (+ ``weights``, or seeded random weights) in memory."""
+    prototxt = Path(prototxt)
+    stages = list(stages)
+    graph, outs, sources, notes, blobs = prepare(
+        prototxt,
+        weights,
+        random_weights=random_weights,
+        seed=seed,
+        input_shapes=input_shapes,
+        outputs=outputs,
+        phase=phase,
+        stages=stages,
+    )
     cls = class_name or make_class_name(graph.name)
     if not is_identifier(cls):
         raise CaffeError(f"--class-name '{safe_text(cls)}' is not a Python identifier")

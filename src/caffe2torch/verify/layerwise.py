@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -208,7 +209,11 @@ class _Run:
         self.nodes = nodes
         self.trace = trace
         self.steps_nodes = [[nodes[i] for i in step.layers] for step in trace]
-        self.order = [n for ns in self.steps_nodes for n in ns]
+        # Every layer the traced values need (a trace may name only the outputs).
+        from ..emit.codegen import needed_nodes
+
+        written = [self.value(r.layer, r.top) for step in trace for _, r in step.writes]
+        self.order = needed_nodes(graph, written)
         self.cuts = {n.id: gap for n in self.order if (gap := opencv_gap(n))}
 
     def value(self, layer: str, top: int) -> Value:
@@ -261,7 +266,8 @@ def verify_model(
 
     def forward(model, raising: bool = True) -> str:
         """Run; a model that raises stops here (``raising``) or returns the error's line."""
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the model's own deprecation notes (MMdnn's code)
             try:
                 model(*xs)
             except Exception as e:  # noqa: BLE001 - the model's failure is the finding
@@ -292,6 +298,13 @@ def verify_model(
                     feeds[id(v)] = t.detach().to(torch.float32).numpy().copy()
 
             forward(build(keep))
+            missing = [v for v in ref_net.inputs if id(v) not in feeds]
+            if missing:
+                raise ReferenceError(
+                    f"OpenCV cannot compute '{missing[0].label}' and the model does not expose "
+                    "it, so the layers after it cannot be checked",
+                    file=model_file,
+                )
         # 2. The reference, every layer.
         ref: dict[str, list[np.ndarray]] = loaded.run(feeds) if loaded is not None else {}
     if loaded is not None:

@@ -74,7 +74,9 @@ def render_report(conversion, weights_format: str) -> str:
         f"Converted by caffe2torch {__version__} from `{_cell(src['file'])}` "
         f"(sha256 `{src['sha256'][:16]}`) with {weights}.",
         "",
-        f"- `{MODEL_FILE}`: class `{conversion.class_name}`, imports only torch",
+        f"- `{MODEL_FILE}`: class `{conversion.class_name}`, "
+        + ("imports only torch" if conversion.engine["name"] == "native"
+           else "MMdnn's generated code, made loadable from a state_dict"),
         f"- `{WEIGHT_FILES[weights_format]}`: its state_dict "
         f"({len(conversion.generated.state)} tensors)",
         f"- `{MANIFEST}`: inputs, outputs, layer map, sources, this check's summary",
