@@ -25,7 +25,6 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
-import numpy as np
 
 from ..errors import CaffeError, UnsupportedLayerError
 from ..graph import Graph, Node, Shape

@@ -1,0 +1,1 @@
+"""The MMdnn engine (``convert --engine mmdnn``): see :mod:`.engine`."""
