@@ -2,14 +2,14 @@
 
 This file is a standalone script: it imports only the standard library, numpy, torch and
 mmdnn, never caffe2torch (whose environment may have another protobuf). The engine runs it
-as ``MMDNN_PYTHON _driver.py PROTOTXT CAFFEMODEL WORKDIR [--model]`` and reads one JSON line
+as ``MMDNN_PYTHON _driver.py PROTOTXT CAFFEMODEL WORKDIR`` and reads one JSON line
 from its stdout. In WORKDIR it leaves:
 
 - ``ir.pb``, ``ir.json``, ``ir.npy``: ``mmtoir -f caffe`` (MMdnn's IR);
 - ``kit.py``, ``kit.npy``: ``mmtocode -f pytorch``, with ``kit.npy``'s 1-D parameters
   (bias, scale, mean, var...) squeezed to their true shape, the fix for MMdnn issues
   #942/#611/#711 (without PyCaffe its Caffe reader pads every blob to 4-D); weights are kept;
-- ``kit.pth``: ``mmtomodel -f pytorch`` (its pickled module), with ``--model``;
+- ``kit.pth``: ``mmtomodel -f pytorch`` (its pickled module), which works once squeezed;
 - ``state.pth``: the state_dict of ``KitModel(kit.npy)``, plain tensors.
 """
 
@@ -57,7 +57,6 @@ def squeeze(path):
 
 def main():
     prototxt, caffemodel, work = sys.argv[1:4]
-    model = "--model" in sys.argv[4:]
     os.chdir(work)
     log = []
     run("mmtoir", ["-f", "caffe", "-n", prototxt, "-w", caffemodel, "-o", "ir"], log)
@@ -78,8 +77,7 @@ def main():
         log,
     )
     changed = squeeze("kit.npy")
-    if model:
-        run("mmtomodel", ["-f", "pytorch", "-in", "kit.py", "-iw", "kit.npy", "-o", "kit.pth"], log)
+    run("mmtomodel", ["-f", "pytorch", "-in", "kit.py", "-iw", "kit.npy", "-o", "kit.pth"], log)
     import importlib.util
 
     import torch

@@ -120,9 +120,9 @@ def find_python(given: str | Path | None = None) -> str:
     )
 
 
-def run_driver(python: str, prototxt: Path, caffemodel: Path, work: Path, model: bool) -> dict:
+def run_driver(python: str, prototxt: Path, caffemodel: Path, work: Path) -> dict:
     argv = [python, str(DRIVER), str(prototxt.absolute()), str(caffemodel.absolute()), str(work)]
-    proc = subprocess.run(argv + (["--model"] if model else []), capture_output=True, text=True)
+    proc = subprocess.run(argv, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -347,7 +347,7 @@ def convert_mmdnn(
         )
         work = tmp / "work"
         work.mkdir()
-        report = run_driver(exe, net, cm, work, model=keep_intermediate)
+        report = run_driver(exe, net, cm, work)
         import torch
 
         state = torch.load(work / "state.pth", weights_only=True)
