@@ -174,3 +174,16 @@ class KitModel(nn.Module):
     assert tuple(model.fc.weight.shape) == (3, 2)
     with pytest.raises(ValueError, match="load_state_dict"):
         namespace["KitModel"]("kit.npy")
+
+
+def test_same_inputs_give_identical_bytes(cli, tmp_path):
+    """MMdnn orders its helper methods by set iteration; the engine fixes the hash seed."""
+    net = write(tmp_path / "bn.prototxt", BN_NET)
+    for out in ("a", "b"):
+        args = ("convert", net, "--random-weights", "-o", tmp_path / out, "--engine", "mmdnn",
+                "--keep-intermediate")
+        assert cli(*args)[0] == 0
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert len(files) == 10
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f

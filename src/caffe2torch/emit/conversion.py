@@ -59,7 +59,8 @@ class Conversion:
     options: dict = field(default_factory=dict)  # phase and stages the graph was built with
     verification: object = None  # a verify.layerwise.Verification, once run
     verification_skipped: str = ""  # why it was not run
-    extra_files: dict = field(default_factory=dict)  # relative path -> bytes (MMdnn's own files)
+    extra_files: dict = field(default_factory=dict)  # relative path -> file (MMdnn's own files)
+    scratch: object = None  # a TemporaryDirectory holding extra_files
     engine: dict = field(default_factory=lambda: {"name": "native"})
 
     @property
@@ -166,9 +167,9 @@ class Conversion:
             from ..verify.report import render_report
 
             (tmp / REPORT_FILE).write_text(render_report(self, weights_format), encoding="utf-8")
-            for rel, data in sorted(self.extra_files.items()):
+            for rel, src in sorted(self.extra_files.items()):
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                (tmp / rel).write_bytes(data)
+                shutil.copyfile(src, tmp / rel)
             old = None
             if outdir.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".old", dir=parent))

@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -122,7 +123,10 @@ def find_python(given: str | Path | None = None) -> str:
 
 def run_driver(python: str, prototxt: Path, caffemodel: Path, work: Path) -> dict:
     argv = [python, str(DRIVER), str(prototxt.absolute()), str(caffemodel.absolute()), str(work)]
-    proc = subprocess.run(argv, capture_output=True, text=True)
+    # MMdnn orders its helper methods by set iteration: a fixed hash seed makes its output
+    # (and ours) the same for the same inputs.
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -352,11 +356,14 @@ def convert_mmdnn(
 
         state = torch.load(work / "state.pth", weights_only=True)
         kit = (work / "kit.py").read_text(encoding="utf-8")
-        extra = {}
-        if keep_intermediate:
+        extra, scratch = {}, None
+        if keep_intermediate:  # moved out of the work folder, copied into OUT/mmdnn/ by write()
+            scratch = tempfile.TemporaryDirectory(prefix="c2t-mmdnn-keep-")
             for name in ("ir.pb", "ir.json", "ir.npy", "kit.py", "kit.npy", "kit.pth"):
                 if (work / name).exists():
-                    extra[f"{INTERMEDIATE_DIR}/{name}"] = (work / name).read_bytes()
+                    kept = Path(scratch.name) / name
+                    shutil.move(str(work / name), kept)
+                    extra[f"{INTERMEDIATE_DIR}/{name}"] = kept
     code = loadable_code(kit)
     trace = mmdnn_trace(code, graph, outs)
     squeezed = report.get("squeezed", [])
@@ -376,6 +383,7 @@ def convert_mmdnn(
         graph, outs, generated, sources, notes, paths, {"phase": phase, "stages": stages}
     )
     conversion.extra_files = extra
+    conversion.scratch = scratch  # the kept files' folder lives as long as the conversion
     conversion.engine = {
         "name": "mmdnn",
         "versions": report.get("versions", {}),
