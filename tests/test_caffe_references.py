@@ -78,18 +78,14 @@ def test_cnn3dobj_triplet_feature(corpus):
 def test_trained_weights_match_opencv(corpus, tmp_path, folder, net, weights, shape):
     """Trained weights (V2 and HDF5 files) converted, against OpenCV on real-scale inputs."""
     pytest.importorskip("cv2")
-    from caffe2torch.caffe.caffemodel import LayerRecord, read_caffemodel, write_caffemodel
+    from caffe2torch.caffe.caffemodel import binary_caffemodel
     from caffe2torch.verify.parity import compare_outputs, random_inputs
 
     proto, w = corpus / folder / net, corpus / folder / weights
     conversion = convert(proto, w)
-    if w.suffix == ".h5":  # OpenCV reads only binary caffemodels: give it the same blobs
-        stored = read_caffemodel(w).layers
-        w = tmp_path / "w.caffemodel"
-        records = (LayerRecord(n, lw.type or "", [], [], [b.data for b in lw.blobs]) for n, lw in stored.items())
-        write_caffemodel(w, records)
     arrays = {k: v * 50 for k, v in random_inputs(conversion.graph.inputs, seed=3).items()}
-    results = compare_outputs(conversion, proto, w, arrays)
+    with binary_caffemodel(w) as binary:  # OpenCV reads only binary caffemodels: same blobs
+        results = compare_outputs(conversion, proto, binary, arrays)
     assert results
     for c in results:
         assert c.ok, (c.blob, c.max_abs, c.bound)

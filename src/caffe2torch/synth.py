@@ -7,13 +7,15 @@ The same seed gives the same bytes.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from .caffe.caffemodel import LayerRecord, write_caffemodel
+from .caffe.caffemodel import LayerRecord, binary_caffemodel, write_caffemodel
 from .graph import Graph, Node
 from .layers import Shape
 
@@ -81,3 +83,18 @@ def write_synth_weights(graph: Graph, out: str | Path, seed: int = 0) -> int:
 
     write_caffemodel(out, records(), net_name=graph.name)
     return total
+
+
+@contextlib.contextmanager
+def weights_file(graph: Graph, weights: str | Path | None, seed: int = 0) -> Iterator[Path]:
+    """A binary caffemodel for an engine that reads one (OpenCV, MMdnn): ``weights`` (an HDF5
+    snapshot written as binary), or, without it, the seeded random weights a conversion with
+    ``--random-weights --seed`` used, written to a temporary file."""
+    if weights is not None:
+        with binary_caffemodel(weights) as path:
+            yield path
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "random.caffemodel"
+        write_synth_weights(graph, path, seed=seed)
+        yield path

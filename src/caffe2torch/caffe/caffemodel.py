@@ -17,12 +17,13 @@ Field numbers (see ``_tables.py``):
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -528,3 +529,24 @@ def write_caffemodel(path: str | Path, layers: Iterable[LayerRecord], net_name: 
         except FileNotFoundError:
             pass
         raise
+
+
+@contextlib.contextmanager
+def binary_caffemodel(path: str | Path) -> Iterator[Path]:
+    """``path`` as a binary caffemodel, for readers that take no HDF5 (OpenCV, MMdnn): a binary
+    file is itself; an HDF5 snapshot is written as one, same blobs, in a temporary folder."""
+    path = Path(path)
+    if not path.name.endswith(".h5"):
+        yield path
+        return
+    stored = read_caffemodel(path).layers
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "weights.caffemodel"
+        write_caffemodel(
+            out,
+            (
+                LayerRecord(n, lw.type or "", [], [], [b.data for b in lw.blobs])
+                for n, lw in stored.items()
+            ),
+        )
+        yield out

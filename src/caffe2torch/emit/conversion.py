@@ -225,12 +225,30 @@ def _save_weights(state: dict, path: Path, weights_format: str) -> None:
     torch.save(state, path)
 
 
+def load_state(path: Path) -> dict:
+    """A converted folder's weights (``model.pth`` with ``weights_only``, or safetensors)."""
+    import torch
+
+    with reading(path, WeightsError, "the model's weights"):
+        try:
+            if path.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                state = load_file(str(path))
+            else:
+                state = torch.load(path, weights_only=True)
+        except (RuntimeError, ValueError, EOFError, OSError) as e:
+            raise WeightsError(f"cannot be loaded: {str(e).splitlines()[0]}", file=path) from None
+    if not isinstance(state, dict):
+        raise WeightsError("does not hold a state_dict", file=path)
+    return state
+
+
 def load_converted(outdir: str | Path):
     """Import ``model.py`` of a converted folder, build the model and load its weights
     (``weights_only``); returns it in eval mode."""
     import importlib.util
 
-    import torch
 
     outdir = Path(outdir)
     manifest_path = outdir / MANIFEST
@@ -242,13 +260,7 @@ def load_converted(outdir: str | Path):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     model = getattr(module, manifest["class_name"])()
-    weights = outdir / manifest["weights_file"]
-    if weights.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(weights))
-    else:
-        state = torch.load(weights, weights_only=True)
+    state = load_state(outdir / manifest["weights_file"])
     model.load_state_dict(state)
     return model.eval()
 

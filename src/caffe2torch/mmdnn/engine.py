@@ -24,8 +24,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
-
+from typing import Iterable, Mapping, Sequence
 
 from ..errors import CaffeError, UnsupportedLayerError
 from ..graph import Graph, Node, Shape
@@ -292,22 +291,6 @@ def mmdnn_trace(code: str, graph: Graph, outputs: Sequence) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------ convert
-@contextlib.contextmanager
-def _caffemodel_for(graph: Graph, weights: Path | None, seed: int) -> Iterator[Path]:
-    from ..verify.layerwise import _binary_weights
-
-    if weights is None:
-        from ..synth import write_synth_weights
-
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "random.caffemodel"
-            write_synth_weights(graph, path, seed=seed)
-            yield path
-        return
-    with _binary_weights(weights) as path:  # MMdnn, like OpenCV, reads only binary files
-        yield path
-
-
 def convert_mmdnn(
     prototxt: str | Path,
     weights: str | Path | None = None,
@@ -323,6 +306,7 @@ def convert_mmdnn(
     """Convert with MMdnn; returns a :class:`~caffe2torch.emit.Conversion` (engine "mmdnn")."""
     from ..emit.codegen import Generated, needed_nodes
     from ..emit.conversion import Conversion, prepare
+    from ..synth import weights_file
     from ..verify.opencv import needs_rewrite, reference_prototxt
 
     prototxt = Path(prototxt)
@@ -346,9 +330,7 @@ def convert_mmdnn(
         if needs_rewrite(graph) or input_shapes:  # a deploy net as MMdnn reads it
             net = tmp / f"{prototxt.stem}.deploy.prototxt"
             net.write_text(reference_prototxt(graph))
-        cm = stack.enter_context(
-            _caffemodel_for(graph, Path(weights) if weights is not None else None, seed)
-        )
+        cm = stack.enter_context(weights_file(graph, weights, seed))
         work = tmp / "work"
         work.mkdir()
         report = run_driver(exe, net, cm, work)

@@ -17,11 +17,9 @@ explained with its layer's type, parameters and ``model.py`` line.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import warnings
-import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
@@ -236,7 +234,8 @@ def verify_model(
     layer_map: Mapping[str, str] | None = None,
 ) -> Verification:
     """Run ``code`` (a converted ``model.py``) with ``state`` and the reference on ``arrays``
-    (blob name -> array for each input of ``graph``) and compare every value in ``trace``."""
+    (blob name -> array for each input of ``graph``) and compare every value in ``trace``.
+    ``caffemodel`` is a binary file (:func:`caffe2torch.synth.weights_file` makes one)."""
     import torch
 
     cv2 = opencv()
@@ -280,33 +279,31 @@ def verify_model(
         return ""
 
     ref_net = reference_net(graph, run.order, run.cuts)
-    with contextlib.ExitStack() as stack:
-        loaded = None
-        if ref_net.layers:  # else OpenCV can check none of them
-            weights = stack.enter_context(_binary_weights(caffemodel))
-            loaded = LoadedReference(ref_net, weights, shown=graph.path)  # in the background
-        if callable(state):  # loaded while OpenCV reads its weights
-            state = state()
-        # 1. The values the reference cannot make itself, from the converted model.
-        feeds: dict[int, np.ndarray] = {id(v): arrays[v.name] for v in graph.inputs}
-        wanted = {id(v) for v in ref_net.inputs} - set(feeds)
-        if wanted and loaded is not None:
+    loaded = None
+    if ref_net.layers:  # else OpenCV can check none of them
+        loaded = LoadedReference(ref_net, caffemodel, shown=graph.path)  # in the background
+    if callable(state):  # loaded while OpenCV reads its weights
+        state = state()
+    # 1. The values the reference cannot make itself, from the converted model.
+    feeds: dict[int, np.ndarray] = {id(v): arrays[v.name] for v in graph.inputs}
+    wanted = {id(v) for v in ref_net.inputs} - set(feeds)
+    if wanted and loaded is not None:
 
-            def keep(i, k, t):
-                v = run.value(*_ref(trace[i].writes[k]))
-                if id(v) in wanted:
-                    feeds[id(v)] = t.detach().to(torch.float32).numpy().copy()
+        def keep(i, k, t):
+            v = run.value(*_ref(trace[i].writes[k]))
+            if id(v) in wanted:
+                feeds[id(v)] = t.detach().to(torch.float32).numpy().copy()
 
-            forward(build(keep))
-            missing = [v for v in ref_net.inputs if id(v) not in feeds]
-            if missing:
-                raise ReferenceError(
-                    f"OpenCV cannot compute '{missing[0].label}' and the model does not expose "
-                    "it, so the layers after it cannot be checked",
-                    file=model_file,
-                )
-        # 2. The reference, every layer.
-        ref: dict[str, list[np.ndarray]] = loaded.run(feeds) if loaded is not None else {}
+        forward(build(keep))
+        missing = [v for v in ref_net.inputs if id(v) not in feeds]
+        if missing:
+            raise ReferenceError(
+                f"OpenCV cannot compute '{missing[0].label}' and the model does not expose "
+                "it, so the layers after it cannot be checked",
+                file=model_file,
+            )
+    # 2. The reference, every layer.
+    ref: dict[str, list[np.ndarray]] = loaded.run(feeds) if loaded is not None else {}
     if loaded is not None:
         result.seconds.update({f"reference_{k}": v for k, v in loaded.seconds.items()})
     layer_names = {n.name for n in graph.nodes}
@@ -518,37 +515,6 @@ def _drop_training(message) -> None:
             message.ClearField(fd.name)
         elif isinstance(value, Message):
             _drop_training(value)
-
-
-# ------------------------------------------------------------------------------ weights
-class _binary_weights:
-    """OpenCV reads only binary caffemodels: an HDF5 file is given to it as one, with the same
-    blobs, in a temporary folder."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.tmp = None
-
-    def __enter__(self) -> Path:
-        from ..caffe.caffemodel import LayerRecord, read_caffemodel, write_caffemodel
-
-        if not self.path.name.endswith(".h5"):
-            return self.path
-        stored = read_caffemodel(self.path).layers
-        self.tmp = tempfile.TemporaryDirectory()
-        out = Path(self.tmp.name) / "weights.caffemodel"
-        write_caffemodel(
-            out,
-            (
-                LayerRecord(n, lw.type or "", [], [], [b.data for b in lw.blobs])
-                for n, lw in stored.items()
-            ),
-        )
-        return out
-
-    def __exit__(self, *exc) -> None:
-        if self.tmp is not None:
-            self.tmp.cleanup()
 
 
 def check_inputs(graph: Graph, arrays: Mapping[str, np.ndarray], shown="") -> None:

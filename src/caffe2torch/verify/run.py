@@ -4,16 +4,15 @@ converted folder (``caffe2torch verify OUTDIR``), which is checked as it is on d
 
 from __future__ import annotations
 
-import contextlib
 import json
-import tempfile
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from ..emit.conversion import _Digest
 from ..errors import CaffeError, WeightsError, reading
+from ..synth import weights_file
 from .instrument import TraceError, parse_trace
 from .layerwise import Verification, check_inputs, verify_model
 from .parity import ATOL, RTOL, random_inputs
@@ -27,21 +26,6 @@ def _inputs_text(seed: int, files: Sequence[Path] | None) -> str:
     if files:
         return "arrays from " + ", ".join(Path(f).name for f in files)
     return f"seeded standard normal (seed {seed})"
-
-
-@contextlib.contextmanager
-def _caffemodel(graph, weights: Path | None, seed: int | None) -> Iterator[Path]:
-    """The weights file for the reference: the given one, or seeded random weights written
-    to a temporary file (the same values the conversion used)."""
-    if weights is not None:
-        yield weights
-        return
-    from ..synth import write_synth_weights
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "random.caffemodel"
-        write_synth_weights(graph, path, seed=seed or 0)
-        yield path
 
 
 def verify_conversion(
@@ -58,7 +42,7 @@ def verify_conversion(
         arrays = random_inputs(graph.inputs, seed)
     check_inputs(graph, arrays)
     w = conversion.sources.get("weights") or {}
-    with _caffemodel(graph, conversion.paths.get("weights"), w.get("seed")) as caffemodel:
+    with weights_file(graph, conversion.paths.get("weights"), w.get("seed") or 0) as caffemodel:
         return verify_model(
             conversion.code,
             conversion.class_name,
@@ -142,10 +126,9 @@ def verify_folder(
 ) -> Verification:
     """Check a converted folder as written (``model.py``, its weights) against OpenCV running
     the Caffe files it was converted from."""
-    import torch
 
     from ..api import load_graph
-    from ..emit.conversion import MANIFEST
+    from ..emit.conversion import MANIFEST, load_state
 
     outdir = Path(outdir)
     if not outdir.is_dir():
@@ -187,29 +170,15 @@ def verify_folder(
     model_file = outdir / manifest["model_file"]
     with reading(model_file, VerifyInputError, "the model's code"):
         code = model_file.read_text(encoding="utf-8")
-    weights_file = outdir / manifest["weights_file"]
-    if not weights_file.is_file():
-        raise WeightsError("is missing", file=weights_file)
+    state_file = outdir / manifest["weights_file"]
+    if not state_file.is_file():
+        raise WeightsError("is missing", file=state_file)
 
     def state() -> dict:  # read while OpenCV reads the caffemodel
-        with reading(weights_file, WeightsError, "the model's weights"):
-            try:
-                if weights_file.suffix == ".safetensors":
-                    from safetensors.torch import load_file
-
-                    loaded = load_file(str(weights_file))
-                else:
-                    loaded = torch.load(weights_file, weights_only=True)
-            except (RuntimeError, ValueError, EOFError, OSError) as e:
-                raise WeightsError(
-                    f"cannot be loaded: {str(e).splitlines()[0]}", file=weights_file
-                ) from None
-        if not isinstance(loaded, dict):
-            raise WeightsError("does not hold a state_dict", file=weights_file)
-        return loaded
+        return load_state(state_file)
 
     check_inputs(graph, arrays)
-    with _caffemodel(graph, caffemodel, w.get("seed")) as cm:
+    with weights_file(graph, caffemodel, w.get("seed") or 0) as cm:
         result = verify_model(
             code,
             manifest["class_name"],
