@@ -1,11 +1,39 @@
 # caffe2torch developer targets. `make example` and `make test` set everything up from scratch.
+# `make help` lists them. Every variable can be set on the command line (make image DOCKER=podman).
+comma := ,
 PYTHON ?= python3
 VENV ?= .venv
 VENV_PB3 ?= .venv-protobuf3
 VENV_MMDNN ?= .venv-mmdnn
+VENV_TOOLS ?= .venv-tools
 BIN := $(VENV)/bin
+TOOLS := $(VENV_TOOLS)/bin
 
-.PHONY: example test test-protobuf3 mmdnn-env bench bench-engines corpus clean
+# The image: `make image`, then `make convert PROTOTXT=... WEIGHTS=... OUT=...` on this folder.
+DOCKER ?= docker
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' src/caffe2torch/__init__.py)
+IMAGE ?= caffe2torch:$(VERSION)
+TORCH_VARIANT ?= cuda
+BASE_IMAGE ?=
+CA_BUNDLE ?= $(SSL_CERT_FILE)
+BUILD_FLAGS ?=
+PROTOTXT ?=
+WEIGHTS ?=
+OUT ?= out/converted
+ARGS ?=
+GPUS ?=
+# Who the container runs as, so its files belong to you: your uid with docker; with podman,
+# rootless root is you already (the entry keeps the owner of the mounted folder).
+RUN_USER ?= $(if $(findstring podman,$(DOCKER)),0,$(shell id -u):$(shell id -g))
+TORCH_CPU_WHEEL := docker/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+
+.PHONY: help example test test-protobuf3 mmdnn-env bench bench-engines corpus clean \
+	image convert verify lint lock torch-wheel image-test
+
+help: ## List the targets
+	@grep -hE '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "} {printf "  %-15s %s\n", $$1, $$2}'
 
 # The development environment: pinned versions (torch 2.13.0, CPU build), the package editable.
 $(BIN)/caffe2torch: pyproject.toml requirements/constraints.txt
@@ -14,7 +42,7 @@ $(BIN)/caffe2torch: pyproject.toml requirements/constraints.txt
 	touch $@
 
 # The bundled example: seeded weights for LeNet as a .caffemodel, checked, then converted.
-example: $(BIN)/caffe2torch
+example: $(BIN)/caffe2torch ## Set up .venv, convert the bundled LeNet (seeded weights) and verify it
 	mkdir -p out
 	$(BIN)/caffe2torch synth-weights examples/lenet/lenet.prototxt -o out/lenet.caffemodel --seed 0
 	$(BIN)/caffe2torch inspect examples/lenet/lenet.prototxt out/lenet.caffemodel
@@ -23,13 +51,13 @@ example: $(BIN)/caffe2torch
 	$(BIN)/python -c "import torch, json; s = torch.load('out/lenet/model.pth', weights_only=True); \
 		print('out/lenet/model.pth:', len(s), 'tensors, loads with weights_only=True')"
 
-test: $(BIN)/caffe2torch $(VENV_MMDNN)/bin/mmtoir
+test: $(BIN)/caffe2torch $(VENV_MMDNN)/bin/mmtoir ## Set up the venvs and run the test suite
 	CAFFE2TORCH_MMDNN_PYTHON=$(VENV_MMDNN)/bin/python $(BIN)/python -m pytest
 	$(MAKE) test-protobuf3
 
 # The MMdnn engine's environment (mmdnn 0.3.1, protobuf 3.20.3): `convert --engine mmdnn`
 # finds it as .venv-mmdnn in the working folder, or by $$CAFFE2TORCH_MMDNN_PYTHON.
-mmdnn-env: $(VENV_MMDNN)/bin/mmtoir
+mmdnn-env: $(VENV_MMDNN)/bin/mmtoir ## Make .venv-mmdnn (MMdnn 0.3.1, protobuf 3.20.3) for --engine mmdnn
 $(VENV_MMDNN)/bin/mmtoir: requirements/mmdnn.txt
 	$(PYTHON) -m venv $(VENV_MMDNN)
 	$(VENV_MMDNN)/bin/pip install --quiet -r requirements/mmdnn.txt
@@ -47,18 +75,74 @@ test-protobuf3: $(VENV_PB3)/bin/caffe2torch
 	$(VENV_PB3)/bin/python -m pytest -p no:cacheprovider tests/test_prototxt.py tests/test_caffemodel.py \
 		tests/test_shapes.py tests/test_bad_input.py tests/test_corpus.py tests/test_cli_and_synth.py
 
-bench: $(BIN)/caffe2torch
+bench: $(BIN)/caffe2torch ## Run the speed and memory benchmarks (ratios against baselines)
 	$(BIN)/python benchmarks/read_caffemodel.py
 	$(BIN)/python benchmarks/convert_vgg16.py
 	$(BIN)/python benchmarks/vgg16_forward.py
 	$(BIN)/python benchmarks/verify_vgg16.py
 
-bench-engines: $(BIN)/caffe2torch $(VENV_MMDNN)/bin/mmtoir
+bench-engines: $(BIN)/caffe2torch $(VENV_MMDNN)/bin/mmtoir ## Benchmark the MMdnn engine against the native one
 	CAFFE2TORCH_MMDNN_PYTHON=$(VENV_MMDNN)/bin/python $(BIN)/python benchmarks/engines_vgg16.py
 
 # Every corpus net in ../shared converted and verified layer by layer against OpenCV: one line per net.
-corpus: $(BIN)/caffe2torch
+corpus: $(BIN)/caffe2torch ## Convert and verify every corpus net in ../shared
 	$(BIN)/python tools/convert_corpus.py
 
-clean:
-	rm -rf $(VENV) $(VENV_PB3) $(VENV_MMDNN) out build *.egg-info src/*.egg-info
+# ------------------------------------------------------------------------------- the image
+image: $(if $(filter cpu,$(TORCH_VARIANT)),$(TORCH_CPU_WHEEL)) ## Build the image (DOCKER=podman, TORCH_VARIANT=cpu, BASE_IMAGE=...)
+	$(DOCKER) build --tag $(IMAGE) \
+		--build-arg TORCH_VARIANT=$(TORCH_VARIANT) \
+		--build-arg CAFFE2TORCH_VERSION=$(VERSION) \
+		--build-arg VCS_REF=$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown) \
+		$(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
+		$(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE)) \
+		$(BUILD_FLAGS) .
+
+convert: ## Convert PROTOTXT [WEIGHTS] from this folder into OUT with the image (ARGS=... for more)
+	@test -n "$(PROTOTXT)" || { echo "usage: make convert PROTOTXT=net.prototxt [WEIGHTS=w.caffemodel] [OUT=dir] [ARGS=...]" >&2; exit 2; }
+	$(DOCKER) run --rm $(if $(GPUS),--gpus $(GPUS)) --user $(RUN_USER) -v "$(CURDIR):/workspace" \
+		$(IMAGE) convert $(PROTOTXT) $(WEIGHTS) -o $(OUT) $(ARGS)
+
+verify: ## Verify the converted folder OUT against OpenCV, layer by layer, with the image
+	$(DOCKER) run --rm --user $(RUN_USER) -v "$(CURDIR):/workspace" $(IMAGE) verify $(OUT) $(ARGS)
+
+# The CPU build of torch for TORCH_VARIANT=cpu: from this machine's pip sources if they have it,
+# else from PyTorch's CPU index. Its hash is checked against docker/requirements-cpu.lock.
+torch-wheel: $(TORCH_CPU_WHEEL) ## Download the CPU torch wheel into docker/wheels
+$(TORCH_CPU_WHEEL): | $(TOOLS)/uv
+	$(TOOLS)/pip download --quiet --no-deps --only-binary=:all: --dest docker/wheels torch==2.13.0+cpu \
+		|| $(TOOLS)/pip download --quiet --no-deps --only-binary=:all: --dest docker/wheels \
+			--index-url $(TORCH_CPU_INDEX) torch==2.13.0+cpu
+	test -f $@
+
+# Build the image on a debootstrapped Debian base with podman, then convert, verify and check
+# ownership and byte-identity inside it (docker/image-test.sh; needs root for podman/buildah).
+image-test: $(TORCH_CPU_WHEEL) ## CI: build the image (CPU torch) and test it on a mounted folder
+	bash docker/image-test.sh
+
+# ------------------------------------------------------------------------------- lint, locks
+$(TOOLS)/uv: requirements/tools.txt
+	$(PYTHON) -m venv $(VENV_TOOLS)
+	$(TOOLS)/pip install --quiet -r requirements/tools.txt
+	touch $@
+
+lint: $(TOOLS)/uv ## hadolint, shellcheck and ruff
+	$(TOOLS)/hadolint Dockerfile
+	$(TOOLS)/shellcheck entrypoint/*.sh docker/*.sh .ci/run
+	$(TOOLS)/ruff check src tests benchmarks tools
+
+# docker/*.lock: every package with its hashes, for Python 3.11 on x86-64 Linux. The main
+# environment follows requirements/constraints.txt, so the image runs what CI tests.
+UV_COMPILE = $(TOOLS)/uv pip compile --quiet --no-config --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --index-url https://pypi.org/simple \
+	--custom-compile-command "make lock"
+lock: $(TOOLS)/uv $(TORCH_CPU_WHEEL) ## Recompile docker/*.lock (exact versions with hashes)
+	$(UV_COMPILE) -c requirements/constraints.txt docker/requirements.in docker/torch-cuda.in \
+		-o docker/requirements-cuda.lock
+	$(UV_COMPILE) -c requirements/constraints.txt --find-links docker/wheels \
+		docker/requirements.in docker/torch-cpu.in -o docker/requirements-cpu.lock
+	$(UV_COMPILE) docker/mmdnn.in -o docker/mmdnn.lock
+
+clean: ## Remove the venvs and build outputs
+	rm -rf $(VENV) $(VENV_PB3) $(VENV_MMDNN) $(VENV_TOOLS) out build *.egg-info src/*.egg-info \
+		docker/wheels/*.whl

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,21 +30,11 @@ except MMdnnError:
 
 pytestmark = pytest.mark.skipif(not HAVE_MMDNN, reason="no MMdnn environment (make mmdnn-env)")
 
-# BatchNorm + Scale after a 1x1 convolution with bias: MMdnn's padded 4-D bias, scale, mean
-# and var crash its own mmtomodel unless squeezed; the 1x1 kernel must stay 4-D.
-BN_NET = net_text(
-    {"data": (2, 3, 8, 8)},
-    """
-layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
-  convolution_param { num_output: 8 kernel_size: 1 } }
-layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "conv1" }
-layer { name: "scale1" type: "Scale" bottom: "conv1" top: "conv1" scale_param { bias_term: true } }
-layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
-layer { name: "conv2" type: "Convolution" bottom: "conv1" top: "conv2"
-  convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }
-""",
-    name="bn_net",
-)
+# BatchNorm + Scale after a 1x1 convolution with bias (examples/bn/bn.prototxt, which the Docker
+# image's check converts too): MMdnn's padded 4-D bias, scale, mean and var crash its own
+# mmtomodel unless squeezed; the 1x1 kernel must stay 4-D.
+BN_NET = (Path(__file__).resolve().parents[1] / "examples" / "bn" / "bn.prototxt").read_text()
+assert "BatchNorm" in BN_NET and "Scale" in BN_NET
 
 
 def test_bn_net_squeezed_converted_and_verified(cli, tmp_path):

@@ -222,7 +222,10 @@ def convert(
     ] = "pth",
     random_weights: Annotated[
         bool,
-        typer.Option("--random-weights", help="Seeded random weights instead of a .caffemodel (to test an architecture)."),
+        typer.Option(
+            "--random-weights",
+            help="Seeded random weights instead of a .caffemodel (to test an architecture).",
+        ),
     ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed for --random-weights.")] = 0,
     overwrite: Annotated[

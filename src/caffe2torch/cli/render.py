@@ -101,7 +101,8 @@ def render_conversion(console: Console, conversion, folder, weights_format: str)
     for note in conversion.notes + conversion.generated.notes:
         console.print(f"[yellow]note:[/yellow] {escape(note)}")
     if conversion.extra_files:
-        console.print(f"  mmdnn/: MMdnn's own files ({', '.join(sorted(Path(p).name for p in conversion.extra_files))})")
+        kept = ", ".join(sorted(Path(p).name for p in conversion.extra_files))
+        console.print(f"  mmdnn/: MMdnn's own files ({kept})")
     v = conversion.verification
     if v is None:
         console.print(
