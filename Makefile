@@ -100,6 +100,7 @@ image: $(if $(filter cpu,$(TORCH_VARIANT)),$(TORCH_CPU_WHEEL)) ## Build the imag
 
 convert: ## Convert PROTOTXT [WEIGHTS] from this folder into OUT with the image (ARGS=... for more)
 	@test -n "$(PROTOTXT)" || { echo "usage: make convert PROTOTXT=net.prototxt [WEIGHTS=w.caffemodel] [OUT=dir] [ARGS=...]" >&2; exit 2; }
+	mkdir -p "$(dir $(OUT))"
 	$(DOCKER) run --rm $(if $(GPUS),--gpus $(GPUS)) --user $(RUN_USER) -v "$(CURDIR):/workspace" \
 		$(IMAGE) convert $(PROTOTXT) $(WEIGHTS) -o $(OUT) $(ARGS)
 
