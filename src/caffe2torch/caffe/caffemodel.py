@@ -550,3 +550,53 @@ def binary_caffemodel(path: str | Path) -> Iterator[Path]:
             ),
         )
         yield out
+
+
+# ------------------------------------------------------------------ BlobProto files (means)
+def read_blobproto(path: str | Path) -> Blob:
+    """Read a ``.binaryproto``: one serialized BlobProto, as Caffe's ``compute_image_mean``
+    writes a mean image (legacy num/channels/height/width dims, or ``shape``)."""
+    path = Path(path)
+    with reading(path, WeightsError, "a mean file (.binaryproto)"):
+        buf = path.read_bytes()
+    if not buf:
+        raise WeightsError("empty file", file=path)
+    if _looks_like_text(buf):
+        raise WeightsError("this is a text file, expected a binary BlobProto (.binaryproto)", file=path)
+    try:
+        blob = _parse_blob(buf, 0, len(buf))
+    except _Corrupt as e:
+        raise WeightsError(
+            f"not a BlobProto: {e.args[0]} (at byte {e.offset})", file=path
+        ) from None
+    if blob.data.size == 0:
+        raise WeightsError("the BlobProto holds no values", file=path)
+    blob.data = np.array(blob.data, dtype=np.float32)  # its own memory, not the file's buffer
+    return blob
+
+
+def write_blobproto(path: str | Path, array: np.ndarray, legacy: bool = False) -> None:
+    """Write ``array`` as a BlobProto file, atomically: float32 ``data`` with ``shape`` dims,
+    or with the legacy num/channels/height/width dims (4-D at most) as older Caffe wrote."""
+    path = Path(path)
+    a = np.ascontiguousarray(array, dtype="<f4")
+    if legacy:
+        if a.ndim > 4:
+            raise ValueError(f"legacy dims hold 4 axes at most, not {a.ndim}")
+        dims = (1,) * (4 - a.ndim) + a.shape
+        head = b"".join(_key(n, 0) + _encode_varint(int(d)) for n, d in zip((1, 2, 3, 4), dims))
+        head += _key(5, LEN) + _encode_varint(a.nbytes)
+    else:
+        head = _blob_header(a.shape, a.nbytes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(head)
+            f.write(memoryview(a).cast("B"))
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

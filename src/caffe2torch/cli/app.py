@@ -263,6 +263,57 @@ def convert(
             "(default: $CAFFE2TORCH_MMDNN_PYTHON, or .venv-mmdnn).",
         ),
     ] = None,
+    mean: Annotated[
+        Optional[str],
+        typer.Option(
+            "--mean",
+            help="Mean pixel, one value or one per channel in the Caffe net's order "
+            "(\"104,117,123\" for BGR ImageNet nets), when the prototxt does not say.",
+            rich_help_panel="Inputs (preprocess.json)",
+        ),
+    ] = None,
+    mean_file: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--mean-file",
+            help="Mean image (.binaryproto or .npy), when the prototxt does not name one.",
+            rich_help_panel="Inputs (preprocess.json)",
+        ),
+    ] = None,
+    scale: Annotated[
+        Optional[float],
+        typer.Option(
+            "--scale",
+            help="Multiplies (pixel - mean), as Caffe's transform_param.scale (0.00390625 = 1/255).",
+            rich_help_panel="Inputs (preprocess.json)",
+        ),
+    ] = None,
+    input_order: Annotated[
+        Optional[str],
+        typer.Option(
+            "--input-order",
+            help="Channel order the converted model takes: bgr (as the Caffe net) or rgb (the "
+            "swap folded into the first layer's weights where exact).",
+            rich_help_panel="Inputs (preprocess.json)",
+        ),
+    ] = None,
+    caffe_order: Annotated[
+        Optional[str],
+        typer.Option(
+            "--caffe-order",
+            help="Channel order the Caffe net was trained on, if not Caffe's usual bgr.",
+            rich_help_panel="Inputs (preprocess.json)",
+        ),
+    ] = None,
+    fold_normalization: Annotated[
+        bool,
+        typer.Option(
+            "--fold-normalization",
+            help="Fold mean and scale into the first convolution (only when exact): the model "
+            "then takes pixels 0..255.",
+            rich_help_panel="Inputs (preprocess.json)",
+        ),
+    ] = False,
 ) -> None:
     """Convert a Caffe net to a PyTorch folder: model.py, model.pth, conversion.json, report.md.
 
@@ -297,7 +348,11 @@ def convert(
         raise typer.BadParameter(
             "MMdnn's code has its own outputs and class (KitModel)", param_hint="--outputs/--class-name"
         )
+    for flag, value in (("--input-order", input_order), ("--caffe-order", caffe_order)):
+        if value is not None and value.lower() not in ("bgr", "rgb"):
+            raise typer.BadParameter("must be 'bgr' or 'rgb'", param_hint=flag)
     with _reported():
+        pre = _preprocess_options(mean, mean_file, scale, input_order, caffe_order, fold_normalization)
         if engine == "mmdnn":
             from ..mmdnn.engine import convert_mmdnn
 
@@ -318,6 +373,7 @@ def convert(
             input_shapes=parse_input_shapes(input_shape or []),
             phase=phase,
             stages=stage or (),
+            preprocess=pre,
             **extra,
         )
         if verify:
@@ -336,6 +392,27 @@ def convert(
             f"see {escape(str(folder))}/report.md)"
         )
         raise typer.Exit(EXIT_FAILED)
+
+
+def _preprocess_options(mean, mean_file, scale, input_order, caffe_order, fold):
+    from ..preprocess import Options, PreprocessError
+
+    values = None
+    if mean is not None:
+        try:
+            values = [float(x) for x in mean.replace(" ", ",").split(",") if x]
+        except ValueError:
+            raise PreprocessError(f"--mean '{mean}': give numbers, like 104,117,123") from None
+        if not values:
+            raise PreprocessError("--mean: give one value or one per channel")
+    return Options(
+        mean=values,
+        mean_file=mean_file,
+        scale=scale,
+        input_order=input_order.lower() if input_order else None,
+        caffe_order=caffe_order.lower() if caffe_order else None,
+        fold_normalization=fold,
+    )
 
 
 def _verify_conversion(conversion) -> None:
@@ -423,6 +500,47 @@ def verify_cmd(
         render_verification(out, result)
     if not result.passed:
         raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("predict")
+def predict_cmd(
+    outdir: Annotated[Path, typer.Argument(help="A folder written by convert.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files (any format Pillow reads).")],
+    labels: Annotated[
+        Optional[Path],
+        typer.Option("--labels", help="Class names, one per line (synset_words.txt)."),
+    ] = None,
+    top: Annotated[int, typer.Option("--top", help="How many classes to show.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Run a converted model on images, preprocessed as its preprocess.json says.
+
+    Each image goes through the folder's preprocess.py (channel order, resize, crop, mean,
+    scale) and its model. A classifier (the net ends in Softmax, or --labels is given: a
+    softmax is then applied to the logits) shows its top classes; any other net shows each
+    output's shape and statistics, and its values when there are few.
+
+    [bold]Examples[/bold]
+
+      caffe2torch predict googlenet cat.jpg --labels synset_words.txt
+
+      caffe2torch predict triplet 4_78.png --json
+    """
+    from ..predict import predict, read_labels
+
+    if top < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--top")
+    with _reported():
+        names = read_labels(labels) if labels is not None else None
+        results = predict(outdir, images, labels=names, top=top)
+    if as_json:
+        from ..emit.conversion import dump_json
+
+        sys.stdout.write(dump_json([r.to_dict() for r in results]))
+    else:
+        from .render import render_predictions
+
+        render_predictions(out, results)
 
 
 def main() -> None:

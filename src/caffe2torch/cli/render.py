@@ -178,3 +178,33 @@ def render_verification(console: Console, v) -> None:
     for line in v.explanation:
         console.print(f"[bold]{escape(line)}[/bold]" if line is v.explanation[0] else escape(line))
     console.print(verification_line(v))
+
+
+def _num(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def render_predictions(console: Console, results) -> None:
+    for p in results:
+        console.print(f"[bold]{escape(p.image)}[/bold]")
+        if p.top:
+            kind = "softmax of the logits" if p.softmax_applied else "the net's softmax"
+            table = Table(title=f"top {len(p.top)} ({kind})", title_justify="left")
+            table.add_column("#", justify="right")
+            table.add_column("class", justify="right")
+            table.add_column("label")
+            table.add_column("probability", justify="right")
+            for rank, t in enumerate(p.top, 1):
+                table.add_row(str(rank), str(t["index"]), escape(t["label"]), f"{t['probability']:.4f}")
+            console.print(table)
+            continue
+        table = Table(title_justify="left")
+        for col in ("output", "shape", "min", "max", "mean", "std", "values"):
+            table.add_column(col, justify="left" if col in ("output", "values") else "right")
+        for o in p.outputs:
+            values = "[" + ", ".join(_num(v) for v in o["values"]) + "]" if "values" in o else ""
+            table.add_row(
+                escape(o["name"]), _shape(o["shape"]), _num(o["min"]), _num(o["max"]),
+                _num(o["mean"]), _num(o["std"]), values,
+            )
+        console.print(table)

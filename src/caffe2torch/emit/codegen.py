@@ -20,6 +20,7 @@ Same graph and blobs give the same text, byte for byte.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -231,11 +232,13 @@ def generate(
     *,
     class_name: str,
     header: list[str],
+    prologue: Mapping[str, str] | None = None,
 ) -> Generated:
     """The text of ``model.py`` and its state_dict for ``outputs`` of ``graph``.
 
     ``blobs`` maps node ids to their Caffe blobs in the shapes the graph expects. Raises
-    :class:`UnsupportedLayerError` naming every layer that has no PyTorch form."""
+    :class:`UnsupportedLayerError` naming every layer that has no PyTorch form. ``prologue``
+    maps an input's name to a statement on it (``"{x} = {x}.flip(1)"``) run first."""
     nodes = needed_nodes(graph, outputs)
     steps = plan(nodes, outputs)
     fwd = _Forward(steps, graph.inputs, outputs)
@@ -250,6 +253,11 @@ def generate(
     problems: list[tuple[Node, str]] = []
     trace: list[dict] = []
     statements = 0
+    for v in graph.inputs:
+        if prologue and v.name in prologue:
+            body.append("# the model reads the channels in the reverse order of the Caffe net")
+            body.append(prologue[v.name].format(x=fwd.var[id(v)]))
+            statements += 1
 
     for i, step in enumerate(steps):
         node = step.node

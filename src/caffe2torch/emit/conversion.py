@@ -31,6 +31,7 @@ from ..caffe.prototxt import NetText, read_prototxt
 from ..errors import CaffeError, PrototxtError, UnsupportedLayerError, WeightsError, reading
 from ..graph import PHASES, Graph, Shape, Value, build_graph, check_weights, layer_included
 from ..layers import fmt_shape, layer_class
+from ..preprocess.spec import Options as PreprocessOptions
 from ..synth import synth_blobs
 from .codegen import Generated, generate, needed_nodes
 from .names import class_name as make_class_name
@@ -39,6 +40,8 @@ from .names import is_identifier, safe_text
 MANIFEST = "conversion.json"
 MODEL_FILE = "model.py"
 REPORT_FILE = "report.md"
+PREPROCESS_JSON = "preprocess.json"
+PREPROCESS_FILE = "preprocess.py"
 WEIGHT_FILES = {"pth": "model.pth", "safetensors": "model.safetensors"}
 
 
@@ -62,6 +65,7 @@ class Conversion:
     extra_files: dict = field(default_factory=dict)  # relative path -> file (MMdnn's own files)
     scratch: object = None  # a TemporaryDirectory holding extra_files
     engine: dict = field(default_factory=lambda: {"name": "native"})
+    preprocess: object = None  # a preprocess.Preprocess: written as preprocess.json/.py
 
     @property
     def class_name(self) -> str:
@@ -111,6 +115,7 @@ class Conversion:
             "sources": sources,
             "options": self.options,
             "notes": self.notes + self.generated.notes,
+            "preprocess": self.preprocess.to_dict() if self.preprocess is not None else None,
             "verification": self.verification_summary(),
             "versions": {
                 "caffe2torch": __version__,
@@ -167,6 +172,8 @@ class Conversion:
             from ..verify.report import render_report
 
             (tmp / REPORT_FILE).write_text(render_report(self, weights_format), encoding="utf-8")
+            if self.preprocess is not None:
+                self._write_preprocess(tmp)
             for rel, src in sorted(self.extra_files.items()):
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, tmp / rel)
@@ -181,6 +188,18 @@ class Conversion:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return outdir
+
+
+    def _write_preprocess(self, folder: Path) -> None:
+        from ..preprocess import MEAN_FILE, PREPROCESS_PY, save_mean
+
+        (folder / PREPROCESS_JSON).write_text(dump_json(self.preprocess.to_dict()), encoding="utf-8")
+        (folder / PREPROCESS_FILE).write_text(PREPROCESS_PY, encoding="utf-8")
+        images = [i for i in self.preprocess.image_inputs() if i.mean_image is not None]
+        if len(images) > 1:
+            raise OutputError("mean images for more than one input: give per-channel --mean")
+        if images:
+            save_mean(images[0].mean_image, folder / MEAN_FILE)
 
 
 def dump_json(data) -> str:
@@ -266,6 +285,26 @@ def load_converted(outdir: str | Path):
 
 
 # ------------------------------------------------------------------------------- convert
+def _input_lines(pre) -> list[str]:
+    """One line per image input: what the model expects (preprocess.json has the details)."""
+    lines = []
+    for spec in pre.image_inputs():
+        parts = [spec.channel_order if spec.channel_order != "gray" else "grey"]
+        parts.append("pixels 0..255")
+        if spec.mean_image is not None:
+            parts.append("minus the mean image (mean.pth)")
+        elif spec.mean is not None:
+            parts.append("minus mean [" + ", ".join(f"{m:g}" for m in spec.mean) + "]")
+        if spec.scale != 1.0:
+            parts.append(f"times {spec.scale:g}")
+        if spec.folded.get("layers"):
+            parts.append(f"mean and scale folded into {', '.join(spec.folded['layers'])}")
+        if spec.swap:
+            parts.append(f"the Caffe net read {spec.caffe_order}: {spec.folded['channel_order']}")
+        lines.append(f"Input {safe_text(spec.name)}: {', '.join(parts)} (preprocess.py makes it)")
+    return lines
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -425,8 +464,12 @@ def convert(
     class_name: str | None = None,
     phase: str = "test",
     stages: Iterable[str] = (),
+    preprocess: PreprocessOptions | None = None,
 ) -> Conversion:
-    """Convert ``prototxt`` (+ ``weights``, or seeded random weights) in memory."""
+    """Convert ``prototxt`` (+ ``weights``, or seeded random weights) in memory.
+    ``preprocess``: the input flags (mean, scale, channel order, folding)."""
+    from ..preprocess import derive, fold
+
     prototxt = Path(prototxt)
     stages = list(stages)
     graph, outs, sources, notes, blobs = prepare(
@@ -442,15 +485,27 @@ def convert(
     cls = class_name or make_class_name(graph.name)
     if not is_identifier(cls):
         raise CaffeError(f"--class-name '{safe_text(cls)}' is not a Python identifier")
+    opts = preprocess or PreprocessOptions()
+    pre = derive(graph, outs, opts)
+    needed = {n.id for n in needed_nodes(graph, outs)}
+    prologue = fold(graph, needed, blobs, pre, normalize=opts.fold_normalization)
+    notes.extend(pre.notes)
     generated = generate(
-        graph, outs, blobs, class_name=cls, header=_header(graph, outs, sources, cls)
+        graph,
+        outs,
+        blobs,
+        class_name=cls,
+        header=_header(graph, outs, sources, cls, pre),
+        prologue=prologue,
     )
     paths = {"prototxt": prototxt, "weights": Path(weights) if weights is not None else None}
-    options = {"phase": phase, "stages": stages}
-    return Conversion(graph, outs, generated, sources, notes, paths, options)
+    options = {"phase": phase, "stages": stages, **opts.to_dict()}
+    conversion = Conversion(graph, outs, generated, sources, notes, paths, options)
+    conversion.preprocess = pre
+    return conversion
 
 
-def _header(graph: Graph, outputs: list[Value], sources: dict, cls: str) -> list[str]:
+def _header(graph: Graph, outputs: list[Value], sources: dict, cls: str, pre=None) -> list[str]:
     src = sources["prototxt"]
     lines = [
         f"{safe_text(graph.name)}, converted from Caffe by caffe2torch {__version__}.",
@@ -467,6 +522,7 @@ def _header(graph: Graph, outputs: list[Value], sources: dict, cls: str) -> list
     outs = ", ".join(f"{safe_text(v.name)} {fmt_shape(v.shape)}" for v in outputs)
     lines += [
         f"Inputs: {ins} (the blobs the Caffe net reads, after its data layer)",
+        *(_input_lines(pre) if pre is not None else []),
         f"Outputs: {outs}",
         "",
         f"    model = {cls}()",

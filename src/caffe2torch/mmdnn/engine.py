@@ -302,10 +302,13 @@ def convert_mmdnn(
     stages: Iterable[str] = (),
     keep_intermediate: bool = False,
     python: str | Path | None = None,
+    preprocess=None,
 ):
     """Convert with MMdnn; returns a :class:`~caffe2torch.emit.Conversion` (engine "mmdnn")."""
     from ..emit.codegen import Generated, needed_nodes
     from ..emit.conversion import Conversion, prepare
+    from ..preprocess.spec import Options as PreprocessOptions
+    from ..preprocess.spec import derive
     from ..synth import weights_file
     from ..verify.opencv import needs_rewrite, reference_prototxt
 
@@ -323,6 +326,15 @@ def convert_mmdnn(
         load_blobs=False,
     )
     check_supported(graph, needed_nodes(graph, outs))
+    opts = preprocess or PreprocessOptions()
+    if opts.input_order or opts.fold_normalization:
+        raise MMdnnError(
+            "--input-order and --fold-normalization change the first layers' weights: the "
+            "native engine does that (MMdnn's code is kept as MMdnn wrote it)",
+            file=prototxt,
+        )
+    pre = derive(graph, outs, opts)
+    notes.extend(pre.notes)
     exe = find_python(python)
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="c2t-mmdnn-")))
@@ -364,6 +376,8 @@ def convert_mmdnn(
     conversion = Conversion(
         graph, outs, generated, sources, notes, paths, {"phase": phase, "stages": stages}
     )
+    conversion.preprocess = pre
+    conversion.options.update(opts.to_dict())
     conversion.extra_files = extra
     conversion.scratch = scratch  # the kept files' folder lives as long as the conversion
     conversion.engine = {

@@ -232,17 +232,21 @@ def verify_model(
     atol: float = ATOL,
     model_file: str = "model.py",
     layer_map: Mapping[str, str] | None = None,
+    model_arrays: Mapping[str, np.ndarray] | None = None,
 ) -> Verification:
     """Run ``code`` (a converted ``model.py``) with ``state`` and the reference on ``arrays``
     (blob name -> array for each input of ``graph``) and compare every value in ``trace``.
-    ``caffemodel`` is a binary file (:func:`caffe2torch.synth.weights_file` makes one)."""
+    ``caffemodel`` is a binary file (:func:`caffe2torch.synth.weights_file` makes one).
+    ``model_arrays``: the model's own inputs when they differ from the reference's (a model
+    that takes RGB, or raw pixels with the normalization folded in)."""
     import torch
 
     cv2 = opencv()
     run = _Run(graph, trace)
     makers = {False: instrument(code, class_name, trace, filename=model_file)}
     result = Verification(f"OpenCV {cv2.__version__} (cv2.dnn)", inputs_text, rtol, atol)
-    xs = [torch.from_numpy(np.ascontiguousarray(arrays[v.name], np.float32)) for v in graph.inputs]
+    own = model_arrays if model_arrays is not None else arrays
+    xs = [torch.from_numpy(np.ascontiguousarray(own[v.name], np.float32)) for v in graph.inputs]
 
     def build(tap, feed=None):
         """The instrumented model with ``state``. Built on the meta device and given the

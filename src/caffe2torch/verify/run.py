@@ -22,10 +22,21 @@ class VerifyInputError(CaffeError):
     """What ``verify`` was given cannot be used (a missing source, a bad input array)."""
 
 
-def _inputs_text(seed: int, files: Sequence[Path] | None) -> str:
+def _inputs_text(seed: int, files: Sequence[Path] | None, preprocess: dict | None = None) -> str:
     if files:
-        return "arrays from " + ", ".join(Path(f).name for f in files)
-    return f"seeded standard normal (seed {seed})"
+        text = "arrays from " + ", ".join(Path(f).name for f in files)
+    else:
+        text = f"seeded standard normal (seed {seed})"
+    for rec in (preprocess or {}).get("inputs", []):
+        how = rec.get("model_input") or {}
+        done = []
+        if how.get("divide_by") is not None or how.get("add_mean") is not None:
+            done.append("un-normalized (its mean and scale are folded into the model)")
+        if how.get("reverse_channels"):
+            done.append(f"channels reversed ({rec['caffe_order']} to {rec['channel_order']})")
+        if done:
+            text += f"; the model's '{rec['name']}' is the same input " + " and ".join(done)
+    return text
 
 
 def verify_conversion(
@@ -42,6 +53,8 @@ def verify_conversion(
         arrays = random_inputs(graph.inputs, seed)
     check_inputs(graph, arrays)
     w = conversion.sources.get("weights") or {}
+    pre = conversion.preprocess
+    own = pre.adapt(dict(arrays)) if pre is not None else None
     with weights_file(graph, conversion.paths.get("weights"), w.get("seed") or 0) as caffemodel:
         return verify_model(
             conversion.code,
@@ -51,10 +64,11 @@ def verify_conversion(
             graph,
             caffemodel,
             arrays,
-            inputs_text=_inputs_text(seed, None),
+            inputs_text=_inputs_text(seed, None, pre.to_dict() if pre is not None else None),
             rtol=rtol,
             atol=atol,
             layer_map=conversion.generated.layer_map,
+            model_arrays=own,
         )
 
 
@@ -129,6 +143,7 @@ def verify_folder(
 
     from ..api import load_graph
     from ..emit.conversion import MANIFEST, load_state
+    from ..preprocess.spec import adapt_with_manifest
 
     outdir = Path(outdir)
     if not outdir.is_dir():
@@ -187,11 +202,12 @@ def verify_folder(
             graph,
             cm,
             arrays,
-            inputs_text=_inputs_text(seed, inputs),
+            inputs_text=_inputs_text(seed, inputs, manifest.get("preprocess")),
             rtol=rtol,
             atol=atol,
             model_file=str(model_file),
             layer_map=manifest.get("layer_map") or {},
+            model_arrays=adapt_with_manifest(manifest.get("preprocess"), arrays),
         )
     check_weights()
     return result

@@ -1,0 +1,142 @@
+"""Run a converted folder on image files: its ``preprocess.py``, then its model.
+
+A classifier (the net ends in Softmax, or labels are given) gives its top classes; any other
+net gives each output's shape, statistics and, when small, its values."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .emit.conversion import MANIFEST, PREPROCESS_FILE, PREPROCESS_JSON, load_converted
+from .errors import CaffeError, reading
+
+SMALL = 16  # outputs with at most this many values per image are printed in full
+
+
+class PredictError(CaffeError):
+    """The folder or an image cannot be used."""
+
+
+@dataclass
+class Prediction:
+    image: str
+    outputs: list[dict] = field(default_factory=list)  # name, shape, min/max/mean/std, values
+    top: list[dict] = field(default_factory=list)  # index, label, probability (classifiers)
+    softmax_applied: bool = False
+
+    def to_dict(self) -> dict:
+        out = {"image": self.image, "outputs": self.outputs}
+        if self.top:
+            out["top"] = self.top
+            out["softmax_applied"] = self.softmax_applied
+        return out
+
+
+def read_labels(path: Path) -> list[str]:
+    """One label per line; a leading WordNet id (``n01440764 tench, Tinca tinca``) is dropped."""
+    with reading(path, PredictError, "a labels file"):
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    out = []
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        head, _, rest = line.partition(" ")
+        out.append(rest.strip() if rest and head[:1] == "n" and head[1:].isdigit() else line)
+    return out
+
+
+def _load_preprocess(outdir: Path):
+    path = outdir / PREPROCESS_FILE
+    if not path.is_file() or not (outdir / PREPROCESS_JSON).is_file():
+        raise PredictError(
+            f"has no {PREPROCESS_FILE} and {PREPROCESS_JSON} (converted by an older caffe2torch? "
+            "convert again)",
+            file=outdir,
+        )
+    name = f"caffe2torch_preprocess_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_image(path: Path) -> np.ndarray:
+    """An image file as H x W x 3 uint8, RGB (Pillow)."""
+    from PIL import Image, UnidentifiedImageError
+
+    with reading(path, PredictError, "an image"):
+        try:
+            with Image.open(path) as im:
+                return np.array(im.convert("RGB"))  # its own, writable memory
+        except UnidentifiedImageError:
+            raise PredictError("is not an image Pillow can read", file=path) from None
+
+
+def predict(
+    outdir: str | Path,
+    images: list[str | Path],
+    *,
+    labels: list[str] | None = None,
+    top: int = 5,
+) -> list[Prediction]:
+    import torch
+
+    outdir = Path(outdir)
+    with reading(outdir / MANIFEST, PredictError, "a conversion.json"):
+        manifest = json.loads((outdir / MANIFEST).read_text(encoding="utf-8"))
+    pre = _load_preprocess(outdir)
+    spec = pre.SPEC
+    image_inputs = [i for i in spec["inputs"] if i["kind"] == "image"]
+    if len(spec["inputs"]) != 1 or len(image_inputs) != 1:
+        names = ", ".join(f"{i['name']} ({i['kind']})" for i in spec["inputs"])
+        raise PredictError(
+            f"predict feeds a net with one image input; this one has {names}", file=outdir
+        )
+    model = load_converted(outdir)
+    outputs = spec.get("outputs") or [{"name": o["name"], "softmax": False} for o in manifest["outputs"]]
+    results = []
+    for image in images:
+        image = Path(image)
+        x = pre.preprocess(load_image(image))
+        with torch.no_grad():
+            ys = model(x)
+        ys = ys if isinstance(ys, tuple) else (ys,)
+        p = Prediction(str(image))
+        for out, y in zip(outputs, ys):
+            a = y.detach().to(torch.float64).numpy()
+            rec = {
+                "name": out["name"],
+                "shape": list(a.shape),
+                "min": float(a.min()),
+                "max": float(a.max()),
+                "mean": float(a.mean()),
+                "std": float(a.std()),
+            }
+            if a.size <= SMALL:
+                rec["values"] = [float(v) for v in a.reshape(-1)]
+            p.outputs.append(rec)
+        first, y0 = outputs[0], ys[0]
+        classes = int(np.prod(y0.shape[1:])) if y0.ndim >= 2 else 0
+        if (first.get("softmax") or labels) and y0.shape[0] == 1 and classes > 1:
+            if labels is not None and len(labels) != classes:
+                raise PredictError(
+                    f"{len(labels)} labels for {classes} classes of output '{first['name']}'"
+                )
+            scores = y0.reshape(-1).to(torch.float64)
+            if not first.get("softmax"):
+                scores = torch.softmax(scores, 0)
+                p.softmax_applied = True
+            probs, idx = torch.sort(scores, descending=True, stable=True)
+            for prob, i in zip(probs[:top].tolist(), idx[:top].tolist()):
+                p.top.append(
+                    {"index": i, "label": labels[i] if labels else str(i), "probability": prob}
+                )
+        results.append(p)
+    return results
