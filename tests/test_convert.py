@@ -34,7 +34,7 @@ def test_folder_contract(cli, tmp_path):
     out = tmp_path / "out"
     code, stdout, stderr = cli("convert", net, "--random-weights", "-o", out)
     assert code == 0, stderr
-    assert _files(out) == ["conversion.json", "model.pth", "model.py", "report.md"]
+    assert _files(out) == ["conversion.json", "model.pth", "model.py", "preprocess.json", "preprocess.py", "report.md"]
     manifest = json.loads((out / "conversion.json").read_text())
     assert manifest["class_name"] == "Tiny"
     assert manifest["weights_file"] == "model.pth"
@@ -104,7 +104,7 @@ def test_safetensors(cli, tmp_path):
     net = write(tmp_path / "tiny.prototxt", TINY_V2)
     out = tmp_path / "out"
     assert cli("convert", net, "--random-weights", "-o", out, "--format", "safetensors")[0] == 0
-    assert _files(out) == ["conversion.json", "model.py", "model.safetensors", "report.md"]
+    assert _files(out) == ["conversion.json", "model.py", "model.safetensors", "preprocess.json", "preprocess.py", "report.md"]
     pth = convert(net, random_weights=True).state_dict()
     st = load_file(out / "model.safetensors")
     assert set(st) == set(pth) and all(torch.equal(st[k], pth[k]) for k in pth)
@@ -267,7 +267,7 @@ def test_existing_folder_is_kept_unless_overwrite(cli, tmp_path):
     assert code == 2 and "the folder exists and is not empty: pass --overwrite" in stderr
     assert _files(out) == ["mine.txt"]
     assert cli("convert", net, "--random-weights", "-o", out, "--overwrite")[0] == 0
-    assert _files(out) == ["conversion.json", "model.pth", "model.py", "report.md"]
+    assert _files(out) == ["conversion.json", "model.pth", "model.py", "preprocess.json", "preprocess.py", "report.md"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 

@@ -79,6 +79,23 @@ def load_image(path: Path) -> np.ndarray:
             raise PredictError("is not an image Pillow can read", file=path) from None
 
 
+def image_batch(outdir: Path, images: list[Path]) -> tuple[str, np.ndarray, dict]:
+    """The images through the folder's preprocess.py, stacked: (input name, N x C x H x W,
+    its ``model_input`` record). For a net with one input, an image."""
+    pre = _load_preprocess(outdir)
+    spec = _single_image_input(pre.SPEC, outdir)
+    batch = np.concatenate([pre.preprocess(load_image(Path(p))).numpy() for p in images])
+    return spec["name"], batch, spec.get("model_input") or {}
+
+
+def _single_image_input(spec: dict, outdir: Path) -> dict:
+    image_inputs = [i for i in spec["inputs"] if i["kind"] == "image"]
+    if len(spec["inputs"]) != 1 or len(image_inputs) != 1:
+        names = ", ".join(f"{i['name']} ({i['kind']})" for i in spec["inputs"])
+        raise PredictError(f"images feed a net with one image input; this one has {names}", file=outdir)
+    return image_inputs[0]
+
+
 def predict(
     outdir: str | Path,
     images: list[str | Path],
@@ -93,12 +110,7 @@ def predict(
         manifest = json.loads((outdir / MANIFEST).read_text(encoding="utf-8"))
     pre = _load_preprocess(outdir)
     spec = pre.SPEC
-    image_inputs = [i for i in spec["inputs"] if i["kind"] == "image"]
-    if len(spec["inputs"]) != 1 or len(image_inputs) != 1:
-        names = ", ".join(f"{i['name']} ({i['kind']})" for i in spec["inputs"])
-        raise PredictError(
-            f"predict feeds a net with one image input; this one has {names}", file=outdir
-        )
+    _single_image_input(spec, outdir)
     model = load_converted(outdir)
     outputs = spec.get("outputs") or [{"name": o["name"], "softmax": False} for o in manifest["outputs"]]
     results = []

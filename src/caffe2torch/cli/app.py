@@ -441,6 +441,14 @@ def verify_cmd(
             "by name. Default: seeded random.",
         ),
     ] = None,
+    images: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            "--image",
+            help="An image file, made into the input by the folder's preprocess.py (repeat for "
+            "a batch). Default: seeded random.",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random input.")] = 0,
     rtol: Annotated[
         float, typer.Option("--rtol", help="Relative tolerance, times max|ref| of each value.")
@@ -479,6 +487,8 @@ def verify_cmd(
       caffe2torch verify googlenet
 
       caffe2torch verify googlenet --input data=cat.npy --json > parity.json
+
+      caffe2torch verify googlenet --image cat.jpg
     """
     from ..verify.run import verify_folder
 
@@ -487,7 +497,7 @@ def verify_cmd(
     with _reported():
         result = verify_folder(
             outdir, net=net, weights=weights, inputs=input_files or (), seed=seed,
-            rtol=rtol, atol=atol,
+            rtol=rtol, atol=atol, images=images or (),
         )
     result.strict = strict
     if as_json:

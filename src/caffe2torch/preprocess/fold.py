@@ -35,6 +35,8 @@ def _shares_weights(node: Node, graph: Graph) -> bool:
 def _why_not(node: Node, v: Value, graph: Graph, blobs: dict, padding_matters: bool) -> str:
     """Why the input convention cannot go into ``node``'s weights ("" when it can)."""
     op = node.op
+    if node.type not in ("Convolution", "InnerProduct"):
+        return f"'{node.id}' ({node.type}) is not a Convolution or InnerProduct"
     if node.inputs.count(v) != 1 or node.inputs[0] is not v:
         return f"'{node.id}' ({node.type}) reads it along with other inputs"
     if node.id not in blobs or not blobs[node.id]:
@@ -55,8 +57,7 @@ def _why_not(node: Node, v: Value, graph: Graph, blobs: dict, padding_matters: b
     if node.type == "InnerProduct":
         if op.transpose or op.axis != 1:
             return f"'{node.id}' has transposed weights or axis {op.axis}"
-        return ""
-    return f"'{node.id}' ({node.type}) is not a Convolution or InnerProduct"
+    return ""
 
 
 def _channel_view(node: Node, w: np.ndarray, channels: int) -> np.ndarray:

@@ -152,6 +152,18 @@ def model_input(how: dict, x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, np.float32)
 
 
+def caffe_input(how: dict, x: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`model_input`: the Caffe net's input from the model's."""
+    x = np.asarray(x, np.float32)
+    if how.get("reverse_channels"):
+        x = x[:, ::-1]
+    if how.get("add_mean") is not None:
+        x = x - np.asarray(how["add_mean"], np.float32).reshape(1, -1, 1, 1)
+    if how.get("divide_by") not in (None, 1.0):
+        x = x * np.float32(how["divide_by"])
+    return np.ascontiguousarray(x, np.float32)
+
+
 def adapt_with_manifest(preprocess: dict | None, arrays: dict) -> dict:
     """:meth:`Preprocess.adapt` from the ``preprocess`` record of a conversion.json."""
     out = dict(arrays)
@@ -169,8 +181,9 @@ def _has(msg, name: str) -> bool:
         return len(getattr(msg, name)) > 0
 
 
-def _where(node) -> str:
-    return f"prototxt: layer '{node.name}' ({node.type})"
+def _where(node, fmt: str) -> str:
+    upgraded = f" ({fmt} format, upgraded as Caffe does)" if fmt in ("V0", "V1") else ""
+    return f"prototxt{upgraded}: layer '{node.name}' ({node.type})"
 
 
 def _resolve(name: str, prototxt: Path) -> Path | None:
@@ -222,7 +235,7 @@ def _input(graph: Graph, v: Value, opts: Options, notes: list[str]) -> InputSpec
     channels = shape[1]
     tp = proto.transform_param if _has(proto, "transform_param") else None
     idp = proto.image_data_param if _has(proto, "image_data_param") else None
-    where = _where(node)
+    where = _where(node, graph.format)
 
     # Channel order.
     if channels == 1:

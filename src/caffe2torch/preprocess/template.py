@@ -36,12 +36,13 @@ def _input_spec(name):
 
 
 def _grey(x, order, exact):
-    """OpenCV's colour to grey (0.299 R + 0.587 G + 0.114 B); on 8-bit pixels with its
-    fixed-point rounding, as cv::cvtColor computes it."""
+    """OpenCV's colour to grey (0.299 R + 0.587 G + 0.114 B); on 8-bit pixels with the
+    fixed-point rounding of OpenCV 4's cv::cvtColor (OpenCV 2 and 3 round a few pixels to the
+    next level instead)."""
     r, g, b = (x[0], x[1], x[2]) if order == "RGB" else (x[2], x[1], x[0])
     if exact:
         r, g, b = (c.to(torch.int64) for c in (r, g, b))
-        return ((r * 4899 + g * 9617 + b * 1868 + 8192) >> 14).to(torch.float32)[None]
+        return ((r * 9798 + g * 19235 + b * 3735 + 16384) >> 15).to(torch.float32)[None]
     return (0.299 * r + 0.587 * g + 0.114 * b)[None]
 
 

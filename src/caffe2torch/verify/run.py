@@ -24,7 +24,10 @@ class VerifyInputError(CaffeError):
 
 def _inputs_text(seed: int, files: Sequence[Path] | None, preprocess: dict | None = None) -> str:
     if files:
-        text = "arrays from " + ", ".join(Path(f).name for f in files)
+        kinds = "images" if all(Path(f).suffix != ".npy" for f in files) else "arrays"
+        text = f"{kinds} from " + ", ".join(Path(f).name for f in files)
+        if kinds == "images":
+            text += " through preprocess.py"
     else:
         text = f"seeded standard normal (seed {seed})"
     for rec in (preprocess or {}).get("inputs", []):
@@ -137,9 +140,11 @@ def verify_folder(
     seed: int = 0,
     rtol: float = RTOL,
     atol: float = ATOL,
+    images: Sequence[Path] = (),
 ) -> Verification:
     """Check a converted folder as written (``model.py``, its weights) against OpenCV running
-    the Caffe files it was converted from."""
+    the Caffe files it was converted from. ``images``: image files made into the input by the
+    folder's ``preprocess.py`` (a batch), instead of ``inputs`` or a random input."""
 
     from ..api import load_graph
     from ..emit.conversion import MANIFEST, load_state
@@ -169,7 +174,16 @@ def verify_folder(
     elif w:
         caffemodel, check_weights = _source(outdir, manifest, "weights", weights, "--weights")
     names = [i["name"] for i in manifest["inputs"]]
-    arrays = load_arrays(list(inputs), names) if inputs else None
+    if images and inputs:
+        raise VerifyInputError("give --image or --input, not both")
+    if images:
+        from ..predict import image_batch
+        from ..preprocess.spec import caffe_input
+
+        name, batch, how = image_batch(outdir, list(images))
+        arrays = {name: caffe_input(how, batch)}
+    else:
+        arrays = load_arrays(list(inputs), names) if inputs else None
     shapes = {i["name"]: tuple(i["shape"]) for i in manifest["inputs"]}
     if arrays:
         shapes.update({k: tuple(a.shape) for k, a in arrays.items()})
@@ -202,7 +216,7 @@ def verify_folder(
             graph,
             cm,
             arrays,
-            inputs_text=_inputs_text(seed, inputs, manifest.get("preprocess")),
+            inputs_text=_inputs_text(seed, [*inputs, *images], manifest.get("preprocess")),
             rtol=rtol,
             atol=atol,
             model_file=str(model_file),
