@@ -42,7 +42,8 @@ if [[ $needs_files == true ]]; then
             ;;
     esac
 
-    # Inputs named on the command line (Caffe files, .npy arrays) must be in the mounted folder.
+    # Inputs named on the command line (Caffe files, arrays, images, labels) must be in the
+    # mounted folder.
     cd "$workspace"
     previous=
     for arg in "$@"; do
@@ -53,7 +54,8 @@ if [[ $needs_files == true ]]; then
         path=${arg#*=}
         case $arg in
             -*) ;;
-            *.prototxt | *.caffemodel | *.h5 | *.binaryproto | *.npy)
+            *.prototxt | *.caffemodel | *.h5 | *.binaryproto | *.npy | *.txt | \
+                *.png | *.jpg | *.jpeg | *.bmp | *.ppm | *.pgm | *.tif | *.tiff | *.webp)
                 [[ -e $path ]] \
                     || die "$path: no such file in $workspace (the mounted folder); paths are relative to it, host paths outside it are not visible"
                 ;;

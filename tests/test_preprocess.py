@@ -82,7 +82,7 @@ def test_rgb_model_on_rgb_equals_the_caffe_model_on_bgr_folded_into_weights(tmp_
     x_bgr = np.random.default_rng(0).normal(size=bgr.graph.inputs[0].shape).astype(np.float32)
     assert rel(run(rgb, x_bgr[:, ::-1]), run(bgr, x_bgr)) <= 1e-6
     assert rgb.preprocess.inputs[0].channel_order == "RGB"
-    assert "reversed" in rgb.preprocess.inputs[0].folded["channel_order"]
+    assert rgb.preprocess.inputs[0].folded["channel_order"] == f"folded into the weights of {first}"
 
 
 def test_rgb_explicit_flip_when_the_input_has_other_readers(tmp_path):
@@ -104,7 +104,7 @@ def test_rgb_model_verifies_layer_by_layer_against_the_bgr_reference(cli, tmp_pa
         rgb = convert(path, random_weights=True, seed=2, preprocess=Options(input_order="rgb"))
         v = verify_conversion(rgb)
         assert v.status == "passed" and len(v.compared) >= 3
-        assert "channels reversed (BGR to RGB)" in v.inputs
+        assert "with its channels reversed (BGR to RGB)" in v.inputs
     # the folder on disk: the same, from conversion.json
     path = write(tmp_path / "net.prototxt", CONV_PAD)
     code, _, stderr = cli("convert", path, "--random-weights", "-o", tmp_path / "o", "--input-order", "rgb")

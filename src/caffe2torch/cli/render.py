@@ -91,6 +91,12 @@ def render_conversion(console: Console, conversion, folder, weights_format: str)
     )
     console.print(f"  {MANIFEST}: layer map, inputs, outputs, sources (sha256), the check's result")
     console.print("  report.md: what was converted and the layer-by-layer parity table")
+    if conversion.preprocess is not None:
+        from ..emit.conversion import input_lines
+
+        console.print("  preprocess.json, preprocess.py: how an image becomes the input")
+        for line in input_lines(conversion.preprocess):
+            console.print(f"  {escape(line)}")
     console.print(
         "inputs:  "
         + ", ".join(f"{escape(v.name)} {_shape(v.shape)}" for v in conversion.graph.inputs)

@@ -285,7 +285,7 @@ def load_converted(outdir: str | Path):
 
 
 # ------------------------------------------------------------------------------- convert
-def _input_lines(pre) -> list[str]:
+def input_lines(pre) -> list[str]:
     """One line per image input: what the model expects (preprocess.json has the details)."""
     lines = []
     for spec in pre.image_inputs():
@@ -300,7 +300,7 @@ def _input_lines(pre) -> list[str]:
         if spec.folded.get("layers"):
             parts.append(f"mean and scale folded into {', '.join(spec.folded['layers'])}")
         if spec.swap:
-            parts.append(f"the Caffe net read {spec.caffe_order}: {spec.folded['channel_order']}")
+            parts.append(f"the Caffe net reads {spec.caffe_order}: the swap is {spec.folded['channel_order']}")
         lines.append(f"Input {safe_text(spec.name)}: {', '.join(parts)} (preprocess.py makes it)")
     return lines
 
@@ -522,7 +522,7 @@ def _header(graph: Graph, outputs: list[Value], sources: dict, cls: str, pre=Non
     outs = ", ".join(f"{safe_text(v.name)} {fmt_shape(v.shape)}" for v in outputs)
     lines += [
         f"Inputs: {ins} (the blobs the Caffe net reads, after its data layer)",
-        *(_input_lines(pre) if pre is not None else []),
+        *(input_lines(pre) if pre is not None else []),
         f"Outputs: {outs}",
         "",
         f"    model = {cls}()",

@@ -92,7 +92,7 @@ def fold(graph: Graph, needed: set[str], blobs: dict, pre: Preprocess, *, normal
                         *blobs[n.id][1:],
                     ]
                 names = ", ".join(n.id for n in readers)
-                spec.folded["channel_order"] = f"the input channels of {names} reversed"
+                spec.folded["channel_order"] = f"folded into the weights of {names}"
                 pre.notes.append(
                     f"--input-order {spec.channel_order.lower()}: the channel swap of '{v.name}' "
                     f"is folded into the weights of {names}"

@@ -86,6 +86,11 @@ def render_report(conversion, weights_format: str) -> str:
     ]
     lines += [f"| input | `{_cell(v.name)}` | {_shape(v.shape)} |" for v in conversion.graph.inputs]
     lines += [f"| output | `{_cell(v.name)}` | {_shape(v.shape)} |" for v in conversion.outputs]
+    if conversion.preprocess is not None:
+        from ..emit.conversion import input_lines
+
+        lines += ["", "`preprocess.json` and `preprocess.py` turn an image into the input:", ""]
+        lines += [f"- {_cell(line)}" for line in input_lines(conversion.preprocess)]
     lines += ["", "## Parity with Caffe", ""]
     if conversion.verification is None:
         lines.append(f"Not checked: {conversion.verification_skipped or 'not run'}.")

@@ -36,9 +36,9 @@ def _inputs_text(seed: int, files: Sequence[Path] | None, preprocess: dict | Non
         if how.get("divide_by") is not None or how.get("add_mean") is not None:
             done.append("un-normalized (its mean and scale are folded into the model)")
         if how.get("reverse_channels"):
-            done.append(f"channels reversed ({rec['caffe_order']} to {rec['channel_order']})")
+            done.append(f"with its channels reversed ({rec['caffe_order']} to {rec['channel_order']})")
         if done:
-            text += f"; the model's '{rec['name']}' is the same input " + " and ".join(done)
+            text += f"; the model's '{rec['name']}' is the same input, " + " and ".join(done)
     return text
 
 
