@@ -175,6 +175,6 @@ def test_same_inputs_give_identical_bytes(cli, tmp_path):
                 "--keep-intermediate")
         assert cli(*args)[0] == 0
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
-    assert len(files) == 10
+    assert len(files) == 12  # model.py, model.pth, conversion.json, report.md, preprocess.json/.py, mmdnn/ (6)
     for f in files:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
