@@ -259,6 +259,10 @@ def test_v1_image_data_scale_and_mean_file_reach_preprocess_json(cli, tmp_path):
     assert np.array_equal(load_mean(tmp_path / "o" / "mean.pth"), mean[0])
     manifest = json.loads((tmp_path / "o" / "conversion.json").read_text())
     assert manifest["preprocess"] == json.loads((tmp_path / "o" / "preprocess.json").read_text())
+    # byte-identical again, mean.pth included
+    assert cli("convert", net, "--random-weights", "-o", tmp_path / "o2")[0] == 0
+    for f in ("mean.pth", "preprocess.json", "preprocess.py", "conversion.json", "model.pth"):
+        assert (tmp_path / "o" / f).read_bytes() == (tmp_path / "o2" / f).read_bytes(), f
     # flags win over the prototxt, and say what the prototxt said
     code, _, _ = cli("convert", net, "--random-weights", "-o", tmp_path / "p", "--scale", "0.5", "--mean", "1")
     spec = json.loads((tmp_path / "p" / "preprocess.json").read_text())["inputs"][0]
