@@ -118,6 +118,25 @@ if [[ -d $real ]]; then
     run_in --user 0 "${mount[@]}" -- verify run1/cifar10_quick | tail -n 1
 fi
 
+triplet=../shared/corpus/cnn3dobj_triplet
+if [[ -d $triplet ]]; then
+    say "predict on a real image (cnn3dobj_triplet, 4_78.png) against Caffe's own feature"
+    install -o "$host_uid" -g "$host_gid" -m 644 "$triplet/3d_triplet_testIMG.prototxt" \
+        "$triplet/3d_triplet_iter_30000.caffemodel" "$triplet/4_78.png" "$ws/"
+    run_in --user 0 "${mount[@]}" -- convert 3d_triplet_testIMG.prototxt 3d_triplet_iter_30000.caffemodel \
+        -o run1/triplet --mean 0 --scale 1 >/dev/null
+    run_in --user 0 "${mount[@]}" -- predict run1/triplet 4_78.png --json >"$ws.predict.json"
+    python3 - "$ws.predict.json" <<'PY' || fail "predict does not reproduce Caffe's feature"
+import json, sys
+got = json.load(open(sys.argv[1]))[0]["outputs"][0]["values"]
+caffe = [-312.4805, 8.4768486, -224.98953]
+worst = max(abs(g - c) / abs(c) for g, c in zip(got, caffe))
+print(f"feat {got}; Caffe {caffe}; worst relative error {worst:.1e}")
+assert worst <= 1e-3
+PY
+    rm -f "$ws.predict.json"
+fi
+
 say "as the host user (--user $host_uid:$host_gid): the MMdnn engine on the BatchNorm net"
 run_in --user "$host_uid:$host_gid" "${mount[@]}" -- \
     convert bn.prototxt --random-weights --seed 0 --engine mmdnn -o run1/bn_mmdnn
