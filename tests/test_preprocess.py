@@ -485,3 +485,21 @@ def test_the_reference_gets_the_caffe_blob_of_the_image(cli, tmp_path, flags):
     caffe_blob = (img[..., ::-1].transpose(2, 0, 1).astype(np.float32)
                   - np.asarray([104, 117, 123], np.float32).reshape(3, 1, 1)) * np.float32(0.017)
     assert name == "data" and np.array_equal(caffe_input(how, batch), caffe_blob[None])
+
+
+def test_a_mean_image_of_another_size(cli, tmp_path):
+    mean = np.random.default_rng(14).uniform(90, 130, size=(1, 3, 20, 24)).astype(np.float32)
+    write_blobproto(tmp_path / "mean.binaryproto", mean, legacy=True)
+    # cropped data without a resize: the images were the mean's size, then cropped
+    no_resize = V1_IMAGE_DATA.replace("    new_height: 20\n    new_width: 24\n", "")
+    net = write(tmp_path / "v1.prototxt", no_resize)
+    spec = convert(net, random_weights=True).preprocess.inputs[0]
+    assert (spec.resize, spec.crop, spec.mean) == ([20, 24], [16, 16], None)
+    assert np.array_equal(spec.mean_image, mean[0])
+    assert spec.sources["resize"].startswith("the mean image's size 20x24")
+    # a deploy net whose input fits neither: the per-channel average (Caffe's classification.cpp)
+    deploy = write(tmp_path / "net.prototxt", CONV_PAD)
+    spec = convert(deploy, random_weights=True, preprocess=Options(mean_file=tmp_path / "mean.binaryproto")).preprocess.inputs[0]
+    assert spec.mean_image is None
+    assert np.allclose(spec.mean, mean[0].mean(axis=(1, 2)), rtol=1e-6)
+    assert "per-channel average" in spec.sources["mean"]

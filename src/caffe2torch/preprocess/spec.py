@@ -310,12 +310,31 @@ def _input(graph: Graph, v: Value, opts: Options, notes: list[str]) -> InputSpec
             src["mean"] = f"{where} transform_param.mean_file '{tp.mean_file}'"
     else:
         src["mean"] = "none: the prototxt sets no mean (give --mean or --mean-file)"
+    if mean_image is not None:
+        mean, mean_image = _fit_mean(spec, mean_image, src)
     if spec.swap:
         mean = None if mean is None else mean[::-1]
         mean_image = None if mean_image is None else np.ascontiguousarray(mean_image[::-1])
     spec.mean = None if mean is None else [float(x) for x in mean]
     spec.mean_image = mean_image
     return spec
+
+
+def _fit_mean(spec: InputSpec, image: np.ndarray, src: dict):
+    """A mean image where it fits; its per-channel average where it does not."""
+    hw = list(image.shape[1:])
+    crop = spec.crop or spec.shape[2:]
+    if spec.resize is None and spec.crop and hw != crop and hw[0] >= crop[0] and hw[1] >= crop[1]:
+        spec.resize = hw  # Caffe's data were the mean's size, then cropped
+        src["resize"] = f"the mean image's size {hw[0]}x{hw[1]} (then the crop, as Caffe's data layer)"
+    before = spec.resize or spec.shape[2:]
+    if hw == [1, 1] or hw == list(before) or hw == list(crop):
+        return None, image
+    src["mean"] += (
+        f"; its {hw[0]}x{hw[1]} fits neither the image nor the crop, so its per-channel average "
+        "is used, as Caffe's classification example does"
+    )
+    return [float(x) for x in image.mean(axis=(1, 2), dtype=np.float64).astype(np.float32)], None
 
 
 def _per_channel(values: list[float], channels: int, what: str, path) -> list[float]:
