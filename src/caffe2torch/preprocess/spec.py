@@ -164,6 +164,22 @@ def caffe_input(how: dict, x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, np.float32)
 
 
+def pixel_inputs(preprocess: dict | None, arrays: dict, seed: int) -> tuple[dict, list[str]]:
+    """For inputs whose normalization is folded into the model: a seeded random image (uniform
+    pixels 0..255) instead of a standard normal blob, as the Caffe input it normalizes to. The
+    folded model computes on pixels, so its rounding is judged on the values it will see."""
+    out, names = dict(arrays), []
+    for rec in (preprocess or {}).get("inputs", []):
+        how = rec.get("model_input") or {}
+        if rec.get("kind") == "image" and rec["name"] in out and how.get("divide_by") is not None:
+            shape = np.asarray(out[rec["name"]]).shape
+            rng = np.random.default_rng(seed)
+            pixels = rng.uniform(0, 255, size=shape).astype(np.float32)
+            out[rec["name"]] = caffe_input(how, pixels)
+            names.append(rec["name"])
+    return out, names
+
+
 def adapt_with_manifest(preprocess: dict | None, arrays: dict) -> dict:
     """:meth:`Preprocess.adapt` from the ``preprocess`` record of a conversion.json."""
     out = dict(arrays)

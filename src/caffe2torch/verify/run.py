@@ -12,6 +12,7 @@ import numpy as np
 
 from ..emit.conversion import _Digest
 from ..errors import CaffeError, WeightsError, reading
+from ..preprocess.spec import pixel_inputs
 from ..synth import weights_file
 from .instrument import TraceError, parse_trace
 from .layerwise import Verification, check_inputs, verify_model
@@ -22,7 +23,9 @@ class VerifyInputError(CaffeError):
     """What ``verify`` was given cannot be used (a missing source, a bad input array)."""
 
 
-def _inputs_text(seed: int, files: Sequence[Path] | None, preprocess: dict | None = None) -> str:
+def _inputs_text(
+    seed: int, files: Sequence[Path] | None, preprocess: dict | None = None, pixels=()
+) -> str:
     if files:
         kinds = "images" if all(Path(f).suffix != ".npy" for f in files) else "arrays"
         text = f"{kinds} from " + ", ".join(Path(f).name for f in files)
@@ -30,6 +33,13 @@ def _inputs_text(seed: int, files: Sequence[Path] | None, preprocess: dict | Non
             text += " through preprocess.py"
     else:
         text = f"seeded standard normal (seed {seed})"
+        if pixels:
+            text = (
+                f"seeded uniform pixels 0..255 (seed {seed}) for {', '.join(pixels)} (normalized "
+                f"for OpenCV), {text} for the rest"
+                if len(pixels) < len((preprocess or {}).get("inputs", []))
+                else f"seeded uniform pixels 0..255 (seed {seed}), normalized for OpenCV"
+            )
     for rec in (preprocess or {}).get("inputs", []):
         how = rec.get("model_input") or {}
         done = []
@@ -52,11 +62,14 @@ def verify_conversion(
 ) -> Verification:
     """Check a :class:`~caffe2torch.emit.Conversion` in memory against OpenCV."""
     graph = conversion.graph
+    pre = conversion.preprocess
+    pixels: list[str] = []
     if arrays is None:
         arrays = random_inputs(graph.inputs, seed)
+        if pre is not None:
+            arrays, pixels = pixel_inputs(pre.to_dict(), arrays, seed)
     check_inputs(graph, arrays)
     w = conversion.sources.get("weights") or {}
-    pre = conversion.preprocess
     own = pre.adapt(dict(arrays)) if pre is not None else None
     with weights_file(graph, conversion.paths.get("weights"), w.get("seed") or 0) as caffemodel:
         return verify_model(
@@ -67,7 +80,7 @@ def verify_conversion(
             graph,
             caffemodel,
             arrays,
-            inputs_text=_inputs_text(seed, None, pre.to_dict() if pre is not None else None),
+            inputs_text=_inputs_text(seed, None, pre.to_dict() if pre is not None else None, pixels),
             rtol=rtol,
             atol=atol,
             layer_map=conversion.generated.layer_map,
@@ -194,8 +207,10 @@ def verify_folder(
         stages=options.get("stages", ()),
         input_shapes=shapes,
     )
+    pixels: list[str] = []
     if arrays is None:
         arrays = random_inputs(graph.inputs, seed)
+        arrays, pixels = pixel_inputs(manifest.get("preprocess"), arrays, seed)
     model_file = outdir / manifest["model_file"]
     with reading(model_file, VerifyInputError, "the model's code"):
         code = model_file.read_text(encoding="utf-8")
@@ -216,7 +231,7 @@ def verify_folder(
             graph,
             cm,
             arrays,
-            inputs_text=_inputs_text(seed, [*inputs, *images], manifest.get("preprocess")),
+            inputs_text=_inputs_text(seed, [*inputs, *images], manifest.get("preprocess"), pixels),
             rtol=rtol,
             atol=atol,
             model_file=str(model_file),
