@@ -501,27 +501,34 @@ def write_caffemodel(path: str | Path, layers: Iterable[LayerRecord], net_name: 
     largest blob.
     """
     path = Path(path)
+    with _atomic_file(path) as f:
+        if net_name:
+            f.write(_len_field(1, net_name.encode("utf-8")))
+        for layer in layers:
+            head = _len_field(1, layer.name.encode()) + _len_field(2, layer.type.encode())
+            for b in layer.bottom:
+                head += _len_field(3, b.encode())
+            for t in layer.top:
+                head += _len_field(4, t.encode())
+            arrays = [np.ascontiguousarray(a, dtype="<f4") for a in layer.blobs]
+            blob_heads = [_blob_header(a.shape, a.nbytes) for a in arrays]
+            blob_lens = [len(h) + a.nbytes for h, a in zip(blob_heads, arrays)]
+            body_len = len(head) + sum(
+                len(_key(7, LEN)) + len(_encode_varint(n)) + n for n in blob_lens
+            )
+            f.write(_key(100, LEN) + _encode_varint(body_len) + head)
+            for h, a, n in zip(blob_heads, arrays, blob_lens):
+                f.write(_key(7, LEN) + _encode_varint(n) + h)
+                f.write(memoryview(a).cast("B"))
+
+
+@contextlib.contextmanager
+def _atomic_file(path: Path) -> Iterator:
+    """A binary file written beside ``path`` and renamed onto it only when complete."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
     try:
         with os.fdopen(fd, "wb") as f:
-            if net_name:
-                f.write(_len_field(1, net_name.encode("utf-8")))
-            for layer in layers:
-                head = _len_field(1, layer.name.encode()) + _len_field(2, layer.type.encode())
-                for b in layer.bottom:
-                    head += _len_field(3, b.encode())
-                for t in layer.top:
-                    head += _len_field(4, t.encode())
-                arrays = [np.ascontiguousarray(a, dtype="<f4") for a in layer.blobs]
-                blob_heads = [_blob_header(a.shape, a.nbytes) for a in arrays]
-                blob_lens = [len(h) + a.nbytes for h, a in zip(blob_heads, arrays)]
-                body_len = len(head) + sum(
-                    len(_key(7, LEN)) + len(_encode_varint(n)) + n for n in blob_lens
-                )
-                f.write(_key(100, LEN) + _encode_varint(body_len) + head)
-                for h, a, n in zip(blob_heads, arrays, blob_lens):
-                    f.write(_key(7, LEN) + _encode_varint(n) + h)
-                    f.write(memoryview(a).cast("B"))
+            yield f
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -588,15 +595,6 @@ def write_blobproto(path: str | Path, array: np.ndarray, legacy: bool = False) -
         head += _key(5, LEN) + _encode_varint(a.nbytes)
     else:
         head = _blob_header(a.shape, a.nbytes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(head)
-            f.write(memoryview(a).cast("B"))
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with _atomic_file(path) as f:
+        f.write(head)
+        f.write(memoryview(a).cast("B"))
