@@ -146,8 +146,9 @@ python3 -c 'import json, sys; assert json.load(open(sys.argv[1]))["engine"]["nam
     "$ws/run1/bn_mmdnn/conversion.json" || fail "bn_mmdnn was not made by MMdnn"
 
 say "two runs give byte-identical files"
-for f in lenet/model.py lenet/model.pth lenet/conversion.json lenet/report.md \
-    bn_mmdnn/model.py bn_mmdnn/model.pth bn_mmdnn/conversion.json bn_mmdnn/report.md; do
+for f in lenet/model.py lenet/model.pth lenet/conversion.json lenet/report.md lenet/preprocess.json \
+    lenet/preprocess.py bn_mmdnn/model.py bn_mmdnn/model.pth bn_mmdnn/conversion.json \
+    bn_mmdnn/report.md bn_mmdnn/preprocess.json; do
     cmp "$ws/run1/$f" "$ws/run2/$f" || fail "$f differs between two runs"
     echo "identical: $f $(sha256sum <"$ws/run1/$f" | cut -c1-16)"
 done
