@@ -189,17 +189,14 @@ class Conversion:
             raise
         return outdir
 
-
     def _write_preprocess(self, folder: Path) -> None:
         from ..preprocess import MEAN_FILE, PREPROCESS_PY, save_mean
 
         (folder / PREPROCESS_JSON).write_text(dump_json(self.preprocess.to_dict()), encoding="utf-8")
         (folder / PREPROCESS_FILE).write_text(PREPROCESS_PY, encoding="utf-8")
-        images = [i for i in self.preprocess.image_inputs() if i.mean_image is not None]
-        if len(images) > 1:
-            raise OutputError("mean images for more than one input: give per-channel --mean")
-        if images:
-            save_mean(images[0].mean_image, folder / MEAN_FILE)
+        for spec in self.preprocess.image_inputs():  # derive() allows one mean image at most
+            if spec.mean_image is not None:
+                save_mean(spec.mean_image, folder / MEAN_FILE)
 
 
 def dump_json(data) -> str:
@@ -300,7 +297,8 @@ def input_lines(pre) -> list[str]:
         if spec.folded.get("layers"):
             parts.append(f"mean and scale folded into {', '.join(spec.folded['layers'])}")
         if spec.swap:
-            parts.append(f"the Caffe net reads {spec.caffe_order}: the swap is {spec.folded['channel_order']}")
+            how = spec.folded.get("channel_order", "done by the model")
+            parts.append(f"the Caffe net reads {spec.caffe_order}: the swap is {how}")
         lines.append(f"Input {safe_text(spec.name)}: {', '.join(parts)} (preprocess.py makes it)")
     return lines
 

@@ -218,6 +218,11 @@ def derive(graph: Graph, outputs: list[Value], opts: Options) -> Preprocess:
         spec = _input(graph, v, opts, notes)
         images += spec.kind == "image"
         inputs.append(spec)
+    if sum(i.mean_image is not None for i in inputs) > 1:
+        raise PreprocessError(
+            "mean images for more than one input (mean.pth holds one): give --mean per channel",
+            file=graph.path,
+        )
     flags = [f for f, given in (
         ("--mean", opts.mean is not None), ("--mean-file", opts.mean_file is not None),
         ("--scale", opts.scale is not None), ("--input-order", bool(opts.input_order)),
