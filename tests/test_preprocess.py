@@ -96,6 +96,37 @@ def test_rgb_explicit_flip_when_the_input_has_other_readers(tmp_path):
     assert rel(run(rgb, x[:, ::-1]), run(bgr, x)) <= 1e-6
 
 
+# A convolution with two bottoms applies one set of weights to both: folding the swap of one
+# input into them would also swap the other.
+TWO_BOTTOMS = """
+name: "twobottoms"
+input: "a"
+input: "b"
+input_shape { dim: 1 dim: 3 dim: 6 dim: 6 }
+input_shape { dim: 1 dim: 3 dim: 6 dim: 6 }
+layer { name: "conv" type: "Convolution" bottom: "a" bottom: "b" top: "ca" top: "cb"
+  convolution_param { num_output: 2 kernel_size: 3 } }
+layer { name: "sum" type: "Eltwise" bottom: "ca" bottom: "cb" top: "sum" }
+"""
+
+
+def test_rgb_not_folded_into_weights_shared_by_two_bottoms(tmp_path):
+    from caffe2torch.verify.run import verify_conversion
+
+    path = write(tmp_path / "net.prototxt", TWO_BOTTOMS)
+    bgr = convert(path, random_weights=True, seed=1)
+    rgb = convert(path, random_weights=True, seed=1, preprocess=Options(input_order="rgb"))
+    assert "a = a.flip(1)" in rgb.code and "b = b.flip(1)" in rgb.code
+    assert torch.equal(bgr.state_dict()["conv.weight"], rgb.state_dict()["conv.weight"])
+    rng = np.random.default_rng(2)
+    a, b = (rng.normal(size=(1, 3, 6, 6)).astype(np.float32) for _ in range(2))
+    with torch.no_grad():
+        y_bgr = bgr.module()(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+        y_rgb = rgb.module()(torch.from_numpy(a[:, ::-1].copy()), torch.from_numpy(b[:, ::-1].copy())).numpy()
+    assert rel(y_rgb, y_bgr) <= 1e-6
+    assert verify_conversion(rgb).status == "passed"
+
+
 def test_rgb_model_verifies_layer_by_layer_against_the_bgr_reference(cli, tmp_path):
     from caffe2torch.verify.run import verify_conversion
 

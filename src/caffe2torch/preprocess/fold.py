@@ -37,8 +37,8 @@ def _why_not(node: Node, v: Value, graph: Graph, blobs: dict, padding_matters: b
     op = node.op
     if node.type not in ("Convolution", "InnerProduct"):
         return f"'{node.id}' ({node.type}) is not a Convolution or InnerProduct"
-    if node.inputs.count(v) != 1 or node.inputs[0] is not v:
-        return f"'{node.id}' ({node.type}) reads it along with other inputs"
+    if node.inputs != [v]:  # its weights also serve its other bottoms
+        return f"'{node.id}' ({node.type}) reads other bottoms with the same weights"
     if node.id not in blobs or not blobs[node.id]:
         return f"'{node.id}' has no weights"
     if _shares_weights(node, graph):
