@@ -46,3 +46,25 @@ def test_corpus_net(path):
 
 def test_corpus_is_here(corpus):
     assert len(NETS) > 100
+
+
+# --input-order rgb on real architectures: folded into the first layer, or an explicit flip
+# where folding is not exact (a grouped first convolution, BatchNorm or Crop reading the input,
+# weights shared by two bottoms). `tools/convert_corpus.py --input-order rgb` runs all of them.
+RGB_NETS = {
+    "bvlc_googlenet/deploy.prototxt": "folded",
+    "resnet50/ResNet-50-deploy.prototxt": "folded",
+    "squeezenet_v1.1/deploy.prototxt": "folded",
+    "bvlc_reference_caffenet/deploy.prototxt": "folded",
+    "soeaver_inception-v2/deploy_inception-v2.prototxt": "flip",
+    "x2paddle_shufflenet_v2_x0.5/shufflenet_v2_x0.5.prototxt": "flip",
+    "ocv_conv_2_inps/conv_2_inps.prototxt": "flip",
+}
+
+
+@pytest.mark.parametrize("rel", sorted(RGB_NETS))
+def test_corpus_net_taking_rgb(corpus, rel):
+    row = run_one(corpus / rel, input_order="rgb")
+    assert row["status"] == "pass", row["detail"]
+    assert row["detail"].startswith(RGB_NETS[rel] + "; ")
+    assert row["compared"] > 0 and row["failed"] == 0

@@ -13,6 +13,7 @@ list the emitter promises (issue 3) is refused.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing as mp
 import sys
@@ -100,10 +101,11 @@ def layer_types(path: Path) -> set[str]:
     return {layer.type for layer in read_prototxt(path).net.layer}
 
 
-def run_one(path: Path) -> dict:
+def run_one(path: Path, input_order: str | None = None) -> dict:
     from caffe2torch.api import load_graph
     from caffe2torch.emit import convert
     from caffe2torch.errors import CaffeError
+    from caffe2torch.preprocess import Options, PreprocessError
     from caffe2torch.synth import write_synth_weights
     from caffe2torch.verify.opencv import ReferenceError
     from caffe2torch.verify.run import verify_conversion
@@ -121,7 +123,18 @@ def run_one(path: Path) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             weights = Path(tmp) / "w.caffemodel"
             write_synth_weights(graph, weights, seed=1)
-            conv = convert(path, weights, input_shapes=shapes, stages=stages)
+            try:
+                conv = convert(
+                    path, weights, input_shapes=shapes, stages=stages,
+                    preprocess=Options(input_order=input_order),
+                )
+            except PreprocessError as e:
+                if input_order and ("no 3-channel image input" in str(e) or "no image input" in str(e)):
+                    row["status"], row["detail"] = "n/a", "no 3-channel image input"
+                    return row
+                raise
+            if input_order:
+                row["detail_prefix"] = "flip; " if ".flip(1)" in conv.code else "folded; "
             try:
                 v = verify_conversion(conv)
             except ReferenceError as e:
@@ -153,6 +166,7 @@ def run_one(path: Path) -> dict:
         )
         if v.explanation:
             row["detail"] += "; " + v.explanation[0]
+        row["detail"] = row.pop("detail_prefix", "") + row["detail"]
     except CaffeError as e:
         row["status"] = "refused"
         row["detail"] = str(e)
@@ -190,13 +204,16 @@ def main() -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--markdown", type=Path, help="write the summary table of verified nets")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument(
+        "--input-order", choices=["rgb"], help="convert every 3-channel net to take RGB, and verify"
+    )
     args = ap.parse_args()
     files = [
         p for p in net_files(CORPUS) if not args.filters or any(f in str(p) for f in args.filters)
     ]
     with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=4) as pool:
         rows = []
-        for row in pool.imap(run_one, files):
+        for row in pool.imap(functools.partial(run_one, input_order=args.input_order), files):
             flag = "*" if row["promised"] else " "
             print(f"{flag} {row['status']:<13} {row['net']:<70} {row['detail'][:200]}", flush=True)
             rows.append(row)
@@ -207,7 +224,9 @@ def main() -> int:
         f"\n{len(rows)} nets: {len(done)} convert, of which {sum(r['status'] == 'pass' for r in done)} "
         f"pass verify ({sum(r['compared'] for r in done)} values compared), "
         f"{sum(r['status'] == 'unchecked' for r in done)} have nothing OpenCV can check; "
-        f"{sum(r['status'] == 'refused' for r in rows)} refused; {len(bad)} problems"
+        f"{sum(r['status'] == 'refused' for r in rows)} refused; "
+        f"{sum(r['status'] == 'n/a' for r in rows)} without a 3-channel input (--input-order); "
+        f"{len(bad)} problems"
     )
     if args.markdown:
         args.markdown.write_text(markdown(rows))
