@@ -398,9 +398,13 @@ def prepare(
     phase: str,
     stages: list[str],
     load_blobs: bool = True,
-) -> tuple[Graph, list[Value], dict, list[str], dict]:
+    preprocess: PreprocessOptions | None = None,
+):
     """What every engine does first: read the net, build the graph, choose the outputs, read
-    (or make) the weights. Returns (graph, outputs, sources, notes, blobs by node id)."""
+    (or make) the weights, describe the inputs (preprocess.json). Returns (graph, outputs,
+    sources, notes, blobs by node id, the :class:`~caffe2torch.preprocess.Preprocess`)."""
+    from ..preprocess import derive
+
     text = read_prototxt(prototxt)
     check_types(text, phase, stages)
     graph = build_graph(text, phase=phase, stages=stages, input_shapes=input_shapes)
@@ -448,7 +452,9 @@ def prepare(
         )
     else:
         sources["weights"] = None
-    return graph, outs, sources, notes, blobs
+    pre = derive(graph, outs, preprocess or PreprocessOptions())
+    notes.extend(pre.notes)
+    return graph, outs, sources, notes, blobs, pre
 
 
 def convert(
@@ -466,11 +472,12 @@ def convert(
 ) -> Conversion:
     """Convert ``prototxt`` (+ ``weights``, or seeded random weights) in memory.
     ``preprocess``: the input flags (mean, scale, channel order, folding)."""
-    from ..preprocess import derive, fold
+    from ..preprocess import fold
 
     prototxt = Path(prototxt)
     stages = list(stages)
-    graph, outs, sources, notes, blobs = prepare(
+    opts = preprocess or PreprocessOptions()
+    graph, outs, sources, notes, blobs, pre = prepare(
         prototxt,
         weights,
         random_weights=random_weights,
@@ -479,15 +486,15 @@ def convert(
         outputs=outputs,
         phase=phase,
         stages=stages,
+        preprocess=opts,
     )
     cls = class_name or make_class_name(graph.name)
     if not is_identifier(cls):
         raise CaffeError(f"--class-name '{safe_text(cls)}' is not a Python identifier")
-    opts = preprocess or PreprocessOptions()
-    pre = derive(graph, outs, opts)
     needed = {n.id for n in needed_nodes(graph, outs)}
+    notes_before = len(pre.notes)
     prologue = fold(graph, needed, blobs, pre, normalize=opts.fold_normalization)
-    notes.extend(pre.notes)
+    notes.extend(pre.notes[notes_before:])
     generated = generate(
         graph,
         outs,

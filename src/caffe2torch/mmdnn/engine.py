@@ -308,13 +308,19 @@ def convert_mmdnn(
     from ..emit.codegen import Generated, needed_nodes
     from ..emit.conversion import Conversion, prepare
     from ..preprocess.spec import Options as PreprocessOptions
-    from ..preprocess.spec import derive
     from ..synth import weights_file
     from ..verify.opencv import needs_rewrite, reference_prototxt
 
     prototxt = Path(prototxt)
     stages = list(stages)
-    graph, outs, sources, notes, _blobs = prepare(
+    opts = preprocess or PreprocessOptions()
+    if opts.input_order or opts.fold_normalization:
+        raise MMdnnError(
+            "--input-order and --fold-normalization change the first layers' weights: the "
+            "native engine does that (MMdnn's code is kept as MMdnn wrote it)",
+            file=prototxt,
+        )
+    graph, outs, sources, notes, _blobs, pre = prepare(
         prototxt,
         weights,
         random_weights=random_weights,
@@ -324,17 +330,9 @@ def convert_mmdnn(
         phase=phase,
         stages=stages,
         load_blobs=False,
+        preprocess=opts,
     )
     check_supported(graph, needed_nodes(graph, outs))
-    opts = preprocess or PreprocessOptions()
-    if opts.input_order or opts.fold_normalization:
-        raise MMdnnError(
-            "--input-order and --fold-normalization change the first layers' weights: the "
-            "native engine does that (MMdnn's code is kept as MMdnn wrote it)",
-            file=prototxt,
-        )
-    pre = derive(graph, outs, opts)
-    notes.extend(pre.notes)
     exe = find_python(python)
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="c2t-mmdnn-")))
