@@ -19,15 +19,20 @@ def corpus():
 
 @pytest.fixture
 def cli():
-    """Run the CLI in-process: returns (exit_code, stdout, stderr)."""
-    from caffe2torch.cli import app
+    """Run the CLI in-process, exactly as the ``caffe2torch`` command does (one line on
+    stderr for every error, its exit code): returns (exit_code, stdout, stderr). A test
+    fails on an unexpected exception (exit code 3, "this is a bug")."""
+    from caffe2torch.cli.app import EXIT_BUG, run
 
     runner = CliRunner()
 
-    def run(*args):
-        result = runner.invoke(app, [str(a) for a in args])
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            raise result.exception
-        return result.exit_code, result.stdout, result.stderr
+    def invoke(*args):
+        with runner.isolation() as (out, err, _):
+            code = run([str(a) for a in args])
+            sys.stdout.flush()
+            sys.stderr.flush()
+            stdout, stderr = out.getvalue().decode(), err.getvalue().decode()
+        assert code != EXIT_BUG, stderr
+        return code, stdout, stderr
 
-    return run
+    return invoke

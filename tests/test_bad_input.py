@@ -20,7 +20,7 @@ PROTOTXT_CASES = {
     ),
     "unknown_type": (
         TINY_V2.replace('"Softmax"', '"SoftMax"'),
-        ":23: layer 'prob': unknown layer type 'SoftMax'",
+        ":23: layer 'prob': unknown layer type 'SoftMax' (to convert the layers before it, pass --outputs fc)",
     ),
     "undefined_bottom": (
         TINY_V2.replace('bottom: "fc" top: "prob"', 'bottom: "fc8" top: "prob"'),
@@ -54,7 +54,8 @@ PROTOTXT_CASES = {
             'python_param { module: "rpn.proposal_layer" layer: "ProposalLayer" } }',
         ),
         ":23: layer 'prop' (Python): is a Python layer (rpn.proposal_layer.ProposalLayer): its code "
-        "is not imported or run, so it cannot be converted; replace it with a native layer",
+        "is not imported or run, so it cannot be converted; replace it with a native layer "
+        "(to convert the layers before it, pass --outputs fc)",
     ),
     "v1_unknown_enum": (
         'layers { name: "x" type: CONVOLUTIONAL bottom: "a" top: "b" }',

@@ -14,6 +14,7 @@ from layer_harness import net_text
 
 from caffe2torch.emit import conversion as conversion_module
 from caffe2torch.emit import convert, load_converted
+from caffe2torch.errors import OutputError
 
 
 def _files(folder):
@@ -51,7 +52,9 @@ def test_folder_contract(cli, tmp_path):
     # Verified by default: every value of the 5 layers compared, none failed.
     check = manifest["verification"]
     assert check["passed"] is True and check["compared"] == 5 and check["failed"] == 0, check
-    assert "| 1 | conv1 | Convolution | conv1 | 2x4x9x9 |" in (out / "report.md").read_text()
+    # The check runs at batch 1 (the net declares 2), and says so.
+    assert "| 1 | conv1 | Convolution | conv1 | 1x4x9x9 |" in (out / "report.md").read_text()
+    assert "at batch 1 (the prototxt declares 2; --check-batch changes it)" in check["inputs"]
     assert {"caffe2torch", "torch", "numpy", "python"} <= set(manifest["versions"])
     # No absolute paths, no temporary names.
     for f in out.iterdir():
@@ -244,7 +247,7 @@ layer { name: "q" type: "Python" bottom: "p" top: "q" python_param { module: "ev
     finally:
         sys.path.remove(str(tmp_path))
     assert code == 2
-    assert "'p' (Python evil_layer.L): a Python layer's code is never imported or run" in stderr
+    assert "'p' (Python evil_layer.L, line 5): a Python layer's code is never imported or run" in stderr
     assert "'q'" in stderr and not marker.exists() and not (tmp_path / "o").exists()
 
 
@@ -266,8 +269,19 @@ def test_existing_folder_is_kept_unless_overwrite(cli, tmp_path):
     code, _, stderr = cli("convert", net, "--random-weights", "-o", out)
     assert code == 2 and "the folder exists and is not empty: pass --overwrite" in stderr
     assert _files(out) == ["mine.txt"]
-    assert cli("convert", net, "--random-weights", "-o", out, "--overwrite")[0] == 0
+    # --overwrite replaces only a folder caffe2torch wrote, holding nothing else.
+    code, _, stderr = cli("convert", net, "--random-weights", "-o", out, "--overwrite")
+    assert code == 2 and stderr == (
+        f"error: {out}: --overwrite replaces only a folder caffe2torch wrote, and it has no "
+        "conversion.json, so caffe2torch did not write it; give a new folder\n"
+    )
+    assert _files(out) == ["mine.txt"]
+    (out / "mine.txt").unlink()
+    assert cli("convert", net, "--random-weights", "-o", out)[0] == 0
+    first = (out / "model.py").read_bytes()
+    assert cli("convert", net, "--random-weights", "-o", out, "--overwrite", "--class-name", "Other")[0] == 0
     assert _files(out) == ["conversion.json", "model.pth", "model.py", "preprocess.json", "preprocess.py", "report.md"]
+    assert (out / "model.py").read_bytes() != first and b"class Other" in (out / "model.py").read_bytes()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
@@ -277,8 +291,8 @@ def test_a_failure_while_writing_leaves_nothing(cli, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(conversion_module, "_save_weights", boom)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(conversion_module, "save_weights", boom)
+    with pytest.raises(OutputError, match="out: cannot write: No space left on device"):
         convert(net, random_weights=True).write(tmp_path / "out")
     assert list(tmp_path.iterdir()) == [tmp_path / "tiny.prototxt"]
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 from .caffe.caffemodel import Weights, read_caffemodel
 from .caffe.prototxt import read_prototxt
@@ -15,10 +15,13 @@ def load_graph(
     phase: str = "test",
     stages: Iterable[str] = (),
     input_shapes: Mapping[str | None, Shape] | None = None,
+    outputs: Sequence[str] | None = None,
 ) -> Graph:
-    """Read a net prototxt (V0, V1 or V2) and build its graph with every shape inferred."""
+    """Read a net prototxt (V0, V1 or V2) and build its graph with every shape inferred
+    (of the layers ``outputs`` need, when it names blobs to return)."""
     return build_graph(
-        read_prototxt(prototxt), phase=phase, stages=stages, input_shapes=input_shapes
+        read_prototxt(prototxt), phase=phase, stages=stages, input_shapes=input_shapes,
+        outputs=outputs,
     )
 
 

@@ -13,7 +13,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 from .caffe.caffemodel import Blob, Weights
 from .caffe.prototxt import NetText
@@ -67,7 +67,7 @@ class Node:
 
     @property
     def is_source(self) -> bool:
-        return self.op.SOURCE
+        return self.op is not None and self.op.SOURCE
 
     @property
     def param_count(self) -> int:
@@ -87,6 +87,20 @@ class Graph:
     inputs: list[Value]
     outputs: list[Value]
     notes: list[str] = field(default_factory=list)
+    pruned: list[tuple[str, str]] = field(default_factory=list)  # (id, type) of layers left out
+    named_outputs: bool = False  # the outputs were named (--outputs), not the default
+    order: list[str] = field(default_factory=list)  # every layer id kept by the phase, in order
+    text: NetText | None = None  # what it was built from (to build it again at another batch)
+    build_args: dict = field(default_factory=dict)
+
+    def rebuilt(self, input_shapes: Mapping[str, Shape]) -> "Graph":
+        """The same net (phase, stages, outputs) with other input shapes."""
+        if self.text is None:
+            raise ValueError("this graph was not built from a net text")
+        args = dict(self.build_args)
+        if not args.get("outputs"):
+            args["outputs"] = [v.name for v in self.outputs] if self.named_outputs else None
+        return build_graph(self.text, input_shapes=input_shapes, **args)
 
     def node(self, id: str) -> Node:
         for n in self.nodes:
@@ -131,8 +145,10 @@ def layer_included(layer, phase: int, level: int, stages: set[str]) -> bool:
 def parse_shape(text: str) -> Shape:
     """``"1,3,224,224"`` (or ``"1x3x224x224"``) -> (1, 3, 224, 224)."""
     parts = re.split(r"\s*[,x]\s*", text.strip())
-    if not all(p.isdigit() for p in parts):
+    if not all(p.isdigit() and p.isascii() for p in parts):
         raise ValueError(f"'{text}' is not a shape: use integers like 1,3,224,224")
+    if len(parts) > 32 or any(len(p.lstrip("0")) > 10 for p in parts):
+        raise ValueError(f"'{text}': a dimension is at most 2^31 - 1, and a blob has 32 axes at most")
     shape = tuple(int(p) for p in parts)
     if any(d <= 0 for d in shape):
         raise ValueError(f"'{text}': dimensions must be positive")
@@ -164,17 +180,68 @@ def _check_dims(shape: Shape, what: str) -> None:
         raise LayerError(f"{what} {fmt_shape(shape)} is absurdly large ({count(shape)} values)")
 
 
+def needed_nodes(graph: "Graph", outputs: list[Value]) -> list[Node]:
+    """The computing layers the outputs depend on, in graph order."""
+    return [n for n in _ancestors(graph.nodes, outputs) if not n.is_source]
+
+
+def _ancestors(nodes: list[Node], outputs: list[Value]) -> list[Node]:
+    need: set[int] = set()
+    stack = [v.producer for v in outputs]
+    while stack:
+        node = stack.pop()
+        if id(node) in need:
+            continue
+        need.add(id(node))
+        stack.extend(v.producer for v in node.inputs)
+    return [n for n in nodes if id(n) in need]
+
+
+def _is_source(cls, node: Node | None = None) -> bool:
+    """A data layer (no bottoms: a Python layer with bottoms computes)."""
+    return cls is not None and cls.SOURCE and (node is None or not node.inputs)
+
+
+def _is_silence(cls) -> bool:
+    return cls is not None and cls.TYPES == ("Silence",)
+
+
+def default_outputs(nodes: list[Node], current: dict[str, Value], classes: dict[int, type]) -> list[Value]:
+    """The blobs a net returns when none are named: the final value of each blob that no layer
+    reads (a blob only a ``Silence`` layer reads counts as unread: silencing is how Caffe nets
+    mark what they leave for the caller), except the unread tops of a layer whose other tops
+    are read (a Slice's or Split's leftovers, a MAX pooling's mask)."""
+
+    def read(v: Value) -> bool:
+        return any(not _is_silence(classes.get(id(c))) for c in v.consumers)
+
+    out = []
+    for n in nodes:
+        cls = classes.get(id(n))
+        if _is_source(cls, n) or _is_silence(cls):
+            continue
+        if len(n.outputs) > 1 and any(read(v) for v in n.outputs):
+            continue
+        out.extend(v for v in n.outputs if not read(v) and current.get(v.name) is v)
+    return out
+
+
 def build_graph(
     text: NetText,
     *,
     phase: str = "test",
     stages: Iterable[str] = (),
     input_shapes: Mapping[str | None, Shape] | None = None,
+    outputs: Sequence[str] | None = None,
 ) -> Graph:
     """Build the graph of ``text`` for ``phase`` and infer all shapes.
 
     ``input_shapes`` maps input blob names (or None for "the only input") to shapes; it fills
-    in shapes the net does not declare and overrides those it does.
+    in shapes the net does not declare and overrides those it does. ``outputs`` names the blobs
+    to return (their final value, as Caffe's ``net.blobs`` holds them); by default the net's
+    unread blobs (see :func:`default_outputs`). Only the layers the outputs need are kept, and
+    only they are checked and have their shapes inferred: a layer after the cut may be of a
+    type caffe2torch does not know, or a Python layer.
     """
     path = text.path
     net = text.net
@@ -182,6 +249,7 @@ def build_graph(
         raise ValueError(f"phase must be 'train' or 'test', not {phase!r}")
     phase_id = PHASES[phase]
     level = net.state.level
+    stages = list(stages)
     stage_set = set(net.state.stage) | set(stages)
     notes = list(text.notes)
 
@@ -189,7 +257,7 @@ def build_graph(
         return err.located(file=path, line=line, layer=name, layer_type=type_)
 
     # 1. Phase rules, names, types, training-only layers.
-    kept: list[tuple[int, object, type[Layer]]] = []
+    kept: list[tuple[int, object, type[Layer] | None]] = []
     excluded: dict[str, str] = {}  # blob -> why it is not available
     all_names = {layer.name for layer in net.layer}
     name_uses: dict[str, int] = {}
@@ -215,11 +283,7 @@ def build_graph(
         if not layer.type:
             raise fail(PrototxtError("has no type"), layer.name, None, line)
         cls = layer_class(layer.type)
-        if cls is None:
-            raise fail(
-                UnsupportedLayerError(f"unknown layer type '{layer.type}'"), layer.name, None, line
-            )
-        if cls.TRAINING_ONLY:
+        if cls is not None and cls.TRAINING_ONLY:
             dropped.append(f"{layer.name} ({layer.type})")
             for t in layer.top:
                 excluded[t] = f"training-only layer '{layer.name}' ({layer.type}), which is dropped"
@@ -239,16 +303,12 @@ def build_graph(
         for t in layer.top:
             later_producer.setdefault(t, (layer.name, text.line_of(i)))
 
-    # 2. Nodes, values and in-place chains.
+    # 2. Nodes, values and in-place chains: the connections only (no parameter is read yet).
     nodes: list[Node] = []
+    protos: dict[int, tuple[object, type[Layer] | None]] = {}
     current: dict[str, Value] = {}
     for i, layer, cls in kept:
         line = text.line_of(i)
-        try:
-            op = cls(layer)
-            op.check_arity()
-        except CaffeError as e:
-            raise fail(e, layer.name, layer.type, line) from None
         uses = name_uses.get(layer.name, 0) + 1
         name_uses[layer.name] = uses
         node_id = layer.name
@@ -257,8 +317,10 @@ def build_graph(
             while node_id in all_names:
                 node_id += "_"
             all_names.add(node_id)
-        node = Node(layer.name, layer.type, op, [], [], line=line, id=node_id)
+        node = Node(layer.name, layer.type, None, [], [], line=line, id=node_id)  # type: ignore[arg-type]
         node.param_names = [p.name for p in layer.param]
+        protos[id(node)] = (layer, cls)
+        node._proto = layer
         for b in layer.bottom:
             v = current.get(b)
             if v is None:
@@ -299,7 +361,50 @@ def build_graph(
             current[v.name] = v
         nodes.append(node)
 
-    # 3. Inputs: the tops of data layers that something reads.
+    # 3. The outputs, and the layers they need.
+    classes = {k: cls for k, (_, cls) in protos.items()}
+    outs = _select_outputs(path, nodes, current, classes, outputs)
+    needed = _ancestors(nodes, outs)
+    needed_ids = {id(n) for n in needed}
+    pruned = [n for n in nodes if id(n) not in needed_ids]
+    order = [n.id for n in nodes]
+    for n in needed:
+        for v in n.inputs:
+            v.consumers = [c for c in v.consumers if id(c) in needed_ids]
+    nodes = needed
+
+    # 4. Layers the outputs need: types, parameters and arity, every problem at once.
+    problems: list[tuple[Node, CaffeError]] = []
+    for node in nodes:
+        layer, cls = protos[id(node)]
+        try:
+            if cls is None:
+                raise UnsupportedLayerError(f"unknown layer type '{layer.type}'")
+            op = cls(layer)
+            op.check_arity()
+            node.op = op
+        except UnsupportedLayerError as e:
+            problems.append((node, e))
+        except CaffeError as e:
+            raise fail(e, node.name, node.type if cls is not None else None, node.line) from None
+    if len(problems) == 1:
+        node, e = problems[0]
+        cls = protos[id(node)][1]
+        e.message += cut_hint(nodes, [node])
+        raise fail(e, node.name, node.type if cls is not None else None, node.line) from None
+    if problems:
+        bad = "; ".join(
+            f"'{n.name}' ({_problem_kind(n, protos[id(n)][1])}{f', line {n.line}' if n.line else ''}): "
+            + ("unknown layer type" if protos[id(n)][1] is None else _short_problem(e))
+            for n, e in problems
+        )
+        raise UnsupportedLayerError(
+            f"{len(problems)} layers cannot be converted: {bad}"
+            + cut_hint(nodes, [n for n, _ in problems]),
+            file=path,
+        )
+
+    # 5. Inputs: the tops of data layers that something reads.
     overrides = dict(input_shapes or {})
     inputs: list[Value] = []
     unused: list[str] = []
@@ -353,7 +458,7 @@ def build_graph(
                 raise fail(e, node.name, node.type, node.line) from None
             v.shape = tuple(shape)
 
-    # 4. Shape inference, in order.
+    # 6. Shape inference, in order.
     for node in nodes:
         if node.is_source:
             continue
@@ -371,24 +476,121 @@ def build_graph(
         except CaffeError as e:
             raise fail(e, node.name, node.type, node.line) from None
 
-    for name, uses in name_uses.items():
-        if uses > 1:
+    uses_by_name: dict[str, list[Node]] = {}
+    for n in nodes:
+        uses_by_name.setdefault(n.name, []).append(n)
+    for name, same in uses_by_name.items():
+        if len(same) > 1 and any(n.weight_shapes for n in same):
             notes.append(
-                f"{uses} layers are named '{name}': they share one set of weights (as OpenCV "
+                f"{len(same)} layers are named '{name}': they share one set of weights (as OpenCV "
                 "reads such nets; Caffe would load weights into the first only)"
             )
-    outputs = [v for n in nodes if not n.is_source for v in n.outputs if not v.consumers]
-    outputs = [v for v in outputs if current.get(v.name) is v]
-    return Graph(
+    graph = Graph(
         name=net.name or path.stem,
         path=path,
         format=text.format,
         phase=phase,
         nodes=nodes,
         inputs=inputs,
-        outputs=outputs,
+        outputs=outs,
         notes=notes,
     )
+    graph.pruned = [(n.id, n.type) for n in pruned]
+    graph.order = order
+    graph.text = text
+    graph.build_args = {"phase": phase, "stages": list(stages), "outputs": list(outputs or [])}
+    graph.named_outputs = bool(outputs)
+    silenced = [n for n in pruned if _is_silence(classes.get(id(n)))]
+    left_out = [n for n in pruned if not _is_silence(classes.get(id(n)))]
+    if outputs and left_out:
+        notes.append(
+            f"{len(left_out)} layer(s) not needed for the outputs are left out: "
+            + ", ".join(n.id for n in left_out)
+        )
+    if silenced and not outputs:
+        blobs = sorted({v.name for n in silenced for v in n.inputs if any(v is o for o in outs)})
+        if blobs:
+            notes.append(
+                f"{', '.join(blobs)}: read only by a Silence layer, so returned as output(s)"
+            )
+    return graph
+
+
+def _select_outputs(path, nodes, current, classes, names) -> list[Value]:
+    if not names:
+        outs = default_outputs(nodes, current, classes)
+        if not outs:
+            produced = [v for n in nodes if not _is_source(classes.get(id(n)), n) for v in n.outputs
+                        if current.get(v.name) is v]
+            last = ", ".join(dict.fromkeys(v.name for v in produced[-8:]))
+            raise PrototxtError(
+                "the net has no outputs (every blob is read by a layer)"
+                + (f": name the blobs to return with --outputs, e.g. one of {last}" if last else ""),
+                file=path,
+            )
+        return outs
+    out: list[Value] = []
+    for name in names:
+        v = current.get(name)
+        if v is None or _is_source(classes.get(id(v.producer)), v.producer):
+            blobs = [b for b, x in current.items() if not _is_source(classes.get(id(x.producer)), x.producer)]
+            raise PrototxtError(
+                f"--outputs names '{name}', which is not a blob of the net "
+                f"(its last blobs: {', '.join(blobs[-12:])})",
+                file=path,
+            )
+        if v in out:
+            raise PrototxtError(f"--outputs names '{name}' twice", file=path)
+        out.append(v)
+    return out
+
+
+def _problem_kind(node: Node, cls) -> str:
+    if node.type == "Python":
+        p = protos_python(node)
+        return f"Python {p}" if p else "Python"
+    return node.type
+
+
+def protos_python(node: Node) -> str:
+    proto = getattr(node, "_proto", None)
+    if proto is None:
+        return ""
+    from .emit.names import safe_text
+
+    p = proto.python_param
+    return f"{safe_text(p.module or '?', 80)}.{safe_text(p.layer or '?', 80)}"
+
+
+def _short_problem(e: CaffeError) -> str:
+    if "Python layer" in e.message:
+        return "a Python layer's code is never imported or run"
+    return e.message
+
+
+def cut_hint(nodes: list[Node], failed: list[Node]) -> str:
+    """The blobs the failed layers read that do not depend on any of them: what ``--outputs``
+    can stop at, leaving out the blobs those are computed from."""
+    bad = {id(n) for n in failed}
+    ancestry: dict[int, set[int]] = {}
+    candidates: list[Value] = []
+    for node in failed:
+        for v in node.inputs:
+            if v.producer.is_source or id(v) in ancestry:
+                continue
+            needs = {id(n) for n in _ancestors(nodes, [v])}
+            if not needs & bad:
+                ancestry[id(v)] = needs
+                candidates.append(v)
+    names = [
+        v.name
+        for v in candidates
+        if not any(id(v.producer) in ancestry[id(o)] for o in candidates if o is not v)
+    ]
+    if not names:
+        return ""
+    them = "them" if len(failed) > 1 else "it"
+    return f" (to convert the layers before {them}, pass --outputs {','.join(dict.fromkeys(names))})"
 
 
 # -------------------------------------------------------------------------------- weights

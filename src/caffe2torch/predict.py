@@ -12,10 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .emit.conversion import MANIFEST, PREPROCESS_FILE, PREPROCESS_JSON, load_converted
-from .errors import CaffeError, reading
+from .errors import GiB, TEXT_LIMIT, CaffeError, check_file, read_text, reading
+from .folder import PREPROCESS_FILE, PREPROCESS_JSON, check_preprocess, load_converted, read_manifest
 
 SMALL = 16  # outputs with at most this many values per image are printed in full
+# Images: at most 2^28 pixels (16384 x 16384) and 2 GiB on disk; more is a decompression bomb
+# or not a photograph a Caffe net was made for.
+MAX_PIXELS = 1 << 28
+MAX_IMAGE_FILE = 2 * GiB
 
 
 class PredictError(CaffeError):
@@ -39,8 +43,9 @@ class Prediction:
 
 def read_labels(path: Path) -> list[str]:
     """One label per line; a leading WordNet id (``n01440764 tench, Tinca tinca``) is dropped."""
+    check_file(path, PredictError, "a labels file", limit=TEXT_LIMIT)
     with reading(path, PredictError, "a labels file"):
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
     out = []
     for line in lines:
         line = line.strip()
@@ -59,24 +64,65 @@ def _load_preprocess(outdir: Path):
             "convert again)",
             file=outdir,
         )
+    spec_path = outdir / PREPROCESS_JSON
+    try:
+        check_preprocess(json.loads(read_text(spec_path, PredictError, "a preprocess.json")), path=spec_path)
+    except ValueError as e:
+        raise PredictError(f"is not JSON ({str(e).split(': line')[0]})", file=spec_path) from None
+    check_file(path, PredictError, "the folder's preprocess.py")
     name = f"caffe2torch_preprocess_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001 - the file's own failure, as one line
+        sys.modules.pop(name, None)
+        raise PredictError(f"cannot be imported: {type(e).__name__}: {_line(e)}", file=path) from None
     return module
 
 
+def _line(e: BaseException) -> str:
+    return str(e).splitlines()[0] if str(e) else ""
+
+
 def load_image(path: Path) -> np.ndarray:
-    """An image file as H x W x 3 uint8, RGB (Pillow)."""
+    """An image file as H x W x 3 uint8, RGB (Pillow). Its size is checked from the header
+    before it is decoded (a decompression bomb is refused, not decoded)."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
+    check_file(path, PredictError, "an image", limit=MAX_IMAGE_FILE)
     with reading(path, PredictError, "an image"):
         try:
-            with Image.open(path) as im:
-                return np.array(im.convert("RGB"))  # its own, writable memory
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as im:
+                    w, h = im.size
+                    if w * h > MAX_PIXELS:
+                        raise PredictError(
+                            f"is {w}x{h} pixels, over the limit of {MAX_PIXELS:,} "
+                            "(a decompression bomb, or far larger than any net's input)",
+                            file=path,
+                        )
+                    return np.array(im.convert("RGB"))  # its own, writable memory
         except UnidentifiedImageError:
             raise PredictError("is not an image Pillow can read", file=path) from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise PredictError(f"is over the limit of {MAX_PIXELS:,} pixels", file=path) from None
+        except (ValueError, SyntaxError, EOFError) as e:  # a damaged file Pillow gives up on
+            raise PredictError(f"cannot be decoded: {_line(e)[:120]}", file=path) from None
+
+
+def _preprocess(pre, image: np.ndarray, path: Path):
+    try:
+        return pre.preprocess(image)
+    except Exception as e:  # noqa: BLE001
+        raise PredictError(
+            f"cannot be made into the model's input by {PREPROCESS_FILE}: {_line(e)[:200]}",
+            file=path,
+        ) from None
 
 
 def image_batch(outdir: Path, images: list[Path]) -> tuple[str, np.ndarray, dict]:
@@ -84,7 +130,7 @@ def image_batch(outdir: Path, images: list[Path]) -> tuple[str, np.ndarray, dict
     its ``model_input`` record). For a net with one input, an image."""
     pre = _load_preprocess(outdir)
     spec = _single_image_input(pre.SPEC, outdir)
-    batch = np.concatenate([pre.preprocess(load_image(Path(p))).numpy() for p in images])
+    batch = np.concatenate([_preprocess(pre, load_image(Path(p)), Path(p)).numpy() for p in images])
     return spec["name"], batch, spec.get("model_input") or {}
 
 
@@ -102,23 +148,36 @@ def predict(
     *,
     labels: list[str] | None = None,
     top: int = 5,
+    warn=None,
 ) -> list[Prediction]:
+    """Run the folder's model on ``images``; ``warn(text)`` hears about what the folder lacks
+    (a mean file the prototxt names that was not found at conversion)."""
     import torch
 
     outdir = Path(outdir)
-    with reading(outdir / MANIFEST, PredictError, "a conversion.json"):
-        manifest = json.loads((outdir / MANIFEST).read_text(encoding="utf-8"))
+    manifest = read_manifest(outdir)
     pre = _load_preprocess(outdir)
     spec = pre.SPEC
-    _single_image_input(spec, outdir)
+    image_spec = _single_image_input(spec, outdir)
+    if image_spec.get("mean_missing") and warn is not None:
+        warn(
+            f"the prototxt names the mean file {image_spec['mean_missing']}, which was not found "
+            "when this folder was converted: the images are not mean-subtracted, so the "
+            "outputs may be wrong (convert again with --mean-file)"
+        )
     model = load_converted(outdir)
     outputs = spec.get("outputs") or [{"name": o["name"], "softmax": False} for o in manifest["outputs"]]
     results = []
     for image in images:
         image = Path(image)
-        x = pre.preprocess(load_image(image))
+        x = _preprocess(pre, load_image(image), image)
         with torch.no_grad():
-            ys = model(x)
+            try:
+                ys = model(x)
+            except Exception as e:  # noqa: BLE001 - the folder's model fails on this input
+                raise PredictError(
+                    f"the model fails on this image: {type(e).__name__}: {_line(e)[:200]}", file=image
+                ) from None
         ys = ys if isinstance(ys, tuple) else (ys,)
         p = Prediction(str(image))
         for out, y in zip(outputs, ys):

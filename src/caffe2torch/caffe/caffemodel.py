@@ -27,7 +27,11 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import WeightsError, reading
+from ..errors import PROTO_BINARY_LIMIT, WeightsError, check_file, reading, size_text
+
+# Caffe's blobs: at most 32 axes (kMaxBlobAxes), each and the count at most INT_MAX.
+MAX_AXES = 32
+INT_MAX = (1 << 31) - 1
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -218,7 +222,15 @@ def _finish_blob(dims, legacy, floats, doubles, off) -> Blob:
         # Caffe writes no shape field for a 0-axis blob (SSD's shared Normalize scale): a scalar.
         shape, is_legacy = (), False
     if any(d < 0 for d in shape):
-        raise _Corrupt(f"negative dimension in blob shape {shape}", off)
+        raise _Corrupt(f"negative dimension in blob shape {_fmt(shape)}", off)
+    if len(shape) > MAX_AXES:
+        raise _Corrupt(f"a blob shape of {len(shape)} axes (Caffe allows {MAX_AXES})", off)
+    if any(d > INT_MAX for d in shape):
+        raise _Corrupt(
+            f"blob shape {_fmt(shape)} has a dimension over Caffe's limit of 2^31 - 1", off
+        )
+    if math.prod(shape) > INT_MAX:
+        raise _Corrupt(f"blob shape {_fmt(shape)} holds over 2^31 - 1 values (Caffe's limit)", off)
     values = doubles if doubles else floats
     if not values:
         data = np.empty(0, np.float32)
@@ -237,7 +249,10 @@ def _finish_blob(dims, legacy, floats, doubles, off) -> Blob:
 
 
 def _fmt(shape) -> str:
-    return "x".join(str(d) for d in shape) if shape else "scalar"
+    if not shape:
+        return "scalar"
+    text = "x".join(str(d) for d in shape)
+    return text if len(text) <= 80 else text[:60] + f"...({len(shape)} axes)"
 
 
 def _parse_layer(buf, off: int, end: int, version: str) -> LayerWeights:
@@ -389,42 +404,94 @@ def _peek_name(buf, off, end, version) -> str | None:
 
 # ------------------------------------------------------------------------------------ HDF5
 def read_hdf5(path: Path) -> Weights:
-    """Caffe's HDF5 snapshot: group ``data``, one subgroup per layer, datasets ``0``, ``1``..."""
+    """Caffe's HDF5 snapshot: group ``data``, one subgroup per layer, datasets ``0``, ``1``...
+
+    Links are never followed (a soft link may loop, an external link reads another file), and
+    every dataset's size is checked from its header before it is read (Caffe's blob limits)."""
     import h5py
 
     try:
         f = h5py.File(path, "r")
     except OSError as e:
-        raise WeightsError(f"cannot read as HDF5: {e}", file=path) from None
+        raise WeightsError(f"cannot read as HDF5: {_h5_reason(e)}", file=path) from None
     layers: dict[str, LayerWeights] = {}
-    with f:
-        if "data" not in f or not isinstance(f["data"], h5py.Group):
-            raise WeightsError("HDF5 file without a 'data' group: not a Caffe snapshot", file=path)
-        group = f["data"]
-        for name in group:
-            sub = group[name]
-            if not isinstance(sub, h5py.Group):
-                raise WeightsError(f"'data/{name}' is not a group of blobs", file=path)
-            keys = sorted(sub.keys(), key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0, k))
-            if [k for k in keys] != [str(i) for i in range(len(keys))]:
-                raise WeightsError(
-                    f"layer '{name}': blobs are named {keys}, expected 0, 1, ...", file=path
-                )
-            blobs = []
-            for k in keys:
-                arr = sub[k][()]
-                if not isinstance(arr, np.ndarray) or arr.dtype.kind != "f":
-                    raise WeightsError(f"layer '{name}': blob {k} is not a float array", file=path)
-                arr.flags.writeable = False
-                blobs.append(Blob(arr))
-            layers[name] = LayerWeights(name=name, type=None, blobs=blobs, version="HDF5")
+    total = 0
+    try:
+        with f:
+            group = _h5_child(f, "data", path, "the 'data' group")
+            if group is None or not isinstance(group, h5py.Group):
+                raise WeightsError("HDF5 file without a 'data' group: not a Caffe snapshot", file=path)
+            for name in group:
+                sub = _h5_child(group, name, path, f"'data/{name}'")
+                if not isinstance(sub, h5py.Group):
+                    raise WeightsError(f"'data/{name}' is not a group of blobs", file=path)
+                keys = sorted(sub.keys(), key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0, k))
+                if [k for k in keys] != [str(i) for i in range(len(keys))]:
+                    raise WeightsError(
+                        f"layer '{name}': blobs are named {keys[:8]}, expected 0, 1, ...", file=path
+                    )
+                blobs = []
+                for k in keys:
+                    ds = _h5_child(sub, k, path, f"'data/{name}/{k}'")
+                    if not isinstance(ds, h5py.Dataset) or ds.dtype.kind != "f":
+                        raise WeightsError(f"layer '{name}': blob {k} is not a float array", file=path)
+                    shape = tuple(int(d) for d in (ds.shape or ()))
+                    if len(shape) > MAX_AXES or any(d > INT_MAX for d in shape) or math.prod(shape) > INT_MAX:
+                        raise WeightsError(
+                            f"layer '{name}': blob {k} of shape {_fmt(shape)} is over Caffe's blob "
+                            "limits (32 axes, 2^31 - 1 values)",
+                            file=path,
+                        )
+                    total += math.prod(shape) * ds.dtype.itemsize
+                    if total > HDF5_LIMIT:
+                        raise WeightsError(
+                            f"its blobs hold over {size_text(HDF5_LIMIT)}: not the weights of a net "
+                            "caffe2torch can hold in memory",
+                            file=path,
+                        )
+                    arr = ds[()]
+                    if not isinstance(arr, np.ndarray):
+                        arr = np.asarray(arr)
+                    arr.flags.writeable = False
+                    blobs.append(Blob(arr))
+                layers[name] = LayerWeights(name=name, type=None, blobs=blobs, version="HDF5")
+    except WeightsError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
+        raise WeightsError(f"cannot read as HDF5: {_h5_reason(e)}", file=path) from None
     return Weights(path=path, format="HDF5", layers=layers)
+
+
+HDF5_LIMIT = 64 << 30
+
+
+def _h5_child(group, name: str, path: Path, what: str):
+    import h5py
+
+    link = group.get(name, getlink=True)
+    if link is None:
+        return None
+    if isinstance(link, h5py.SoftLink):
+        raise WeightsError(f"{what} is a soft link, which caffe2torch does not follow", file=path)
+    if isinstance(link, h5py.ExternalLink):
+        raise WeightsError(
+            f"{what} is a link to another file ({link.filename}), which caffe2torch does not follow",
+            file=path,
+        )
+    return group.get(name)
+
+
+def _h5_reason(e: BaseException) -> str:
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    text = text.split("(file read failed")[0].strip().rstrip(",")
+    return text[:160]
 
 
 # -------------------------------------------------------------------------------- dispatch
 def read_caffemodel(path: str | Path) -> Weights:
     """Read a ``.caffemodel`` (binary, V2/V1/V0) or ``.caffemodel.h5`` weights file."""
     path = Path(path)
+    st = check_file(path, WeightsError, "a weights file", limit=None)
     with reading(path, WeightsError, "a weights file"):
         # Unbuffered: readall() then reads the file once into a buffer of the right size (a
         # buffered file would join its 8 KiB read-ahead with the rest: twice the memory).
@@ -432,6 +499,12 @@ def read_caffemodel(path: str | Path) -> Weights:
             head = f.read(8)
             if head == HDF5_SIGNATURE:
                 return read_hdf5(path)
+            if st.st_size > PROTO_BINARY_LIMIT:
+                raise WeightsError(
+                    f"is {size_text(st.st_size)}: Caffe reads binary caffemodels of at most 2 GiB "
+                    "(protobuf's limit, kProtoReadBytesLimit), so no Caffe could load it",
+                    file=path,
+                )
             f.seek(0)
             buf = f.readall()
     if not buf:
@@ -522,20 +595,12 @@ def write_caffemodel(path: str | Path, layers: Iterable[LayerRecord], net_name: 
                 f.write(memoryview(a).cast("B"))
 
 
-@contextlib.contextmanager
-def _atomic_file(path: Path) -> Iterator:
-    """A binary file written beside ``path`` and renamed onto it only when complete."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+def _atomic_file(path: Path):
+    """A binary file written beside ``path`` and renamed onto it only when complete; OS
+    errors (a full disk) as one line."""
+    from ..folder import atomic_file
+
+    return atomic_file(path)
 
 
 @contextlib.contextmanager
@@ -564,6 +629,10 @@ def read_blobproto(path: str | Path) -> Blob:
     """Read a ``.binaryproto``: one serialized BlobProto, as Caffe's ``compute_image_mean``
     writes a mean image (legacy num/channels/height/width dims, or ``shape``)."""
     path = Path(path)
+    check_file(
+        path, WeightsError, "a mean file (.binaryproto)", limit=PROTO_BINARY_LIMIT,
+        why_limit="Caffe reads binary protos of at most 2 GiB",
+    )
     with reading(path, WeightsError, "a mean file (.binaryproto)"):
         buf = path.read_bytes()
     if not buf:

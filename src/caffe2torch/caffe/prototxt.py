@@ -13,7 +13,7 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from ..errors import PrototxtError, reading
+from ..errors import TEXT_LIMIT, PrototxtError, read_input
 from .schema import pb
 from .upgrade import upgrade_net
 
@@ -120,6 +120,7 @@ def _unquote(s: str) -> str:
 _NO_FIELD = re.compile(r'Message type "caffe\.(\w+)" has no field named "(\w+)"')
 _NO_ENUM = re.compile(r'Enum type "caffe\.([\w.]+)" has no value named (\w+)')
 _PARSE_POS = re.compile(r"^(\d+):(\d+) : (.*)$", re.S)
+_ECHOED_LINE = re.compile(r"^'.*?': (.*)$", re.S)  # protobuf repeats the whole line first
 
 
 def _explain(message: str) -> str:
@@ -139,8 +140,10 @@ def read_prototxt(path: str | Path, text: str | None = None) -> NetText:
     """Parse a net prototxt and upgrade it to the V2 form. Raises :class:`PrototxtError`."""
     path = Path(path)
     if text is None:
-        with reading(path, PrototxtError, "a .prototxt file"):
-            raw = path.read_bytes()
+        raw = read_input(
+            path, PrototxtError, "a .prototxt file", limit=TEXT_LIMIT,
+            why_limit="no net description is that large (the largest real ones are a few MB)",
+        )
         if b"\0" in raw[:4096]:
             raise PrototxtError(
                 "binary data where a text prototxt was expected (a .caffemodel?)", file=path
@@ -178,6 +181,9 @@ def _parse_error(path: Path, message: str, blocks: list[Block]) -> PrototxtError
     line = column = None
     if m:
         line, column, message = int(m.group(1)), int(m.group(2)), m.group(3)
+    echoed = _ECHOED_LINE.match(message)
+    if echoed:
+        message = echoed.group(1)
     field_m = _NO_FIELD.search(message)
     if field_m and field_m.group(1) == "NetParameter" and field_m.group(2) in _SOLVER_KEYS:
         return PrototxtError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -15,10 +16,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from .. import __version__
-from ..errors import CaffeError
+from ..errors import CaffeError, printable
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_BUG = 3  # a bug in caffe2torch: one line saying so (a traceback with --debug)
+EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
     name="caffe2torch",
@@ -69,6 +72,10 @@ def _main(
     _state["debug"] = debug
 
 
+def _error_line(text: str) -> None:
+    err.print(f"[bold red]error:[/bold red] {escape(printable(text))}")
+
+
 @contextlib.contextmanager
 def _reported() -> Iterator[None]:
     """Turn input errors into one line on stderr and exit code 2 (a traceback with --debug)."""
@@ -77,8 +84,47 @@ def _reported() -> Iterator[None]:
     except CaffeError as e:
         if _state["debug"]:
             err.print_exception()
-        err.print(f"[bold red]error:[/bold red] {escape(str(e))}")
+        _error_line(str(e))
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    except MemoryError:
+        if _state["debug"]:
+            err.print_exception()
+        _error_line(
+            "ran out of memory: give a smaller --input-shape, or convert with --no-verify"
+        )
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _bad(flag: str, message: str) -> typer.BadParameter:
+    return typer.BadParameter(message, param_hint=flag)
+
+
+def _finite(value: float | None, flag: str, *, positive: bool = False, nonneg: bool = False) -> None:
+    if value is None:
+        return
+    if not math.isfinite(value):
+        raise _bad(flag, f"{value} is not a finite number")
+    if positive and value <= 0:
+        raise _bad(flag, "must be positive")
+    if nonneg and value < 0:
+        raise _bad(flag, "must be >= 0")
+
+
+def _check_seed(seed: int) -> None:
+    if not 0 <= seed < 2**63:
+        raise _bad("--seed", f"{seed}: give a whole number from 0 to 2^63 - 1")
+
+
+def _check_options(batch: int, max_memory: str | None):
+    from ..memory import CheckOptions, parse_size
+
+    if batch < 1:
+        raise _bad("--check-batch", "must be at least 1")
+    try:
+        limit = parse_size(max_memory) if max_memory is not None else None
+    except ValueError as e:
+        raise _bad("--max-memory", str(e)) from None
+    return CheckOptions(batch=batch, max_memory=limit, unlimited=max_memory is not None and limit is None)
 
 
 # Shared options --------------------------------------------------------------------------
@@ -96,6 +142,27 @@ Phase = Annotated[
 ]
 Stage = Annotated[
     Optional[list[str]], typer.Option("--stage", help="Add a net stage (include/exclude rules).")
+]
+
+
+CheckBatch = Annotated[
+    int,
+    typer.Option(
+        "--check-batch",
+        metavar="N",
+        help="Batch size the check runs at (default 1, whatever batch the prototxt declares).",
+        rich_help_panel="Check",
+    ),
+]
+MaxMemory = Annotated[
+    Optional[str],
+    typer.Option(
+        "--max-memory",
+        metavar="SIZE",
+        help="Refuse to start a check estimated to need more (e.g. 8G; 'none': no limit). "
+        "Default: half the memory available now.",
+        rich_help_panel="Check",
+    ),
 ]
 
 
@@ -166,6 +233,9 @@ def synth_weights(
     input_shape: InputShape = None,
     phase: Phase = "test",
     stage: Stage = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the file if it exists (never an input).")
+    ] = False,
 ) -> None:
     """Write a V2 caffemodel with seeded random weights for every learnable layer.
 
@@ -177,19 +247,18 @@ def synth_weights(
 
       caffe2torch synth-weights VGG_ILSVRC_16_layers_deploy.prototxt -o vgg16.caffemodel --seed 0
     """
+    from ..folder import Destination
     from ..synth import write_synth_weights
 
+    _check_seed(seed)
     with _reported():
+        dest = Destination.file(output, inputs=[prototxt], overwrite=overwrite)
         graph = _graph(prototxt, input_shape, phase, stage)
-        if output.is_dir():
-            raise CaffeError("is a directory; give the .caffemodel file to write", file=output)
-        if not output.parent.is_dir():
-            raise CaffeError("the folder to write into does not exist", file=output)
-        values = write_synth_weights(graph, output, seed=seed)
+        values = write_synth_weights(graph, dest.path, seed=seed)
     layers = sum(1 for n in graph.nodes if n.weight_shapes)
     size = output.stat().st_size
     out.print(
-        f"wrote {escape(str(output))}: {layers} learnable layers, {values:,} values, "
+        f"wrote {escape(printable(str(output)))}: {layers} learnable layers, {values:,} values, "
         f"{size / 2**20:.1f} MiB (seed {seed})"
     )
 
@@ -314,6 +383,8 @@ def convert(
             rich_help_panel="Inputs (preprocess.json)",
         ),
     ] = False,
+    check_batch: CheckBatch = 1,
+    max_memory: MaxMemory = None,
 ) -> None:
     """Convert a Caffe net to a PyTorch folder: model.py, model.pth, conversion.json, report.md.
 
@@ -335,11 +406,14 @@ def convert(
       caffe2torch convert ResNet-50-deploy.prototxt --random-weights -o resnet50 --format safetensors
     """
     from ..emit import convert as run_convert
+    from ..folder import Destination
     from ..graph import parse_input_shapes
 
     if weights_format not in ("pth", "safetensors"):
         raise typer.BadParameter("must be 'pth' or 'safetensors'", param_hint="--format")
     _check_phase(phase)
+    _check_seed(seed)
+    check = _check_options(check_batch, max_memory)
     if engine not in ("native", "mmdnn"):
         raise typer.BadParameter("must be 'native' or 'mmdnn'", param_hint="--engine")
     if engine == "native" and (keep_intermediate or mmdnn_python):
@@ -351,8 +425,15 @@ def convert(
     for flag, value in (("--input-order", input_order), ("--caffe-order", caffe_order)):
         if value is not None and value.lower() not in ("bgr", "rgb"):
             raise typer.BadParameter("must be 'bgr' or 'rgb'", param_hint=flag)
+    _finite(scale, "--scale")
     with _reported():
+        if class_name is not None:
+            from ..emit.names import check_class_name
+
+            check_class_name(class_name)
         pre = _preprocess_options(mean, mean_file, scale, input_order, caffe_order, fold_normalization)
+        # Where the folder goes is checked first: nothing is read if it cannot be written.
+        dest = Destination.folder(output, inputs=[prototxt, weights, mean_file], overwrite=overwrite)
         if engine == "mmdnn":
             from ..mmdnn.engine import convert_mmdnn
 
@@ -365,6 +446,9 @@ def convert(
                 "outputs": [o.strip() for o in outputs.split(",") if o.strip()] if outputs else None,
                 "class_name": class_name,
             }
+        if verify:
+            if engine == "native":  # (the MMdnn engine checks it before running the check)
+                extra["before_weights"] = check.guard
         conversion = run_convert(
             prototxt,
             weights,
@@ -377,19 +461,20 @@ def convert(
             **extra,
         )
         if verify:
-            _verify_conversion(conversion)
+            _verify_conversion(conversion, check)
         else:
             conversion.verification_skipped = "--no-verify"
-        folder = conversion.write(output, weights_format=weights_format, overwrite=overwrite)
+        folder = conversion.write(dest, weights_format=weights_format)
     from .render import render_conversion
 
     render_conversion(out, conversion, folder, weights_format)
     if conversion.verified_failed:
+        first = conversion.verification.first_divergence
         err.print(
             f"[bold red]conversion FAILED verification:[/bold red] the files are in "
-            f"{escape(str(folder))}/ but the model does not compute what the Caffe net does "
-            f"(first divergence: layer '{escape(conversion.verification.first_divergence.layer)}'; "
-            f"see {escape(str(folder))}/report.md)"
+            f"{escape(printable(str(folder)))}/ but the model does not compute what the Caffe net "
+            f"does (first divergence: layer '{escape(printable(first.layer))}'; see "
+            f"{escape(printable(str(folder)))}/report.md)"
         )
         raise typer.Exit(EXIT_FAILED)
 
@@ -405,6 +490,8 @@ def _preprocess_options(mean, mean_file, scale, input_order, caffe_order, fold):
             raise PreprocessError(f"--mean '{mean}': give numbers, like 104,117,123") from None
         if not values:
             raise PreprocessError("--mean: give one value or one per channel")
+        if not all(math.isfinite(v) for v in values):
+            raise PreprocessError(f"--mean '{mean}': every value must be a finite number")
     return Options(
         mean=values,
         mean_file=mean_file,
@@ -415,7 +502,7 @@ def _preprocess_options(mean, mean_file, scale, input_order, caffe_order, fold):
     )
 
 
-def _verify_conversion(conversion) -> None:
+def _verify_conversion(conversion, check) -> None:
     """Run the check before writing; a reference that is missing or cannot run the net is
     recorded as the reason the check was skipped."""
     from ..verify.opencv import ReferenceError
@@ -423,7 +510,7 @@ def _verify_conversion(conversion) -> None:
 
     try:
         with err.status("verifying against OpenCV, layer by layer..."):
-            conversion.verification = verify_conversion(conversion)
+            conversion.verification = verify_conversion(conversion, check=check)
     except ReferenceError as e:
         conversion.verification_skipped = str(e)
 
@@ -469,6 +556,8 @@ def verify_cmd(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the result as JSON (for pipelines).")
     ] = False,
+    check_batch: CheckBatch = 1,
+    max_memory: MaxMemory = None,
 ) -> None:
     """Compare every Caffe value of a converted model with OpenCV's, layer by layer.
 
@@ -492,16 +581,17 @@ def verify_cmd(
     """
     from ..verify.run import verify_folder
 
-    if rtol < 0 or atol < 0:
-        raise typer.BadParameter("tolerances must be >= 0", param_hint="--rtol/--atol")
+    _finite(rtol, "--rtol", nonneg=True)
+    _finite(atol, "--atol", nonneg=True)
+    _check_seed(seed)
+    check = _check_options(check_batch, max_memory)
     with _reported():
         result = verify_folder(
             outdir, net=net, weights=weights, inputs=input_files or (), seed=seed,
-            rtol=rtol, atol=atol, images=images or (),
+            rtol=rtol, atol=atol, images=images or (), check=check, strict=strict,
         )
-    result.strict = strict
     if as_json:
-        from ..emit.conversion import dump_json
+        from ..folder import dump_json
 
         sys.stdout.write(dump_json(result.to_dict()))
     else:
@@ -509,6 +599,12 @@ def verify_cmd(
 
         render_verification(out, result)
     if not result.passed:
+        first = result.first_divergence
+        where = f"first divergence: layer '{escape(printable(first.layer))}'" if first else "nothing compared"
+        err.print(
+            f"[bold red]verification FAILED:[/bold red] {escape(printable(str(outdir)))} does not "
+            f"compute what the Caffe net does ({where}; {len(result.failing)} value(s) failed)"
+        )
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -542,9 +638,9 @@ def predict_cmd(
         raise typer.BadParameter("must be at least 1", param_hint="--top")
     with _reported():
         names = read_labels(labels) if labels is not None else None
-        results = predict(outdir, images, labels=names, top=top)
+        results = predict(outdir, images, labels=names, top=top, warn=_warn)
     if as_json:
-        from ..emit.conversion import dump_json
+        from ..folder import dump_json
 
         sys.stdout.write(dump_json([r.to_dict() for r in results]))
     else:
@@ -553,5 +649,74 @@ def predict_cmd(
         render_predictions(out, results)
 
 
+def _warn(text: str) -> None:
+    err.print(f"[yellow]warning:[/yellow] {escape(printable(text))}")
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code. Every way it can end is one line on
+    stderr at most: a usage error (2), bad input (2), a failed check (1), Ctrl-C (130), or a
+    bug in caffe2torch (3, with a traceback only under --debug)."""
+    from typer._click import exceptions as click_exc
+
+    command = typer.main.get_command(app)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _state["debug"] = "--debug" in argv
+    try:
+        rv = command.main(args=argv, prog_name="caffe2torch", standalone_mode=False)
+    except click_exc.NoArgsIsHelpError as e:
+        out.print(e.ctx.get_help(), markup=False, highlight=False)
+        return EXIT_BAD_INPUT
+    except click_exc.UsageError as e:
+        where = e.ctx.command_path if e.ctx is not None else "caffe2torch"
+        _error_line(f"{e.format_message()} (see '{where} --help')")
+        return EXIT_BAD_INPUT
+    except click_exc.Abort as e:
+        if isinstance(e.__cause__, KeyboardInterrupt) or e.__cause__ is None:
+            return _interrupted()
+        return _bug(e.__cause__)
+    except KeyboardInterrupt:
+        return _interrupted()
+    except click_exc.ClickException as e:
+        _error_line(e.format_message())
+        return EXIT_BAD_INPUT
+    except Exception as e:  # noqa: BLE001 - a bug: one line, not a traceback
+        return _bug(e)
+    if rv == EXIT_INTERRUPTED:  # typer turned Ctrl-C into Exit(130)
+        return _interrupted()
+    return rv if isinstance(rv, int) else 0
+
+
+def _interrupted() -> int:
+    err.print("[bold red]interrupted[/bold red]: nothing was written")
+    return EXIT_INTERRUPTED
+
+
+def _bug(e: BaseException) -> int:
+    if _state["debug"]:
+        import traceback
+
+        traceback.print_exception(e)
+    where = ""
+    tb = e.__traceback__
+    while tb is not None:
+        if "caffe2torch" in tb.tb_frame.f_code.co_filename:
+            where = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    first = str(e).splitlines()[0] if str(e) else ""
+    _error_line(
+        f"caffe2torch failed unexpectedly{where} ({type(e).__name__}: {first}): this is a bug, "
+        "please report it with the command you ran (--debug shows the traceback)"
+    )
+    return EXIT_BUG
+
+
 def main() -> None:
-    app(prog_name="caffe2torch")
+    code = run()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code == EXIT_INTERRUPTED:
+        # Skip interpreter shutdown: a reference engine's C++ thread may still be running, and
+        # destroying it would abort ("terminate called without an active exception").
+        os._exit(code)
+    sys.exit(code)

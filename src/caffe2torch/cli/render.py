@@ -120,7 +120,10 @@ def render_conversion(console: Console, conversion, folder, weights_format: str)
         console.print(f"  {escape(line)}")
 
 
-_STATUS_STYLE = {"pass": "green", "FAIL": "bold red", "drift": "yellow", "skipped": "dim"}
+_STATUS_STYLE = {
+    "pass": "green", "FAIL": "bold red", "drift": "yellow", "skipped": "dim",
+    "reference-error": "magenta",
+}
 
 
 def _sci(x) -> str:
@@ -139,7 +142,9 @@ def verification_line(v) -> str:
         f"{len(v.failed)} failed"
     )
     if v.drifted:
-        text += f", {len(v.drifted)} drift"
+        text += f", {len(v.drifted)} drift" + (" (failing: --strict)" if v.strict else "")
+    if v.reference_errors:
+        text += f", {len(v.reference_errors)} reference-error"
     text += f", {len(v.skipped)} skipped"
     if worst is not None:
         text += f"; worst relative error {_sci(worst.rel)} ({escape(worst.blob)})"

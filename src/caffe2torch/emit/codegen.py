@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import UnsupportedLayerError
-from ..graph import Graph, Node, Value
+from ..graph import Graph, Node, Value, cut_hint, needed_nodes
 from ..layers import LayerError
 from ..layers.base import HELPER_NAMES, Emission, EmitContext, Helper
 from .names import CODE_NAMES, MODULE_ATTRS, Namer, safe_text, sanitize
@@ -64,19 +64,6 @@ class Generated:
     # variable holds which Caffe value before and after it (``[variable, layer id, top index]``,
     # a value being one layer's output). ``verify`` instruments a copy of ``forward`` with it.
     trace: list[dict]
-
-
-def needed_nodes(graph: Graph, outputs: list[Value]) -> list[Node]:
-    """The computing layers the outputs depend on, in graph order."""
-    need: set[int] = set()
-    stack = [v.producer for v in outputs]
-    while stack:
-        node = stack.pop()
-        if id(node) in need:
-            continue
-        need.add(id(node))
-        stack.extend(v.producer for v in node.inputs)
-    return [n for n in graph.nodes if id(n) in need and not n.is_source]
 
 
 def plan(nodes: list[Node], outputs: list[Value]) -> list[Step]:
@@ -201,30 +188,6 @@ class _Forward:
             self.held.pop(name, None)
 
 
-def _outputs_hint(graph: Graph, failed: list[Node]) -> str:
-    """The blobs those layers read that convert: what ``--outputs`` can stop at (the heads of
-    a detector before its DetectionOutput, say), leaving out the blobs those are computed from."""
-    bad = {id(n) for n in failed}
-    ancestry: dict[int, set[int]] = {}  # candidate value -> the layers it needs
-    candidates: list[Value] = []
-    for node in failed:
-        for v in node.inputs:
-            if v.producer.is_source or id(v) in ancestry:
-                continue
-            needs = {id(n) for n in needed_nodes(graph, [v])}
-            if not needs & bad:
-                ancestry[id(v)] = needs
-                candidates.append(v)
-    names = [
-        v.name
-        for v in candidates
-        if not any(id(v.producer) in ancestry[id(o)] for o in candidates if o is not v)
-    ]
-    if not names:
-        return ""
-    return f" (to convert the layers before them, pass --outputs {','.join(names)})"
-
-
 def generate(
     graph: Graph,
     outputs: list[Value],
@@ -339,13 +302,12 @@ def generate(
         text = "; ".join(f"{', '.join(ids)} ({t}): {m}" for (t, m), ids in groups.items())
         raise UnsupportedLayerError(
             f"{len(problems)} layer(s) cannot be converted: {text}"
-            + _outputs_hint(graph, [n for n, _ in problems]),
+            + cut_hint(graph.nodes, [n for n, _ in problems]),
             file=graph.path,
         )
 
-    layer_map = {
-        n.id: "input" if n.is_source else layer_map.get(n.id, "dropped") for n in graph.nodes
-    }
+    kinds = {n.id: "input" if n.is_source else layer_map.get(n.id, "dropped") for n in graph.nodes}
+    layer_map = {i: kinds.get(i, "dropped") for i in graph.order or list(kinds)}
 
     results = [fwd.var[id(v)] for v in outputs]
     body.append("return " + ", ".join(results))

@@ -9,44 +9,51 @@ byte-identical files: no timestamps, no absolute paths, fixed ordering.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
 import shutil
-import sys
-import tempfile
-import threading
 import types
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .. import __version__
 from ..caffe.caffemodel import read_caffemodel
-from ..caffe.prototxt import NetText, read_prototxt
-from ..errors import CaffeError, PrototxtError, UnsupportedLayerError, WeightsError, reading
-from ..graph import PHASES, Graph, Shape, Value, build_graph, check_weights, layer_included
-from ..layers import fmt_shape, layer_class
+from ..caffe.prototxt import read_prototxt
+from ..errors import CaffeError, OutputError, WeightsError
+from ..folder import (
+    MANIFEST,
+    MODEL_FILE,
+    PREPROCESS_FILE,
+    PREPROCESS_JSON,
+    REPORT_FILE,
+    WEIGHT_FILES,
+    Destination,
+    Digest,
+    dump_json,
+    load_converted,
+    load_state,
+    save_weights,
+    sha256_file,
+)
+from ..graph import Graph, Shape, Value, build_graph, check_weights
+from ..layers import fmt_shape
 from ..preprocess.spec import Options as PreprocessOptions
 from ..synth import synth_blobs
-from .codegen import Generated, generate, needed_nodes
+from .codegen import Generated, generate
+from .names import check_class_name
 from .names import class_name as make_class_name
-from .names import is_identifier, safe_text
+from .names import safe_text
 
-MANIFEST = "conversion.json"
-MODEL_FILE = "model.py"
-REPORT_FILE = "report.md"
-PREPROCESS_JSON = "preprocess.json"
-PREPROCESS_FILE = "preprocess.py"
-WEIGHT_FILES = {"pth": "model.pth", "safetensors": "model.safetensors"}
-
-
-class OutputError(CaffeError):
-    """The output folder cannot be written as asked."""
+__all__ = [
+    "Conversion", "OutputError", "convert", "prepare", "load_converted", "load_state",
+    "dump_json", "MANIFEST", "MODEL_FILE", "REPORT_FILE", "PREPROCESS_JSON", "PREPROCESS_FILE",
+    "WEIGHT_FILES",
+]
 
 
 @dataclass
@@ -144,30 +151,33 @@ class Conversion:
         model.load_state_dict(self.state_dict())
         return model.eval()
 
+    def input_paths(self) -> list[Path]:
+        """The files this conversion read (an output must never replace them)."""
+        paths = [Path(p) for p in self.paths.values() if p is not None]
+        if self.preprocess is not None:
+            paths += self.preprocess.mean_files()
+        return paths
+
     def write(
-        self, outdir: str | Path, *, weights_format: str = "pth", overwrite: bool = False
+        self,
+        outdir: str | Path | Destination,
+        *,
+        weights_format: str = "pth",
+        overwrite: bool = False,
     ) -> Path:
-        """Write the folder atomically: a temporary folder beside ``outdir``, renamed at the end."""
+        """Write the folder: into a temporary folder beside ``outdir``, put in place at the end
+        (see :class:`~caffe2torch.folder.Destination`). ``outdir`` may be a Destination
+        checked before the conversion started."""
         if weights_format not in WEIGHT_FILES:
             raise OutputError(f"unknown weights format '{weights_format}': pth or safetensors")
-        outdir = Path(outdir)
-        if outdir.exists() and not outdir.is_dir():
-            raise OutputError("exists and is not a folder", file=outdir)
-        if outdir.is_dir() and any(outdir.iterdir()) and not overwrite:
-            raise OutputError(
-                "the folder exists and is not empty: pass --overwrite to replace it", file=outdir
-            )
-        parent = outdir.absolute().parent
-        if not parent.is_dir():
-            raise OutputError("the folder to write into does not exist", file=parent)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".tmp", dir=parent))
-        try:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o777 & ~umask)
+        dest = outdir if isinstance(outdir, Destination) else Destination.folder(
+            outdir, inputs=self.input_paths(), overwrite=overwrite
+        )
+
+        def fill(tmp: Path) -> None:
             (tmp / MODEL_FILE).write_text(self.code, encoding="utf-8")
-            _save_weights(self.state_dict(), tmp / WEIGHT_FILES[weights_format], weights_format)
-            text = dump_json(self.manifest(weights_format, outdir))
+            save_weights(self.state_dict(), tmp / WEIGHT_FILES[weights_format], weights_format)
+            text = dump_json(self.manifest(weights_format, dest.path))
             (tmp / MANIFEST).write_text(text, encoding="utf-8")
             from ..verify.report import render_report
 
@@ -177,17 +187,8 @@ class Conversion:
             for rel, src in sorted(self.extra_files.items()):
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, tmp / rel)
-            old = None
-            if outdir.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".old", dir=parent))
-                os.rename(outdir, old / "x")
-            os.rename(tmp, outdir)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return outdir
+
+        return dest.write_folder(fill)
 
     def _write_preprocess(self, folder: Path) -> None:
         from ..preprocess import MEAN_FILE, PREPROCESS_PY, save_mean
@@ -199,91 +200,10 @@ class Conversion:
                 save_mean(spec.mean_image, folder / MEAN_FILE)
 
 
-def dump_json(data) -> str:
-    """Indented JSON, with lists of plain values (shapes) and records in a list (an input, a
-    step of the trace) each on one line."""
-
-    def flat(x) -> bool:
-        return isinstance(x, list) and all(
-            not isinstance(e, (dict, list)) or (isinstance(e, list) and flat(e)) for e in x
-        )
-
-    def record(x) -> bool:
-        return isinstance(x, dict) and all(
-            not isinstance(v, (dict, list)) or flat(v) for v in x.values()
-        )
-
-    def enc(x, indent: str, in_list: bool = False) -> str:
-        inner = indent + "  "
-        if isinstance(x, dict) and x and not (in_list and record(x)):
-            items = [f"{inner}{json.dumps(k)}: {enc(v, inner)}" for k, v in x.items()]
-            return "{\n" + ",\n".join(items) + "\n" + indent + "}"
-        if isinstance(x, list) and x and not flat(x):
-            items = [inner + enc(e, inner, in_list=True) for e in x]
-            return "[\n" + ",\n".join(items) + "\n" + indent + "]"
-        return json.dumps(x, separators=(", ", ": "))
-
-    return enc(data, "") + "\n"
-
-
-def _save_weights(state: dict, path: Path, weights_format: str) -> None:
-    if weights_format == "safetensors":
-        try:
-            from safetensors.torch import save_file
-        except ImportError:
-            raise OutputError(
-                "--format safetensors needs the safetensors package: pip install safetensors"
-            ) from None
-        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
-        return
-    import torch
-
-    torch.save(state, path)
-
-
-def load_state(path: Path) -> dict:
-    """A converted folder's weights (``model.pth`` with ``weights_only``, or safetensors)."""
-    import torch
-
-    with reading(path, WeightsError, "the model's weights"):
-        try:
-            if path.suffix == ".safetensors":
-                from safetensors.torch import load_file
-
-                state = load_file(str(path))
-            else:
-                state = torch.load(path, weights_only=True)
-        except (RuntimeError, ValueError, EOFError, OSError) as e:
-            raise WeightsError(f"cannot be loaded: {str(e).splitlines()[0]}", file=path) from None
-    if not isinstance(state, dict):
-        raise WeightsError("does not hold a state_dict", file=path)
-    return state
-
-
-def load_converted(outdir: str | Path):
-    """Import ``model.py`` of a converted folder, build the model and load its weights
-    (``weights_only``); returns it in eval mode."""
-    import importlib.util
-
-
-    outdir = Path(outdir)
-    manifest_path = outdir / MANIFEST
-    with reading(manifest_path, OutputError, "a converted model folder"):
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    name = f"caffe2torch_model_{abs(hash(str(outdir.resolve())))}"
-    spec = importlib.util.spec_from_file_location(name, outdir / manifest["model_file"])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    model = getattr(module, manifest["class_name"])()
-    state = load_state(outdir / manifest["weights_file"])
-    model.load_state_dict(state)
-    return model.eval()
-
-
 # ------------------------------------------------------------------------------- convert
 def input_lines(pre) -> list[str]:
-    """One line per image input: what the model expects (preprocess.json has the details)."""
+    """One line per image input: what the model expects (preprocess.json has the details),
+    and what of it the prototxt does not say (assumed)."""
     lines = []
     for spec in pre.image_inputs():
         parts = [spec.channel_order if spec.channel_order != "gray" else "grey"]
@@ -292,99 +212,24 @@ def input_lines(pre) -> list[str]:
             parts.append("minus the mean image (mean.pth)")
         elif spec.mean is not None:
             parts.append("minus mean [" + ", ".join(f"{m:g}" for m in spec.mean) + "]")
+        elif spec.mean_missing:
+            parts.append(f"no mean (the prototxt's mean file {spec.mean_missing} is not here)")
         if spec.scale != 1.0:
             parts.append(f"times {spec.scale:g}")
         if spec.folded.get("layers"):
-            parts.append(f"mean and scale folded into {', '.join(spec.folded['layers'])}")
+            what = [w for w, on in (
+                (f"mean [{', '.join(f'{m:g}' for m in spec.folded['mean'])}]", spec.folded.get("mean") is not None),
+                (f"scale {spec.folded.get('scale', 1.0):g}", spec.folded.get("scale", 1.0) != 1.0),
+            ) if on]
+            parts.append(f"{' and '.join(what)} folded into {', '.join(spec.folded['layers'])}")
         if spec.swap:
             how = spec.folded.get("channel_order", "done by the model")
             parts.append(f"the Caffe net reads {spec.caffe_order}: the swap is {how}")
-        lines.append(f"Input {safe_text(spec.name)}: {', '.join(parts)} (preprocess.py makes it)")
+        line = f"Input {safe_text(spec.name)}: {', '.join(parts)}"
+        assumed = spec.assumption_text()
+        line += f" ({assumed}; preprocess.py makes it)" if assumed else " (preprocess.py makes it)"
+        lines.append(line)
     return lines
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-class _Digest(threading.Thread):
-    """sha256 of a weights file in the background (hashlib releases the GIL), from the bytes
-    already read when there are any; ``str()`` waits for it."""
-
-    def __init__(self, path: Path, data: bytes | None) -> None:
-        super().__init__(daemon=True)
-        self.path, self.data, self.value, self.error = path, data, "", None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self.value = (
-                hashlib.sha256(self.data).hexdigest()
-                if self.data is not None
-                else _sha256(self.path)
-            )
-        except OSError as e:  # pragma: no cover - the file was just read
-            self.error = e
-        self.data = None
-
-    def __str__(self) -> str:
-        self.join()
-        if self.error is not None:  # pragma: no cover
-            raise self.error
-        return self.value
-
-
-def check_types(text: NetText, phase: str, stages: Iterable[str]) -> None:
-    """Before building anything: every layer of unknown type, or Python layer, at once."""
-    net = text.net
-    stage_set = set(net.state.stage) | set(stages)
-    bad = []
-    for i, layer in enumerate(net.layer):
-        if not layer_included(layer, PHASES[phase], net.state.level, stage_set):
-            continue
-        if layer.type and layer_class(layer.type) is None:
-            bad.append(f"'{layer.name}' ({layer.type}, line {text.line_of(i)}): unknown layer type")
-        elif layer.type == "Python" and len(layer.bottom):
-            p = layer.python_param
-            bad.append(
-                f"'{layer.name}' (Python {safe_text(p.module)}.{safe_text(p.layer)}): a Python "
-                "layer's code is never imported or run"
-            )
-    if len(bad) > 1:
-        raise UnsupportedLayerError(
-            f"{len(bad)} layers cannot be converted: " + "; ".join(bad), file=text.path
-        )
-
-
-def select_outputs(graph: Graph, names: Sequence[str] | None) -> list[Value]:
-    """The blobs to return: the named ones (their final value, as Caffe's ``net.blobs``
-    holds them), or those no layer reads."""
-    if not names:
-        if not graph.outputs:
-            raise PrototxtError(
-                "the net has no outputs (every blob is read by a layer)", file=graph.path
-            )
-        return list(graph.outputs)
-    final: dict[str, Value] = {}
-    for node in graph.nodes:
-        for v in node.outputs:
-            final[v.name] = v
-    out = []
-    for name in names:
-        if name not in final:
-            blobs = ", ".join(list(final)[-12:])
-            raise PrototxtError(
-                f"--outputs names '{name}', which is not a blob of the net (its last blobs: {blobs})",
-                file=graph.path,
-            )
-        if final[name] in out:
-            raise PrototxtError(f"--outputs names '{name}' twice", file=graph.path)
-        out.append(final[name])
-    return out
 
 
 def prepare(
@@ -399,6 +244,7 @@ def prepare(
     stages: list[str],
     load_blobs: bool = True,
     preprocess: PreprocessOptions | None = None,
+    before_weights: Callable[[Graph], None] | None = None,
 ):
     """What every engine does first: read the net, build the graph, choose the outputs, read
     (or make) the weights, describe the inputs (preprocess.json). Returns (graph, outputs,
@@ -406,19 +252,16 @@ def prepare(
     from ..preprocess import derive
 
     text = read_prototxt(prototxt)
-    check_types(text, phase, stages)
-    graph = build_graph(text, phase=phase, stages=stages, input_shapes=input_shapes)
-    outs = select_outputs(graph, outputs)
-    needed = needed_nodes(graph, outs)
+    graph = build_graph(
+        text, phase=phase, stages=stages, input_shapes=input_shapes, outputs=outputs
+    )
+    outs = graph.outputs
+    needed = graph.layers
     notes = list(graph.notes)
-    dropped = [n.id for n in graph.layers if n not in needed]
-    if outputs and dropped:
-        notes.append(
-            f"{len(dropped)} layer(s) not needed for the outputs are left out: "
-            + ", ".join(dropped)
-        )
+    if before_weights is not None:  # e.g. the memory estimate of the check: before any reading
+        before_weights(graph)
 
-    sources: dict = {"prototxt": {"file": prototxt.name, "sha256": _sha256(prototxt)}}
+    sources: dict = {"prototxt": {"file": prototxt.name, "sha256": sha256_file(prototxt)}}
     learnable = any(n.weight_shapes for n in needed)
     if weights is not None and random_weights:
         raise CaffeError("give either a weights file or --random-weights, not both", file=weights)
@@ -437,7 +280,7 @@ def prepare(
                     ]
         sources["weights"] = {
             "file": weights.name,
-            "sha256": _Digest(weights, w.raw),
+            "sha256": Digest(weights, w.raw),
             "format": w.format,
         }
     elif random_weights:
@@ -469,9 +312,11 @@ def convert(
     phase: str = "test",
     stages: Iterable[str] = (),
     preprocess: PreprocessOptions | None = None,
+    before_weights: Callable[[Graph], None] | None = None,
 ) -> Conversion:
     """Convert ``prototxt`` (+ ``weights``, or seeded random weights) in memory.
-    ``preprocess``: the input flags (mean, scale, channel order, folding)."""
+    ``preprocess``: the input flags (mean, scale, channel order, folding). ``before_weights``
+    is called with the graph before the weights are read (the memory estimate of the check)."""
     from ..preprocess import fold
 
     prototxt = Path(prototxt)
@@ -487,11 +332,12 @@ def convert(
         phase=phase,
         stages=stages,
         preprocess=opts,
+        before_weights=before_weights,
     )
     cls = class_name or make_class_name(graph.name)
-    if not is_identifier(cls):
-        raise CaffeError(f"--class-name '{safe_text(cls)}' is not a Python identifier")
-    needed = {n.id for n in needed_nodes(graph, outs)}
+    if class_name is not None:
+        check_class_name(class_name)
+    needed = {n.id for n in graph.layers}
     notes_before = len(pre.notes)
     prologue = fold(graph, needed, blobs, pre, normalize=opts.fold_normalization)
     notes.extend(pre.notes[notes_before:])

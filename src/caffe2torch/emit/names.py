@@ -42,6 +42,20 @@ def is_identifier(name: str) -> bool:
     return name.isidentifier() and not keyword.iskeyword(name) and name.isascii()
 
 
+def check_class_name(name: str) -> None:
+    """A ``--class-name`` must be a plain identifier that does not shadow a name model.py
+    uses (``nn``, ``torch``, ``F``, ``Tensor``, builtins, helpers such as ``Scale``)."""
+    from ..errors import CaffeError
+    from ..layers.base import HELPER_NAMES
+
+    if not is_identifier(name) or keyword.issoftkeyword(name):
+        raise CaffeError(f"--class-name '{safe_text(name, 60)}' is not a Python identifier")
+    if name in CODE_NAMES or name in HELPER_NAMES or name.startswith("__") or name == "self":
+        raise CaffeError(
+            f"--class-name '{name}': model.py uses that name itself; choose another"
+        )
+
+
 class Namer:
     """Unique names in one namespace: a clash gets ``_1``, ``_2``..."""
 

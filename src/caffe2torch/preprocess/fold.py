@@ -73,7 +73,7 @@ def fold(graph: Graph, needed: set[str], blobs: dict, pre: Preprocess, *, normal
         v = next(x for x in graph.inputs if x.name == spec.name)
         readers = _readers(v, needed)
         if normalize:
-            _fold_normalization(graph, v, spec, readers, blobs)
+            _fold_normalization(graph, v, spec, readers, blobs, pre)
         if spec.swap:
             reasons = [r for r in (_why_not(n, v, graph, blobs, False) for n in readers) if r]
             if reasons or not readers:
@@ -100,7 +100,7 @@ def fold(graph: Graph, needed: set[str], blobs: dict, pre: Preprocess, *, normal
     return prologue
 
 
-def _fold_normalization(graph, v: Value, spec: InputSpec, readers: list[Node], blobs: dict) -> None:
+def _fold_normalization(graph, v: Value, spec: InputSpec, readers: list[Node], blobs: dict, pre) -> None:
     if spec.mean_image is not None:
         raise PreprocessError(
             f"--fold-normalization: the mean of '{v.name}' is an image, which varies over the "
@@ -111,7 +111,12 @@ def _fold_normalization(graph, v: Value, spec: InputSpec, readers: list[Node], b
     mean = spec.caffe_mean()
     scale = spec.scale
     if mean is None and scale == 1.0:
-        spec.sources["folded"] = "--fold-normalization: nothing to fold (no mean, scale 1)"
+        missing = f" (the mean file {spec.mean_missing} is not here)" if spec.mean_missing else ""
+        spec.sources["folded"] = f"--fold-normalization: nothing to fold (no mean{missing}, scale 1)"
+        pre.notes.append(
+            f"--fold-normalization: nothing folded into the layers reading '{v.name}': it has no "
+            f"mean{missing} and scale 1"
+        )
         return
     if not readers:
         raise PreprocessError(
@@ -141,9 +146,10 @@ def _fold_normalization(graph, v: Value, spec: InputSpec, readers: list[Node], b
     spec.folded["layers"] = [n.id for n in readers]
     spec.folded["scale"] = scale
     spec.folded["mean"] = spec.mean
+    what = " and ".join(w for w, on in (("mean", spec.mean is not None), ("scale", scale != 1.0)) if on)
     spec.mean = None
     spec.scale = 1.0
     spec.sources["folded"] = (
-        f"--fold-normalization: mean and scale folded into {', '.join(n.id for n in readers)}; "
+        f"--fold-normalization: {what} folded into {', '.join(n.id for n in readers)}; "
         "the model takes pixels 0..255"
     )

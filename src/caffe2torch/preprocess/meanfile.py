@@ -2,12 +2,13 @@
 ``.npy``, read as (C, H, W) float32; written next to the weights as ``mean.pth``."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from ..caffe.caffemodel import read_blobproto
-from ..errors import WeightsError, reading
+from ..errors import WeightsError, check_file, reading
 
 
 def read_mean(path: str | Path) -> np.ndarray:
@@ -15,14 +16,21 @@ def read_mean(path: str | Path) -> np.ndarray:
     (C, 1, 1) mean stays per channel as (C, 1, 1))."""
     path = Path(path)
     if path.suffix == ".npy":
+        shape, dtype = _npy_header(path)
+        if dtype.hasobject or dtype.kind not in "fiu" or dtype.fields is not None:
+            raise WeightsError(f"holds {dtype}, not numbers", file=path)
+        n = math.prod(shape)
+        if n >= 1 << 31 or len(shape) > 4:
+            raise WeightsError(
+                f"holds an array of {'x'.join(map(str, shape))}: not a mean image (C x H x W)",
+                file=path,
+            )
         with reading(path, WeightsError, "a mean file (.npy)"):
             try:
-                arr = np.load(path, allow_pickle=False)
-            except ValueError as e:
-                raise WeightsError(f"not a numeric .npy: {e}", file=path) from None
-        arr = np.asarray(arr)
-        if arr.dtype.kind not in "fiu":
-            raise WeightsError(f"holds {arr.dtype}, not numbers", file=path)
+                arr = np.load(path, allow_pickle=False, mmap_mode="r")
+            except (ValueError, EOFError):
+                raise WeightsError("not a numeric .npy (its header or data is damaged)", file=path) from None
+            arr = np.array(arr, np.float32)
     else:
         arr = read_blobproto(path).data
     arr = np.asarray(arr, np.float32)
@@ -37,6 +45,28 @@ def read_mean(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """An .npy file's shape and dtype from its header, before anything is allocated."""
+    st = check_file(path, WeightsError, "a mean file (.npy)", limit=None)
+    with reading(path, WeightsError, "a mean file (.npy)"):
+        with open(path, "rb") as f:
+            try:
+                version = np.lib.format.read_magic(f)
+                reader = {(1, 0): np.lib.format.read_array_header_1_0,
+                          (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                if reader is None:
+                    raise ValueError("version")
+                shape, _, dtype = reader(f)
+            except (ValueError, EOFError, SyntaxError, TypeError):
+                what = "the file is empty" if st.st_size == 0 else "its header is damaged"
+                raise WeightsError(f"not an .npy array ({what})", file=path) from None
+            offset = f.tell()
+    shape = tuple(int(d) for d in shape)
+    if st.st_size < offset + math.prod(shape) * dtype.itemsize:
+        raise WeightsError("is truncated: its data is shorter than its header says", file=path)
+    return shape, dtype
+
+
 def save_mean(arr: np.ndarray, path: str | Path) -> None:
     """``{"mean": tensor}`` with torch.save: loads with ``torch.load(..., weights_only=True)``."""
     import torch
@@ -45,7 +75,9 @@ def save_mean(arr: np.ndarray, path: str | Path) -> None:
 
 
 def load_mean(path: str | Path) -> np.ndarray:
-    import torch
+    from ..folder import load_state
 
-    with reading(Path(path), WeightsError, "a mean (mean.pth)"):
-        return torch.load(path, weights_only=True)["mean"].numpy()
+    state = load_state(Path(path))
+    if "mean" not in state:
+        raise WeightsError("holds no 'mean' tensor", file=path)
+    return state["mean"].numpy()

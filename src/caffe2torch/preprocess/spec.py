@@ -18,6 +18,8 @@ from ..graph import Graph, Value
 from .meanfile import read_mean
 
 FORMAT = "caffe2torch-preprocess/1"
+# Data layers that read images with OpenCV (BGR, pixels 0..255).
+IMAGE_READERS = frozenset({"Data", "ImageData", "WindowData", "AnnotatedData", "DenseImageData"})
 MEAN_FILE = "mean.pth"
 COLOUR = ("BGR", "RGB")
 
@@ -68,6 +70,10 @@ class InputSpec:
     scale: float = 1.0
     folded: dict = field(default_factory=dict)  # what the model's first layers took over
     sources: dict = field(default_factory=dict)  # field -> where its value came from
+    # Fields the prototxt does not state, whose values are Caffe's defaults, assumed.
+    assumed: list[str] = field(default_factory=list)
+    mean_missing: str | None = None  # a mean file the prototxt names that is not here
+    mean_path: Path | None = None  # the mean file read, if any
 
     @property
     def swap(self) -> bool:
@@ -99,10 +105,25 @@ class InputSpec:
                 "scale": self.scale,
                 "folded_into_model": self.folded or None,
                 "model_input": self.model_input(),
+                "assumed": list(self.assumed),
+                "mean_missing": self.mean_missing,
                 "sources": self.sources,
             }
         )
         return out
+
+    def assumption_text(self) -> str:
+        """What the prototxt does not say, as one clause ("" when it says everything)."""
+        if not self.assumed:
+            return ""
+        words = {
+            "channel_order": self.caffe_order or "",
+            "pixel_range": "pixels 0..255",
+            "mean": "no mean",
+            "scale": "scale 1",
+        }
+        said = ", ".join(words[a] for a in words if a in self.assumed and words[a])
+        return f"the prototxt does not say; Caffe's defaults assumed: {said}"
 
     def model_input(self) -> dict:
         """How the converted model's input is made from the Caffe net's input blob (what the
@@ -130,6 +151,10 @@ class Preprocess:
 
     def image_inputs(self) -> list[InputSpec]:
         return [i for i in self.inputs if i.kind == "image"]
+
+    def mean_files(self) -> list[Path]:
+        """The mean files read (inputs of the conversion, like the prototxt)."""
+        return [i.mean_path for i in self.inputs if i.mean_path is not None]
 
     def adapt(self, arrays: dict) -> dict:
         """The converted model's inputs from the Caffe net's (blob name -> array)."""
@@ -257,6 +282,10 @@ def _input(graph: Graph, v: Value, opts: Options, notes: list[str]) -> InputSpec
     tp = proto.transform_param if _has(proto, "transform_param") else None
     idp = proto.image_data_param if _has(proto, "image_data_param") else None
     where = _where(node, graph.format)
+    # A data layer that reads images (with OpenCV) says their channel order and range; one with
+    # a transform_param says its mean and scale (none given: none applied).
+    reads_images = node.type in IMAGE_READERS
+    states_transform = tp is not None or reads_images
 
     # Channel order.
     if channels == 1:
@@ -271,16 +300,23 @@ def _input(graph: Graph, v: Value, opts: Options, notes: list[str]) -> InputSpec
             src["caffe_order"] = "--caffe-order"
         else:
             spec.caffe_order = "BGR"
-            src["caffe_order"] = (
-                "default: Caffe's data layers and caffe.io read images with OpenCV, which gives "
-                "BGR, and nothing in the prototxt says otherwise"
-            )
+            if reads_images:
+                src["caffe_order"] = f"{where} reads images with OpenCV, which gives BGR"
+            else:
+                src["caffe_order"] = (
+                    "default: Caffe's data layers and caffe.io read images with OpenCV, which "
+                    "gives BGR, and nothing in the prototxt says otherwise"
+                )
+                spec.assumed.append("channel_order")
         if opts.input_order:
             spec.channel_order = opts.input_order.upper()
             src["channel_order"] = "--input-order"
         else:
             spec.channel_order = spec.caffe_order
             src["channel_order"] = "the Caffe net's order (no --input-order)"
+
+    if not reads_images:
+        spec.assumed.append("pixel_range")
 
     # Size: resize, then a centred crop.
     if idp is not None and idp.new_height and idp.new_width:
@@ -302,6 +338,8 @@ def _input(graph: Graph, v: Value, opts: Options, notes: list[str]) -> InputSpec
         src["scale"] = f"{where} transform_param.scale"
     else:
         src["scale"] = "default: 1 (the prototxt sets no scale)"
+        if not states_transform:
+            spec.assumed.append("scale")
 
     # Mean: per channel or an image, in the Caffe net's order here; reordered below.
     mean = mean_image = None
@@ -312,6 +350,7 @@ def _input(graph: Graph, v: Value, opts: Options, notes: list[str]) -> InputSpec
     elif opts.mean_file is not None:
         mean_image = _mean_image(read_mean(opts.mean_file), channels, opts.mean_file)
         src["mean"] = f"--mean-file {opts.mean_file.name}"
+        spec.mean_path = opts.mean_file
     elif tp is not None and len(tp.mean_value):
         mean = _per_channel(list(tp.mean_value), channels, f"layer '{node.name}' mean_value", graph.path)
         src["mean"] = f"{where} transform_param.mean_value"
@@ -326,11 +365,15 @@ def _input(graph: Graph, v: Value, opts: Options, notes: list[str]) -> InputSpec
                 f"input '{v.name}': the prototxt names the mean file '{tp.mean_file}', which is "
                 "not here; preprocess.json has no mean (give --mean-file)"
             )
+            spec.mean_missing = tp.mean_file
         else:
             mean_image = _mean_image(read_mean(found), channels, found)
             src["mean"] = f"{where} transform_param.mean_file '{tp.mean_file}'"
+            spec.mean_path = found
     else:
         src["mean"] = "none: the prototxt sets no mean (give --mean or --mean-file)"
+        if not states_transform:
+            spec.assumed.append("mean")
     if mean_image is not None:
         mean, mean_image = _fit_mean(spec, mean_image, src)
     if spec.swap:

@@ -33,8 +33,12 @@ from .opencv import LoadedReference, ReferenceError, opencv, opencv_gap, referen
 from .parity import ATOL, RTOL  # the project's tolerance, one definition
 
 PASS, FAIL, DRIFT, SKIP = "pass", "FAIL", "drift", "skipped"
+REFERR = "reference-error"
 # drift: the value differs, but the same layer given the reference's inputs agrees: its input
 # differed (rounding the net amplifies); the layer itself is right.
+# reference-error: the reference's value is wrong (not finite, implausibly large, or unlike an
+# exact float64 computation of the layer that the model matches); not the model's failure.
+IMPLAUSIBLE = 1e6  # a reference value this many times larger than the model's (and than 1)
 
 
 @dataclass
@@ -53,6 +57,7 @@ class Row:
     local: float | None = None  # relative error with the reference's inputs (after a failure)
     local_ok: bool | None = None
     fused: list[str] = field(default_factory=list)  # the other layers of its step (BN+Scale)
+    y_max: float | None = None  # max |y| of the model's value
 
     @property
     def rel(self) -> float | None:
@@ -99,13 +104,20 @@ class Verification:
     explanation: list[str] = field(default_factory=list)
     strict: bool = False  # drift fails too
     seconds: dict = field(default_factory=dict)  # where the time went (not in any output)
+    state: object = None  # the model's weights while the check runs again (not in any output)
 
     @property
     def compared(self) -> list[Row]:
-        return [r for r in self.rows if r.status != SKIP]
+        return [r for r in self.rows if r.status in (PASS, FAIL, DRIFT)]
 
     @property
     def failed(self) -> list[Row]:
+        """Values that are wrong (drift is counted apart, see :attr:`failing`)."""
+        return [r for r in self.rows if r.status == FAIL]
+
+    @property
+    def failing(self) -> list[Row]:
+        """The values that fail the check: the failed ones, and drift under ``strict``."""
         bad = (FAIL, DRIFT) if self.strict else (FAIL,)
         return [r for r in self.rows if r.status in bad]
 
@@ -118,19 +130,23 @@ class Verification:
         return [r for r in self.rows if r.status == SKIP]
 
     @property
+    def reference_errors(self) -> list[Row]:
+        return [r for r in self.rows if r.status == REFERR]
+
+    @property
     def passed(self) -> bool:
-        return not self.failed and bool(self.compared)
+        return not self.failing and bool(self.compared)
 
     @property
     def status(self) -> str:
         """passed, failed, or unchecked (OpenCV can check none of the values)."""
-        if self.failed:
+        if self.failing:
             return "failed"
         return "passed" if self.compared else "unchecked"
 
     @property
     def first_divergence(self) -> Row | None:
-        return self.failed[0] if self.failed else None
+        return self.failing[0] if self.failing else None
 
     @property
     def worst(self) -> Row | None:
@@ -148,6 +164,8 @@ class Verification:
             "compared": len(self.compared),
             "failed": len(self.failed),
             "drifted": len(self.drifted),
+            "strict": self.strict,
+            "reference_errors": len(self.reference_errors),
             "skipped": len(self.skipped),
             "worst_rel": _sig(worst.rel) if worst else None,
             "first_divergence": first.layer if first else None,
@@ -233,18 +251,90 @@ def verify_model(
     model_file: str = "model.py",
     layer_map: Mapping[str, str] | None = None,
     model_arrays: Mapping[str, np.ndarray] | None = None,
+    strict: bool = False,
 ) -> Verification:
     """Run ``code`` (a converted ``model.py``) with ``state`` and the reference on ``arrays``
     (blob name -> array for each input of ``graph``) and compare every value in ``trace``.
     ``caffemodel`` is a binary file (:func:`caffe2torch.synth.weights_file` makes one).
     ``model_arrays``: the model's own inputs when they differ from the reference's (a model
-    that takes RGB, or raw pixels with the normalization folded in)."""
+    that takes RGB, or raw pixels with the normalization folded in).
+
+    A value the reference gets wrong (see :data:`REFERR`) is reported as such; the check then
+    runs again with that layer's outputs given to the reference from the model, so that the
+    layers after it are still compared against the reference."""
+    faults: dict[str, str] = {}
+    blobs = _CaffeBlobs(graph, caffemodel)
+    for _ in range(4):
+        result, found = _verify_once(
+            code, class_name, state, trace, graph, caffemodel, arrays,
+            inputs_text=inputs_text, rtol=rtol, atol=atol, model_file=model_file,
+            layer_map=layer_map, model_arrays=model_arrays, faults=faults, blobs=blobs,
+            strict=strict,
+        )
+        if callable(state):
+            state = result.state
+        if not found:
+            break
+        faults.update(found)
+    result.state = None
+    return result
+
+
+class _CaffeBlobs:
+    """A layer's Caffe blobs from the caffemodel the reference reads (read once, when an exact
+    computation of a layer is needed)."""
+
+    def __init__(self, graph: Graph, caffemodel: str | Path) -> None:
+        self.graph, self.caffemodel, self._matched = graph, caffemodel, None
+
+    def __call__(self, node: Node) -> list[np.ndarray] | None:
+        if not node.weight_shapes:
+            return []
+        if self._matched is None:
+            from ..caffe.caffemodel import read_caffemodel
+            from ..graph import check_weights
+
+            try:
+                self._matched = check_weights(self.graph, read_caffemodel(self.caffemodel)).matched
+            except CaffeError:
+                self._matched = {}
+        blobs = self._matched.get(node.id)
+        if blobs is None:
+            return None
+        return [np.asarray(b.data, np.float64).reshape(s) for b, s in zip(blobs, node.weight_shapes)]
+
+
+def _verify_once(
+    code: str,
+    class_name: str,
+    state: Mapping | Callable[[], Mapping],
+    trace: list[TraceStep],
+    graph: Graph,
+    caffemodel: str | Path,
+    arrays: Mapping[str, np.ndarray],
+    *,
+    inputs_text: str,
+    rtol: float = RTOL,
+    atol: float = ATOL,
+    model_file: str = "model.py",
+    layer_map: Mapping[str, str] | None = None,
+    model_arrays: Mapping[str, np.ndarray] | None = None,
+    faults: Mapping[str, str] | None = None,
+    blobs: "_CaffeBlobs | None" = None,
+    strict: bool = False,
+) -> tuple[Verification, dict[str, str]]:
+    """One run of both engines (see :func:`verify_model`); returns the result and the layers
+    found to be the reference's fault in it (id -> why)."""
     import torch
 
     cv2 = opencv()
+    faults = dict(faults or {})
     run = _Run(graph, trace)
+    run.cuts.update(faults)
     makers = {False: instrument(code, class_name, trace, filename=model_file)}
     result = Verification(f"OpenCV {cv2.__version__} (cv2.dnn)", inputs_text, rtol, atol)
+    result.strict = strict
+    found: dict[str, str] = {}
     own = model_arrays if model_arrays is not None else arrays
     xs = [torch.from_numpy(np.ascontiguousarray(own[v.name], np.float32)) for v in graph.inputs]
 
@@ -254,8 +344,14 @@ def verify_model(
         if feed is not None and True not in makers:
             makers[True] = instrument(code, class_name, trace, feed=True, filename=model_file)
         cls = makers[feed is not None](tap, feed)
-        with torch.device("meta"):
-            model = cls()
+        try:
+            with torch.device("meta"):
+                model = cls()
+        except Exception as e:  # noqa: BLE001 - the file's own failure, as one line
+            raise TraceError(
+                f"{class_name}() fails: {type(e).__name__}: {_first_error_line(e, 0)}",
+                file=model_file,
+            ) from None
         try:
             model.load_state_dict(state, strict=True, assign=True)
         except RuntimeError as e:
@@ -287,7 +383,13 @@ def verify_model(
     if ref_net.layers:  # else OpenCV can check none of them
         loaded = LoadedReference(ref_net, caffemodel, shown=graph.path)  # in the background
     if callable(state):  # loaded while OpenCV reads its weights
-        state = state()
+        try:
+            state = state()
+        except BaseException:
+            if loaded is not None:
+                loaded.close()
+            raise
+    result.state = state
     # 1. The values the reference cannot make itself, from the converted model.
     feeds: dict[int, np.ndarray] = {id(v): arrays[v.name] for v in graph.inputs}
     wanted = {id(v) for v in ref_net.inputs} - set(feeds)
@@ -363,8 +465,10 @@ def verify_model(
         row.shape = tuple(t.shape)
         theirs, why = reference(*_ref(trace[i].writes[k]))
         if theirs is None:
-            row.status, row.note = SKIP, why
+            row.status, row.note = (REFERR if row.layer in faults else SKIP), why
             return
+        if t.numel():
+            row.y_max = float(t.detach().abs().max())
         errs = _errors(t, theirs)
         if errs is None:
             row.status = FAIL
@@ -392,18 +496,25 @@ def verify_model(
     # 4. After a failure: each layer on the reference's inputs.
     if any(r.status == FAIL for r in result.rows):
 
+        local_inputs: dict[int, dict[int, np.ndarray | None]] = {}
+
         def feed(i, k, x):
             vref = trace[i].reads[k][1]
             node = run.nodes[vref.layer]
+            given = local_inputs.setdefault(i, {})
             if node.is_source:
+                v = run.value(vref.layer, vref.top)
+                given[k] = np.asarray(arrays[v.name]) if v.name in arrays else None
                 return x
             theirs, _ = reference(vref.layer, vref.top)
+            given[k] = None
             if theirs is None:
                 return x
             # In Caffe's shape (the model's own may be wrong; OpenCV's may lack trailing 1s).
             shape = run.value(vref.layer, vref.top).shape
             if shape is None or theirs.size != math.prod(shape):
                 return x
+            given[k] = theirs.reshape(shape)
             return torch.from_numpy(theirs.reshape(shape).copy()).to(x.dtype)
 
         def local_tap(i, k, t):
@@ -420,17 +531,79 @@ def verify_model(
             row.local_ok = err <= atol + rtol * ref_max
             if row.local_ok:
                 row.status = DRIFT
+                return
+            why = _reference_fault(
+                run.nodes[row.layer], k, t, theirs, local_inputs.get(i), blobs, rtol, atol
+            )
+            if why:
+                found[row.layer] = why
 
         start = time.perf_counter()
         forward(build(local_tap, feed), raising=False)
         result.seconds["model_local_run"] = time.perf_counter() - start
-        result.explanation = _explain(result, run, code, layer_map or {})
-    return result
+        if not found:
+            result.explanation = _explain(result, run, code, layer_map or {})
+    if faults and not found:
+        result.explanation += _explain_faults(result, faults)
+    return result, found
 
 
-def _first_error_line(e: Exception) -> str:
+def _first_error_line(e: Exception, index: int = 1) -> str:
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    return lines[1] if len(lines) > 1 else (lines[0] if lines else type(e).__name__)
+    return lines[index] if len(lines) > index else (lines[0] if lines else type(e).__name__)
+
+
+def _reference_fault(node: Node, top: int, t, theirs, inputs, blobs, rtol: float, atol: float) -> str:
+    """Why the reference's value of a failing layer is the reference's fault ("" when it may
+    be the model's). With an exact float64 computation of the layer (its family's ``exact``),
+    that decides: the model matches it and the reference does not. Without one, a reference
+    value that is not finite, or implausibly large, where the model's is neither."""
+    ours = t.detach().to(dtype=t.dtype).cpu().double().numpy()
+    ref = np.asarray(theirs, np.float64).reshape(-1)
+    exact = getattr(node.op, "exact", None)
+    if exact is not None and inputs is not None and all(a is not None for a in inputs.values()):
+        weights = blobs(node) if blobs is not None else None
+        if weights is not None:
+            try:
+                want = exact([np.asarray(inputs[k], np.float64) for k in sorted(inputs)], weights)
+            except (NotImplementedError, ValueError):
+                want = None
+            if want is not None and top < len(want) and want[top].size == ref.size:
+                w = np.asarray(want[top], np.float64).reshape(-1)
+                scale = float(np.abs(w).max()) if w.size else 0.0
+                bound = atol + rtol * scale
+                ours_err = float(np.abs(ours.reshape(-1) - w).max()) if w.size else 0.0
+                ref_err = float(np.nan_to_num(np.abs(ref - w), nan=np.inf).max()) if w.size else 0.0
+                if ours_err <= bound < ref_err:
+                    return (
+                        "OpenCV's value differs from an exact float64 computation of the layer "
+                        f"by {ref_err:.3g} (max |exact| {scale:.3g}); the model's is within "
+                        f"{ours_err:.2g} of it"
+                    )
+                return ""
+    if not np.isfinite(ours).all():
+        return ""
+    if ref.size and not np.isfinite(ref).all():
+        return "OpenCV's value is not finite (NaN or infinity) where the model's is"
+    ref_max = float(np.abs(ref).max()) if ref.size else 0.0
+    y_max = float(np.abs(ours).max()) if ours.size else 0.0
+    if ref_max > IMPLAUSIBLE * max(1.0, y_max):
+        return (
+            f"OpenCV's value reaches {ref_max:.3g} where the model's stays within {y_max:.3g}: "
+            "implausible for this layer"
+        )
+    return ""
+
+
+def _explain_faults(result: Verification, faults: Mapping[str, str]) -> list[str]:
+    names = ", ".join(f"'{i}'" for i in faults)
+    lines = [
+        f"The reference is wrong at {names}, not the model: "
+        + "; ".join(f"'{i}': {why}" for i, why in faults.items())
+        + ". Those values are marked reference-error, and the layers after them were checked "
+        "with the model's values given to the reference in their place."
+    ]
+    return lines
 
 
 def _ref(write) -> tuple[str, int]:
@@ -521,13 +694,16 @@ def _drop_training(message) -> None:
             _drop_training(value)
 
 
-def check_inputs(graph: Graph, arrays: Mapping[str, np.ndarray], shown="") -> None:
+def check_inputs(graph: Graph, arrays: Mapping[str, np.ndarray], shown=None) -> None:
+    """Every input has an array of its shape; ``shown`` names the file each came from."""
+    shown = shown or {}
     for v in graph.inputs:
         a = arrays.get(v.name)
+        where = shown.get(v.name) if isinstance(shown, Mapping) else (shown or None)
         if a is None:
-            raise CaffeError(f"no array for input '{v.name}'", file=shown or None)
+            raise CaffeError(f"no array for input '{v.name}'", file=where)
         if tuple(a.shape) != tuple(v.shape):
             raise CaffeError(
                 f"input '{v.name}' has shape {_fmt(a.shape)}, the model takes {_fmt(v.shape)}",
-                file=shown or None,
+                file=where,
             )

@@ -261,6 +261,12 @@ class LoadedReference:
             self.error = e
         self.seconds["load"] = time.perf_counter() - start
 
+    def close(self) -> None:
+        """Give up on the reference (the check stopped): wait for the loader, drop its files."""
+        self._thread.join()
+        self._tmp.cleanup()
+        self.net = None
+
     def run(self, arrays: Mapping[int, np.ndarray]) -> dict[str, list[np.ndarray]]:
         """Outputs of every layer by layer name, for ``arrays`` (id(Value) -> array for each
         input of the reference net)."""

@@ -26,7 +26,9 @@ def parity_markdown(v: Verification) -> list[str]:
     verdict = {"passed": "passed", "failed": "FAILED", "unchecked": "unchecked"}[v.status]
     lines = [
         f"**{verdict}**: {len(v.compared)} values compared, {len(v.failed)} failed, "
-        f"{len(v.skipped)} skipped"
+        + (f"{len(v.drifted)} drift{' (failing: --strict)' if v.strict else ''}, " if v.drifted else "")
+        + (f"{len(v.reference_errors)} reference-error, " if v.reference_errors else "")
+        + f"{len(v.skipped)} skipped"
         + (
             f"; worst relative error {_num(worst.rel)} (`{_cell(worst.blob)}` after "
             f"`{_cell(worst.layer)}`)."

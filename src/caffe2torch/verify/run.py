@@ -1,17 +1,24 @@
 """Verification entry points: a conversion in memory (what ``convert`` runs before writing), or a
 converted folder (``caffe2torch verify OUTDIR``), which is checked as it is on disk: its own
-``model.py`` and weights file against the Caffe files it names."""
+``model.py`` and weights file against the Caffe files it names.
+
+Both run the check at ``--check-batch`` (1 by default) and estimate its memory before starting
+(:mod:`caffe2torch.memory`). Input arrays given with ``--input`` are checked against the
+model's inputs from their ``.npy`` header, before anything is allocated.
+"""
 
 from __future__ import annotations
 
-import json
+import math
+import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..emit.conversion import _Digest
-from ..errors import CaffeError, WeightsError, reading
+from ..errors import PROTO_BINARY_LIMIT, CaffeError, WeightsError, check_file, read_text, reading
+from ..folder import MANIFEST, Digest, FolderError, load_state, read_manifest
+from ..memory import CheckOptions
 from ..preprocess.spec import pixel_inputs
 from ..synth import weights_file
 from .instrument import TraceError, parse_trace
@@ -24,11 +31,11 @@ class VerifyInputError(CaffeError):
 
 
 def _inputs_text(
-    seed: int, files: Sequence[Path] | None, preprocess: dict | None = None, pixels=()
+    seed: int, files: Sequence[Path] | None, preprocess: dict | None = None, pixels=(), batch=""
 ) -> str:
     if files:
         kinds = "images" if all(Path(f).suffix != ".npy" for f in files) else "arrays"
-        text = f"{kinds} from " + ", ".join(Path(f).name for f in files)
+        text = f"{kinds} from " + ", ".join(Path(str(f).split("=", 1)[-1]).name for f in files)
         if kinds == "images":
             text += " through preprocess.py"
     else:
@@ -40,6 +47,8 @@ def _inputs_text(
                 if len(pixels) < len((preprocess or {}).get("inputs", []))
                 else f"seeded uniform pixels 0..255 (seed {seed}), normalized for OpenCV"
             )
+    if batch:
+        text += f", {batch}"
     for rec in (preprocess or {}).get("inputs", []):
         how = rec.get("model_input") or {}
         done = []
@@ -59,20 +68,25 @@ def verify_conversion(
     arrays: Mapping[str, np.ndarray] | None = None,
     rtol: float = RTOL,
     atol: float = ATOL,
+    check: CheckOptions | None = None,
 ) -> Verification:
-    """Check a :class:`~caffe2torch.emit.Conversion` in memory against OpenCV."""
-    graph = conversion.graph
+    """Check a :class:`~caffe2torch.emit.Conversion` in memory against OpenCV, at the check's
+    batch (given ``arrays``: at theirs)."""
+    check = check or CheckOptions()
+    graph, batch_note = (conversion.graph, "") if arrays is not None else check.graph(conversion.graph)
     pre = conversion.preprocess
+    w = conversion.sources.get("weights") or {}
+    weights = conversion.paths.get("weights")
+    check.enforce(graph, _weight_bytes(weights, graph))
     pixels: list[str] = []
     if arrays is None:
         arrays = random_inputs(graph.inputs, seed)
         if pre is not None:
             arrays, pixels = pixel_inputs(pre.to_dict(), arrays, seed)
     check_inputs(graph, arrays)
-    w = conversion.sources.get("weights") or {}
     own = pre.adapt(dict(arrays)) if pre is not None else None
-    with weights_file(graph, conversion.paths.get("weights"), w.get("seed") or 0) as caffemodel:
-        return verify_model(
+    with weights_file(graph, weights, w.get("seed") or 0) as caffemodel:
+        result = verify_model(
             conversion.code,
             conversion.class_name,
             conversion.state_dict(),
@@ -80,17 +94,62 @@ def verify_conversion(
             graph,
             caffemodel,
             arrays,
-            inputs_text=_inputs_text(seed, None, pre.to_dict() if pre is not None else None, pixels),
+            inputs_text=_inputs_text(
+                seed, None, pre.to_dict() if pre is not None else None, pixels, batch_note
+            ),
             rtol=rtol,
             atol=atol,
             layer_map=conversion.generated.layer_map,
             model_arrays=own,
         )
+    return result
 
 
-def load_arrays(files: Sequence[Path], names: Sequence[str]) -> dict[str, np.ndarray]:
-    """``.npy`` files for the inputs: ``NAME=FILE`` or, in the inputs' order, ``FILE``."""
-    out: dict[str, np.ndarray] = {}
+def _weight_bytes(weights: Path | None, graph) -> int:
+    """The weights both engines hold: the net's parameters (a binary caffemodel is also read
+    whole once)."""
+    params = graph.param_count * 4
+    if weights is not None and not str(weights).endswith(".h5"):
+        try:
+            return max(params, os.stat(weights).st_size)
+        except OSError:
+            return params
+    return params
+
+
+# ----------------------------------------------------------------------------- --input
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, offset of the data) from an ``.npy`` file's header, without reading it."""
+    check_file(path, VerifyInputError, "an .npy array", limit=None)
+    with reading(path, VerifyInputError, "an .npy array"):
+        with open(path, "rb") as f:
+            try:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    raise ValueError(f"format version {version[0]}.{version[1]}")
+            except (ValueError, EOFError, SyntaxError, TypeError):
+                what = "the file is empty" if os.stat(path).st_size == 0 else "its header is damaged"
+                raise VerifyInputError(f"not an .npy array ({what})", file=path) from None
+            offset = f.tell()
+    return tuple(int(d) for d in shape), dtype, offset
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return text[:120]
+
+
+def read_input_arrays(
+    files: Sequence[Path], inputs: Sequence[dict]
+) -> dict[str, tuple[Path, tuple[int, ...], np.dtype, int]]:
+    """The ``--input`` files by input name, with their headers checked against the model's
+    inputs (``NAME=FILE`` or, in the inputs' order, ``FILE``): nothing is read yet."""
+    names = [i["name"] for i in inputs]
+    declared = {i["name"]: tuple(i["shape"]) for i in inputs}
     plain = [f for f in files if "=" not in str(f)]
     if plain and len(plain) != len(files):
         raise VerifyInputError("give every --input as NAME=FILE.npy, or none")
@@ -98,21 +157,63 @@ def load_arrays(files: Sequence[Path], names: Sequence[str]) -> dict[str, np.nda
         raise VerifyInputError(
             f"{len(plain)} --input file(s) for {len(names)} input(s) ({', '.join(names)})"
         )
+    out: dict = {}
     for i, f in enumerate(files):
         name, path = str(f).split("=", 1) if "=" in str(f) else (names[i], str(f))
+        path = Path(path)
         if name not in names:
             raise VerifyInputError(f"--input names '{name}': the inputs are {', '.join(names)}")
-        with reading(path, VerifyInputError, "an .npy array"):
-            try:
-                a = np.load(path, allow_pickle=False)
-            except ValueError as e:
-                raise VerifyInputError(f"not an .npy array ({e})", file=path) from None
-        if a.dtype.kind not in "fiub":
-            raise VerifyInputError(f"holds {a.dtype} values, not numbers", file=path)
-        out[name] = np.ascontiguousarray(a, np.float32)
+        if name in out:
+            raise VerifyInputError(f"--input gives '{name}' twice")
+        shape, dtype, offset = _npy_header(path)
+        if dtype.hasobject or dtype.kind not in "fiub" or dtype.fields is not None:
+            raise VerifyInputError(f"holds {dtype} values, not numbers", file=path)
+        want = declared[name]
+        shown = "x".join(map(str, shape)) or "a scalar"
+        if len(shape) != len(want) or tuple(shape[1:]) != tuple(want[1:]) or not shape or shape[0] < 1:
+            raise VerifyInputError(
+                f"holds an array of {shown}; the model's input '{name}' is "
+                f"Nx{'x'.join(map(str, want[1:]))} (N at least 1)",
+                file=path,
+            )
+        n = math.prod(shape)
+        if n >= 1 << 31:
+            raise VerifyInputError(
+                f"holds {n:,} values; a Caffe blob holds at most 2^31 - 1 (INT_MAX)", file=path
+            )
+        size = os.stat(path).st_size
+        if size < offset + n * dtype.itemsize:
+            raise VerifyInputError(
+                f"is truncated: its header says {shown} {dtype}, which needs "
+                f"{offset + n * dtype.itemsize:,} bytes, the file has {size:,}",
+                file=path,
+            )
+        out[name] = (path, shape, dtype, offset)
     return out
 
 
+def load_input_arrays(headers: Mapping[str, tuple]) -> dict[str, np.ndarray]:
+    """The arrays of :func:`read_input_arrays`, as float32."""
+    out = {}
+    for name, (path, shape, dtype, _) in headers.items():
+        with reading(path, VerifyInputError, "an .npy array"):
+            try:
+                a = np.load(path, allow_pickle=False, mmap_mode="r")
+            except (ValueError, EOFError):
+                raise VerifyInputError("not an .npy array (its data is damaged)", file=path) from None
+            out[name] = np.ascontiguousarray(a, np.float32)
+        if not np.all(np.isfinite(out[name])):
+            raise VerifyInputError("holds NaN or infinite values", file=path)
+    return out
+
+
+def load_arrays(files: Sequence[Path], names: Sequence[str], shapes=None) -> dict[str, np.ndarray]:
+    """``.npy`` files for the inputs (see :func:`read_input_arrays`)."""
+    inputs = [{"name": n, "shape": list((shapes or {}).get(n, ()))} for n in names]
+    return load_input_arrays(read_input_arrays(files, inputs))
+
+
+# ------------------------------------------------------------------------------ folder
 def _source(outdir: Path, manifest: dict, key: str, given: Path | None, flag: str):
     """The source file, and a check of its sha256 against the manifest's (computed in the
     background: call it to wait and raise on a mismatch)."""
@@ -121,17 +222,18 @@ def _source(outdir: Path, manifest: dict, key: str, given: Path | None, flag: st
         rel = src.get("path")
         if not rel:
             raise VerifyInputError(
-                f"{outdir / 'conversion.json'} does not say where the {key} is: pass {flag}"
+                f"{outdir / MANIFEST} does not say where the {key} is: pass {flag}"
             )
         given = outdir / rel
         if not given.is_file():
             raise VerifyInputError(
                 f"the {key} this model was converted from is not at {given} any more: pass {flag}"
             )
-    if not given.is_file():
-        raise VerifyInputError("no such file", file=given)
+    limit = None if str(given).endswith(".h5") else PROTO_BINARY_LIMIT
+    err = VerifyInputError
+    check_file(given, err, f"the {key}", limit=limit if key == "weights" else 64 << 20)
     digest = src.get("sha256")
-    actual = _Digest(given, None) if digest else None
+    actual = Digest(given, None) if digest else None
 
     def check() -> None:
         if actual is not None and str(actual) != digest:
@@ -154,29 +256,19 @@ def verify_folder(
     rtol: float = RTOL,
     atol: float = ATOL,
     images: Sequence[Path] = (),
+    check: CheckOptions | None = None,
+    strict: bool = False,
 ) -> Verification:
     """Check a converted folder as written (``model.py``, its weights) against OpenCV running
     the Caffe files it was converted from. ``images``: image files made into the input by the
     folder's ``preprocess.py`` (a batch), instead of ``inputs`` or a random input."""
 
     from ..api import load_graph
-    from ..emit.conversion import MANIFEST, load_state
     from ..preprocess.spec import adapt_with_manifest
 
+    check = check or CheckOptions()
     outdir = Path(outdir)
-    if not outdir.is_dir():
-        raise VerifyInputError("is not a folder (give the folder convert wrote)", file=outdir)
-    with reading(outdir / MANIFEST, VerifyInputError, "a conversion.json"):
-        try:
-            manifest = json.loads((outdir / MANIFEST).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise VerifyInputError(f"is not JSON ({e})", file=outdir / MANIFEST) from None
-    for key in ("class_name", "model_file", "weights_file", "inputs", "trace"):
-        if key not in manifest:
-            raise VerifyInputError(
-                f"has no '{key}' (written by an older caffe2torch? convert again)",
-                file=outdir / MANIFEST,
-            )
+    manifest = read_manifest(outdir)
     prototxt, check_prototxt = _source(outdir, manifest, "prototxt", net, "--net")
     check_prototxt()
     w = (manifest.get("sources") or {}).get("weights") or {}
@@ -186,34 +278,39 @@ def verify_folder(
             raise VerifyInputError("the model has seeded random weights: --weights does not apply")
     elif w:
         caffemodel, check_weights = _source(outdir, manifest, "weights", weights, "--weights")
-    names = [i["name"] for i in manifest["inputs"]]
     if images and inputs:
         raise VerifyInputError("give --image or --input, not both")
+    arrays = None
+    shapes = {i["name"]: tuple(i["shape"]) for i in manifest["inputs"]}
+    headers = read_input_arrays(list(inputs), manifest["inputs"]) if inputs else {}
+    shapes.update({k: h[1] for k, h in headers.items()})
     if images:
         from ..predict import image_batch
         from ..preprocess.spec import caffe_input
 
         name, batch, how = image_batch(outdir, list(images))
         arrays = {name: caffe_input(how, batch)}
-    else:
-        arrays = load_arrays(list(inputs), names) if inputs else None
-    shapes = {i["name"]: tuple(i["shape"]) for i in manifest["inputs"]}
-    if arrays:
-        shapes.update({k: tuple(a.shape) for k, a in arrays.items()})
+        shapes[name] = tuple(arrays[name].shape)
     options = manifest.get("options") or {}
     graph = load_graph(
         prototxt,
         phase=options.get("phase", "test"),
         stages=options.get("stages", ()),
         input_shapes=shapes,
+        outputs=[o["name"] for o in manifest["outputs"]],
     )
+    batch_note = ""
+    if not headers and arrays is None:
+        graph, batch_note = check.graph(graph)
+    check.enforce(graph, _weight_bytes(caffemodel, graph))
+    if headers:
+        arrays = load_input_arrays(headers)
     pixels: list[str] = []
     if arrays is None:
         arrays = random_inputs(graph.inputs, seed)
         arrays, pixels = pixel_inputs(manifest.get("preprocess"), arrays, seed)
     model_file = outdir / manifest["model_file"]
-    with reading(model_file, VerifyInputError, "the model's code"):
-        code = model_file.read_text(encoding="utf-8")
+    code = read_text(model_file, FolderError, "the model's code (model.py)")
     state_file = outdir / manifest["weights_file"]
     if not state_file.is_file():
         raise WeightsError("is missing", file=state_file)
@@ -221,7 +318,8 @@ def verify_folder(
     def state() -> dict:  # read while OpenCV reads the caffemodel
         return load_state(state_file)
 
-    check_inputs(graph, arrays)
+    shown = {k: h[0] for k, h in headers.items()}
+    check_inputs(graph, arrays, shown=shown)
     with weights_file(graph, caffemodel, w.get("seed") or 0) as cm:
         result = verify_model(
             code,
@@ -231,15 +329,21 @@ def verify_folder(
             graph,
             cm,
             arrays,
-            inputs_text=_inputs_text(seed, [*inputs, *images], manifest.get("preprocess"), pixels),
+            inputs_text=_inputs_text(
+                seed, [*inputs, *images], manifest.get("preprocess"), pixels, batch_note
+            ),
             rtol=rtol,
             atol=atol,
             model_file=str(model_file),
             layer_map=manifest.get("layer_map") or {},
             model_arrays=adapt_with_manifest(manifest.get("preprocess"), arrays),
+            strict=strict,
         )
     check_weights()
     return result
 
 
-__all__ = ["verify_conversion", "verify_folder", "VerifyInputError", "TraceError"]
+__all__ = [
+    "verify_conversion", "verify_folder", "VerifyInputError", "TraceError", "load_arrays",
+    "read_input_arrays", "load_input_arrays",
+]

@@ -1,0 +1,645 @@
+"""The converted folder: what is in it, how it is written, and how it is read back.
+
+Writing (:class:`Destination`) never destroys anything the user did not ask to replace:
+
+- the destination is checked before any work starts (is it a folder we may write into? can we
+  write there at all?), so a conversion never ends with "cannot write" after minutes of work;
+- ``--overwrite`` replaces only a folder that caffe2torch wrote (its ``conversion.json`` is
+  there and it holds nothing but caffe2torch's files), and never the current folder, a folder
+  holding an input of the run, or a parent of either;
+- the files are written into a temporary folder beside the destination; an old folder is moved
+  aside, the new one renamed into place, and the old one deleted only then. A failure at any
+  point (an error, a full disk, Ctrl-C) puts the old folder back and leaves no stray folder.
+
+Reading (:func:`read_manifest`, :func:`load_state`, :func:`load_converted`) checks every file
+of a folder given to ``verify`` or ``predict`` and turns anything wrong into one line naming
+the file: a ``conversion.json`` with fields of the wrong type, a ``model.py`` that does not
+import, a tampered or truncated weights file (loaded with ``weights_only``, never pickle).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .errors import (
+    GiB,
+    TEXT_LIMIT,
+    CaffeError,
+    OutputError,
+    WeightsError,
+    check_file,
+    read_text,
+    reading,
+)
+
+FORMAT = "caffe2torch-conversion/1"
+MANIFEST = "conversion.json"
+MODEL_FILE = "model.py"
+REPORT_FILE = "report.md"
+PREPROCESS_JSON = "preprocess.json"
+PREPROCESS_FILE = "preprocess.py"
+MEAN_FILE = "mean.pth"
+WEIGHT_FILES = {"pth": "model.pth", "safetensors": "model.safetensors"}
+INTERMEDIATE_DIR = "mmdnn"  # the MMdnn engine's own files (--keep-intermediate)
+# What caffe2torch may find in a folder it wrote (importing model.py adds __pycache__).
+OWN_FILES = frozenset(
+    {MANIFEST, MODEL_FILE, REPORT_FILE, PREPROCESS_JSON, PREPROCESS_FILE, MEAN_FILE,
+     *WEIGHT_FILES.values()}
+)
+OWN_DIRS = frozenset({"__pycache__", INTERMEDIATE_DIR})
+WEIGHTS_LIMIT = 64 * GiB
+
+
+class FolderError(CaffeError):
+    """A converted folder (given to verify or predict) cannot be used."""
+
+
+# ------------------------------------------------------------------------------ writing
+def dump_json(data) -> str:
+    """Indented JSON, with lists of plain values (shapes) and records in a list (an input, a
+    step of the trace) each on one line. Refuses NaN and infinities (not JSON)."""
+
+    def flat(x) -> bool:
+        return isinstance(x, list) and all(
+            not isinstance(e, (dict, list)) or (isinstance(e, list) and flat(e)) for e in x
+        )
+
+    def record(x) -> bool:
+        return isinstance(x, dict) and all(
+            not isinstance(v, (dict, list)) or flat(v) for v in x.values()
+        )
+
+    def enc(x, indent: str, in_list: bool = False) -> str:
+        inner = indent + "  "
+        if isinstance(x, dict) and x and not (in_list and record(x)):
+            items = [f"{inner}{json.dumps(k)}: {enc(v, inner)}" for k, v in x.items()]
+            return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+        if isinstance(x, list) and x and not flat(x):
+            items = [inner + enc(e, inner, in_list=True) for e in x]
+            return "[\n" + ",\n".join(items) + "\n" + indent + "]"
+        return json.dumps(x, separators=(", ", ": "), allow_nan=False)
+
+    return enc(data, "") + "\n"
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _inside_known(entry: Path) -> bool:
+    if entry.is_symlink():
+        return False
+    if entry.is_dir():
+        return entry.name in OWN_DIRS
+    return entry.name in OWN_FILES
+
+
+def written_by_us(folder: Path) -> str:
+    """Why ``folder`` is not a folder caffe2torch wrote ("" when it is)."""
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        return f"it has no {MANIFEST}, so caffe2torch did not write it"
+    try:
+        with open(manifest, encoding="utf-8") as f:
+            fmt = json.loads(f.read(TEXT_LIMIT)).get("format", "")
+    except (OSError, ValueError, AttributeError):
+        fmt = ""
+    if not str(fmt).startswith("caffe2torch-conversion/"):
+        return f"its {MANIFEST} was not written by caffe2torch"
+    foreign = sorted(e.name for e in folder.iterdir() if not _inside_known(e))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        return f"it also holds files caffe2torch did not write ({shown})"
+    return ""
+
+
+@dataclass
+class Destination:
+    """Where a command writes its output, checked before any work starts (see the module)."""
+
+    path: Path
+    replace: bool  # an existing folder of caffe2torch's is replaced
+    is_file: bool = False
+
+    @classmethod
+    def folder(cls, outdir: str | Path, *, inputs: Iterable[Path | None], overwrite: bool) -> "Destination":
+        outdir = Path(outdir)
+        shown = outdir
+        if outdir.is_symlink():
+            raise OutputError(
+                "is a symbolic link: give the folder itself (caffe2torch replaces the link's "
+                "name, never what it points to)",
+                file=shown,
+            )
+        absolute = Path(os.path.abspath(outdir))
+        parent = absolute.parent
+        _check_parent(parent, shown)
+        real = parent.resolve() / absolute.name
+        cwd = Path.cwd().resolve()
+        if real.exists() and not real.is_dir():
+            raise OutputError("exists and is not a folder", file=shown)
+        replace = False
+        if real.is_dir():
+            if _is_within(cwd, real):
+                what = "the current folder" if real == cwd else "a parent of the current folder"
+                raise OutputError(
+                    f"is {what}: caffe2torch never replaces it; give a new folder with -o",
+                    file=shown,
+                )
+            for p in inputs:
+                if p is None:
+                    continue
+                rp = Path(os.path.abspath(p)).resolve()
+                if _is_within(rp, real):
+                    what = "holds" if rp.parent == real else "is a parent of"
+                    raise OutputError(
+                        f"{what} an input of this run ({p}): caffe2torch never replaces it; "
+                        "give a new folder with -o",
+                        file=shown,
+                    )
+            try:
+                empty = not any(real.iterdir())
+            except OSError as e:
+                raise OutputError(f"cannot be listed: {e.strerror or e}", file=shown) from None
+            if not empty:
+                if not overwrite:
+                    raise OutputError(
+                        "the folder exists and is not empty: pass --overwrite to replace a "
+                        "folder caffe2torch wrote, or give a new folder",
+                        file=shown,
+                    )
+                why = written_by_us(real)
+                if why:
+                    raise OutputError(
+                        f"--overwrite replaces only a folder caffe2torch wrote, and {why}; "
+                        "give a new folder",
+                        file=shown,
+                    )
+                replace = True
+        _probe(parent, shown, absolute.name)
+        return cls(Path(outdir), replace)
+
+    @classmethod
+    def file(cls, out: str | Path, *, inputs: Iterable[Path | None], overwrite: bool) -> "Destination":
+        out = Path(out)
+        if out.is_symlink():
+            raise OutputError("is a symbolic link: give the file itself", file=out)
+        absolute = Path(os.path.abspath(out))
+        _check_parent(absolute.parent, out, what="the folder to write into")
+        real = absolute.parent.resolve() / absolute.name
+        if real.is_dir():
+            raise OutputError("is a folder; give the file to write", file=out)
+        for p in inputs:
+            if p is not None and Path(os.path.abspath(p)).resolve() == real:
+                raise OutputError(
+                    f"is an input of this run ({p}): caffe2torch never overwrites its input",
+                    file=out,
+                )
+        if real.exists():
+            if not real.is_file():
+                raise OutputError("exists and is not a regular file", file=out)
+            if not overwrite:
+                raise OutputError("exists: pass --overwrite to replace it", file=out)
+        _probe(absolute.parent, out, absolute.name)
+        return cls(out, real.exists(), is_file=True)
+
+    def write_folder(self, fill: Callable[[Path], None]) -> Path:
+        """Call ``fill(tmp)`` to write the files into a temporary folder, then put it in
+        place (see the module docstring)."""
+        outdir = self.path
+        parent = Path(os.path.abspath(outdir)).parent
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".tmp", dir=parent))
+        except OSError as e:
+            raise OutputError(f"cannot write: {e.strerror or e}", file=parent) from None
+        old = None
+        try:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o777 & ~umask)
+            with _writing(outdir):
+                fill(tmp)
+                if self.replace and outdir.exists():
+                    why = written_by_us(outdir)  # again: it may have changed meanwhile
+                    if why:
+                        raise OutputError(f"--overwrite refused: {why}", file=outdir)
+                    old = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".old", dir=parent))
+                    os.rename(outdir, old / "x")
+                try:
+                    os.rename(tmp, outdir)
+                except BaseException:
+                    if old is not None:
+                        os.rename(old / "x", outdir)
+                        os.rmdir(old)
+                        old = None
+                    raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if old is not None and not outdir.exists() and (old / "x").exists():
+                os.rename(old / "x", outdir)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return outdir
+
+
+def _check_parent(parent: Path, shown: Path, what: str = "the folder to write into") -> None:
+    if not parent.exists():
+        raise OutputError(f"{what} does not exist", file=shown)
+    if not parent.is_dir():
+        raise OutputError(f"{what} is not a folder", file=shown)
+
+
+def _probe(parent: Path, shown: Path, name: str) -> None:
+    """Can we create entries in ``parent``? (A real try, removed at once: permissions, a
+    read-only or special file system, a name that is too long.)"""
+    try:
+        probe = tempfile.mkdtemp(prefix=f".{name[:200]}.", suffix=".probe", dir=parent)
+        os.rmdir(probe)
+    except OSError as e:
+        raise OutputError(f"cannot be written: {e.strerror or e}", file=shown) from None
+    if len(os.fsencode(name)) > 255:
+        raise OutputError("cannot be written: File name too long", file=shown)
+
+
+@contextlib.contextmanager
+def _writing(path: Path):
+    """OS errors of writing (a full disk, a file system that went read-only) as one line."""
+    try:
+        yield
+    except OSError as e:
+        raise OutputError(f"cannot write: {e.strerror or e}", file=path) from None
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path):
+    """A binary file written beside ``path`` and renamed onto it only when complete."""
+    with _writing(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    try:
+        with _writing(path):
+            with os.fdopen(fd, "wb") as f:
+                yield f
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def save_weights(state: dict, path: Path, weights_format: str) -> None:
+    """The state_dict as ``model.pth`` (torch.save of tensors only) or safetensors."""
+    try:
+        if weights_format == "safetensors":
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+        else:
+            import torch
+
+            torch.save(state, path)
+    except OSError as e:
+        raise OutputError(f"cannot write: {e.strerror or e}", file=path) from None
+    except RuntimeError as e:  # torch's zip writer: "PytorchStreamWriter failed writing file"
+        raise OutputError(f"cannot write: {_first_line(e)}", file=path) from None
+
+
+# ------------------------------------------------------------------------------- hashing
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Digest(threading.Thread):
+    """sha256 of a file in the background (hashlib releases the GIL), from the bytes already
+    read when there are any; ``str()`` waits for it."""
+
+    def __init__(self, path: Path, data: bytes | None) -> None:
+        super().__init__(daemon=True)
+        self.path, self.data, self.value, self.error = path, data, "", None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.value = (
+                hashlib.sha256(self.data).hexdigest() if self.data is not None else sha256_file(self.path)
+            )
+        except OSError as e:
+            self.error = e
+        self.data = None
+
+    def __str__(self) -> str:
+        self.join()
+        if self.error is not None:
+            raise WeightsError(f"cannot read: {self.error.strerror or self.error}", file=self.path)
+        return self.value
+
+
+# ------------------------------------------------------------------------------ reading
+def _first_line(e: BaseException) -> str:
+    for line in str(e).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(e).__name__
+
+
+class _Check:
+    """Type checks of a conversion.json, each failure one line naming the field."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, field: str, what: str):
+        raise FolderError(f"'{field}' {what} (edited by hand? convert again)", file=self.path)
+
+    def str(self, value, field: str, allow_none: bool = False) -> str | None:
+        if value is None and allow_none:
+            return None
+        if not isinstance(value, str):
+            self.fail(field, "must be text")
+        return value
+
+    def int(self, value, field: str, low: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(field, "must be a whole number")
+        if low is not None and value < low:
+            self.fail(field, f"must be at least {low}")
+        return value
+
+    def num(self, value, field: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            self.fail(field, "must be a finite number")
+        return float(value)
+
+    def list(self, value, field: str) -> list:
+        if not isinstance(value, list):
+            self.fail(field, "must be a list")
+        return value
+
+    def dict(self, value, field: str, allow_none: bool = False) -> dict | None:
+        if value is None and allow_none:
+            return None
+        if not isinstance(value, dict):
+            self.fail(field, "must be an object")
+        return value
+
+    def shape(self, value, field: str, dynamic: bool = False) -> list[int]:
+        self.list(value, field)
+        if len(value) > 32:
+            self.fail(field, "has more than 32 axes")
+        for d in value:
+            self.int(d, field)
+            if not (d > 0 or (dynamic and d == -1)) or d >= 1 << 31:
+                self.fail(field, f"has a dimension {d} that is not a positive int32")
+        return value
+
+
+def read_manifest(outdir: Path) -> dict:
+    """The validated ``conversion.json`` of a converted folder."""
+    outdir = Path(outdir)
+    if not outdir.is_dir():
+        if outdir.exists():
+            raise FolderError("is not a folder (give the folder convert wrote)", file=outdir)
+        raise FolderError("no such folder", file=outdir)
+    path = outdir / MANIFEST
+    text = read_text(path, FolderError, "a conversion.json", limit=TEXT_LIMIT)
+    try:
+        manifest = json.loads(text, parse_constant=_no_constant)
+    except ValueError as e:
+        raise FolderError(f"is not JSON ({_json_error(e)})", file=path) from None
+    c = _Check(path)
+    c.dict(manifest, "the file")
+    for key in ("class_name", "model_file", "weights_file", "inputs", "outputs", "trace"):
+        if key not in manifest:
+            raise FolderError(
+                f"has no '{key}' (written by an older caffe2torch? convert again)", file=path
+            )
+    fmt = manifest.get("format")
+    if fmt is not None and not str(fmt).startswith("caffe2torch-conversion/"):
+        c.fail("format", f"is {str(fmt)[:40]!r}, not a caffe2torch conversion")
+    name = c.str(manifest["class_name"], "class_name")
+    if not (name.isidentifier() and name.isascii()):
+        c.fail("class_name", "is not a Python class name")
+    if manifest["model_file"] != MODEL_FILE:
+        c.fail("model_file", f"must be {MODEL_FILE}")
+    if manifest["weights_file"] not in WEIGHT_FILES.values():
+        c.fail("weights_file", f"must be {' or '.join(WEIGHT_FILES.values())}")
+    for key, dynamic in (("inputs", False), ("outputs", True)):
+        items = c.list(manifest[key], key)
+        if key == "inputs" and not items:
+            c.fail(key, "is empty")
+        for i, item in enumerate(items):
+            c.dict(item, f"{key}[{i}]")
+            c.str(item.get("name"), f"{key}[{i}].name")
+            c.shape(item.get("shape"), f"{key}[{i}].shape", dynamic=dynamic)
+    layer_map = c.dict(manifest.get("layer_map", {}), "layer_map")
+    for k, v in layer_map.items():
+        c.str(v, f"layer_map.{k}")
+    sources = c.dict(manifest.get("sources", {}), "sources")
+    for key in ("prototxt", "weights"):
+        src = c.dict(sources.get(key), f"sources.{key}", allow_none=True) or {}
+        for f in ("file", "sha256", "path", "format"):
+            c.str(src.get(f), f"sources.{key}.{f}", allow_none=True)
+        if "seed" in src:
+            c.int(src["seed"], f"sources.{key}.seed", low=0)
+    options = c.dict(manifest.get("options", {}), "options")
+    if options.get("phase", "test") not in ("test", "train"):
+        c.fail("options.phase", "must be 'test' or 'train'")
+    for i, s in enumerate(c.list(options.get("stages", []), "options.stages")):
+        c.str(s, f"options.stages[{i}]")
+    pre = c.dict(manifest.get("preprocess"), "preprocess", allow_none=True)
+    if pre is not None:
+        check_preprocess(pre, c)
+    for i, step in enumerate(c.list(manifest["trace"], "trace")):
+        where = f"trace[{i}]"
+        c.dict(step, where)
+        for j, layer in enumerate(c.list(step.get("layers"), f"{where}.layers")):
+            c.str(layer, f"{where}.layers[{j}]")
+        st = c.list(step.get("statements"), f"{where}.statements")
+        if len(st) != 2:
+            c.fail(f"{where}.statements", "must be [start, end]")
+        for s in st:
+            c.int(s, f"{where}.statements", low=0)
+        for rw in ("reads", "writes"):
+            for j, ref in enumerate(c.list(step.get(rw), f"{where}.{rw}")):
+                at = f"{where}.{rw}[{j}]"
+                c.list(ref, at)
+                if len(ref) != 3:
+                    c.fail(at, "must be [variable, layer, top]")
+                var = c.str(ref[0], at)
+                if not var.isidentifier():
+                    c.fail(at, "names a variable that is not a Python identifier")
+                c.str(ref[1], at)
+                c.int(ref[2], at, low=0)
+    return manifest
+
+
+def check_preprocess(pre: dict, c: _Check | None = None, path: Path | None = None) -> dict:
+    """Type checks of a ``preprocess`` record (conversion.json or preprocess.json)."""
+    c = c or _Check(path or Path(PREPROCESS_JSON))
+    for i, rec in enumerate(c.list(pre.get("inputs", []), "preprocess.inputs")):
+        at = f"preprocess.inputs[{i}]"
+        c.dict(rec, at)
+        c.str(rec.get("name"), f"{at}.name")
+        if rec.get("kind") not in ("image", "tensor"):
+            c.fail(f"{at}.kind", "must be 'image' or 'tensor'")
+        how = c.dict(rec.get("model_input"), f"{at}.model_input", allow_none=True) or {}
+        if not isinstance(how.get("reverse_channels", False), bool):
+            c.fail(f"{at}.model_input.reverse_channels", "must be true or false")
+        if how.get("divide_by") is not None:
+            if c.num(how["divide_by"], f"{at}.model_input.divide_by") == 0:
+                c.fail(f"{at}.model_input.divide_by", "must not be 0")
+        if how.get("add_mean") is not None:
+            for m in c.list(how["add_mean"], f"{at}.model_input.add_mean"):
+                c.num(m, f"{at}.model_input.add_mean")
+        if rec.get("kind") == "image":
+            shape = c.shape(rec.get("shape"), f"{at}.shape")
+            if len(shape) != 4:
+                c.fail(f"{at}.shape", "must be N, C, H, W")
+            if rec.get("scale") is not None:
+                c.num(rec["scale"], f"{at}.scale")
+            mean = rec.get("mean")
+            if mean is not None and mean != MEAN_FILE:
+                for m in c.list(mean, f"{at}.mean"):
+                    c.num(m, f"{at}.mean")
+            for f in ("resize", "crop"):
+                if rec.get(f) is not None:
+                    size = c.shape(rec[f], f"{at}.{f}")
+                    if len(size) != 2:
+                        c.fail(f"{at}.{f}", "must be [height, width]")
+            for f in ("channel_order", "caffe_order"):
+                if rec.get(f) not in ("BGR", "RGB", "gray"):
+                    c.fail(f"{at}.{f}", "must be BGR, RGB or gray")
+    return pre
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_error(e: ValueError) -> str:
+    return str(e).split(": line")[0] if isinstance(e, json.JSONDecodeError) else str(e)
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """A converted folder's weights (``model.pth`` with ``weights_only``, or safetensors):
+    a dict of tensors, or one line saying why not (never torch's advice to load it unsafely)."""
+    import torch
+
+    check_file(path, WeightsError, "the model's weights", limit=WEIGHTS_LIMIT)
+    with reading(path, WeightsError, "the model's weights"):
+        try:
+            if path.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                state = load_file(str(path))
+            else:
+                state = torch.load(path, weights_only=True, map_location="cpu")
+        except OSError:
+            raise
+        except MemoryError:
+            raise WeightsError("not enough memory to load it", file=path) from None
+        except Exception as e:  # noqa: BLE001 - every way a file can fail to load is one message
+            raise WeightsError(f"cannot be loaded as a state_dict: {_load_reason(e)}", file=path) from None
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise WeightsError("does not hold a state_dict (names -> tensors)", file=path)
+    return state
+
+
+def _load_reason(e: Exception) -> str:
+    import pickle
+    import zipfile
+
+    text = str(e)
+    if isinstance(e, (zipfile.BadZipFile, EOFError)) or "zip archive" in text or "central directory" in text:
+        return "it is truncated or not a file torch.save wrote"
+    if isinstance(e, pickle.UnpicklingError) or "Weights only load failed" in text:
+        return (
+            "it holds objects other than tensors, which caffe2torch never loads (it loads "
+            "weights with weights_only: caffe2torch writes none)"
+        )
+    if "safetensors" in type(e).__module__ or "header" in text.lower():
+        return "its safetensors header is invalid (truncated or not a safetensors file)"
+    return "it is damaged (" + type(e).__name__ + ")"
+
+
+def import_model(outdir: Path, manifest: dict):
+    """Import a folder's ``model.py`` under a name of its own (so several folders load into
+    one process) and return its model class; one line naming model.py on any failure."""
+    import importlib.util
+
+    path = outdir / MODEL_FILE
+    check_file(path, FolderError, "the model's code (model.py)")
+    name = f"caffe2torch_model_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        sys.modules.pop(name, None)
+        raise FolderError(f"cannot be imported: {e.msg} (line {e.lineno})", file=path) from None
+    except Exception as e:  # noqa: BLE001 - the file's own failure, reported as one line
+        sys.modules.pop(name, None)
+        raise FolderError(f"cannot be imported: {type(e).__name__}: {_first_line(e)}", file=path) from None
+    cls = getattr(module, manifest["class_name"], None)
+    if not isinstance(cls, type):
+        raise FolderError(f"has no class {manifest['class_name']} (conversion.json names it)", file=path)
+    return cls
+
+
+def load_converted(outdir: str | Path):
+    """Build the model of a converted folder and load its weights (``weights_only``); returns
+    it in eval mode. Every file is checked; any problem is one :class:`CaffeError` line."""
+    outdir = Path(outdir)
+    manifest = read_manifest(outdir)
+    cls = import_model(outdir, manifest)
+    state = load_state(outdir / manifest["weights_file"])
+    try:
+        model = cls()
+    except Exception as e:  # noqa: BLE001
+        raise FolderError(
+            f"{manifest['class_name']}() fails: {type(e).__name__}: {_first_line(e)}",
+            file=outdir / MODEL_FILE,
+        ) from None
+    try:
+        model.load_state_dict(state)
+    except Exception as e:  # noqa: BLE001 - missing/unexpected keys, wrong shapes
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else _first_line(e)
+        raise WeightsError(
+            f"does not fit {MODEL_FILE}: {detail}", file=outdir / manifest["weights_file"]
+        ) from None
+    return model.eval()
+
+
+@dataclass
+class Folder:
+    """A converted folder read back: its manifest and where things are."""
+
+    path: Path
+    manifest: dict = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, outdir: str | Path) -> "Folder":
+        return cls(Path(outdir), read_manifest(Path(outdir)))
