@@ -20,8 +20,10 @@ from .errors import CaffeError, MemoryLimitError, MiB, size_text
 from .graph import Graph
 from .layers.base import count
 
-BASE = 400 * MiB  # Python, torch, OpenCV and numpy loaded, before any net
+BASE = 300 * MiB  # Python, torch, OpenCV and numpy loaded, before any net
 FLOAT = 4
+# The reference runs in segments whose outputs stay within this (see SegmentedReference).
+SEGMENT = 256 * MiB
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -120,20 +122,54 @@ def live_peak(graph: Graph) -> int:
     return peak
 
 
+def segmenter(budget: int | None = None):
+    """Splits layers (in order) into segments whose outputs sum to at most ``budget`` bytes
+    (a single layer over it is a segment of its own)."""
+    budget = budget or SEGMENT
+
+    def split(nodes) -> list[list]:
+        out: list[list] = []
+        size = 0
+        for n in nodes:
+            b = sum(_bytes(v.shape) for v in n.outputs)
+            if not out or (size + b > budget and out[-1]):
+                out.append([])
+                size = 0
+            out[-1].append(n)
+            size += b
+        return out
+
+    return split
+
+
+def reference_peak(graph: Graph, budget: int | None = None) -> int:
+    """The reference's peak: one segment's outputs twice (the engine's own, and the arrays it
+    hands back), plus the values later segments read, plus the net's inputs."""
+    segments = segmenter(budget)(graph.layers)
+    where = {id(n): k for k, seg in enumerate(segments) for n in seg}
+    carried = {
+        id(v): _bytes(v.shape)
+        for n in graph.layers for v in n.inputs
+        if not v.producer.is_source and where.get(id(v.producer), -1) < where[id(n)]
+    }
+    biggest = max((sum(_bytes(v.shape) for n in seg for v in n.outputs) for seg in segments), default=0)
+    return 2 * biggest + sum(carried.values()) + sum(_bytes(v.shape) for v in graph.inputs)
+
+
 def estimate(graph: Graph, weight_bytes: int | None = None) -> Estimate:
     """The check's peak memory for ``graph`` (at the batch it runs at).
 
-    The reference engine keeps every layer's output (it is asked for all of them, in-place
-    chains as separate values) and hands each back as a copy: twice their sum. The model keeps
-    only live activations, plus the comparison's temporaries (twice the largest value). The
-    weights are held by both engines, and the reference repacks its convolutions' weights."""
+    The reference engine keeps every layer's output of a segment (it is asked for all of them,
+    in-place chains as separate values) and hands each back as a copy (:func:`reference_peak`).
+    The model keeps only live activations, plus the comparison's temporaries (twice the
+    largest value). The weights are held by both engines, and the reference repacks its
+    convolutions' weights."""
     values = [v for n in graph.layers for v in n.outputs] + list(graph.inputs)
-    activations = sum(_bytes(v.shape) for v in values)
     largest = max((_bytes(v.shape) for v in values), default=0)
     if weight_bytes is None:
         weight_bytes = graph.param_count * FLOAT
     return Estimate(
-        reference=2 * activations,
+        reference=reference_peak(graph),
         model=live_peak(graph) + 2 * largest,
         weights=3 * weight_bytes,
     )
@@ -208,5 +244,5 @@ def check_graph(graph: Graph, batch: int) -> tuple[Graph, str]:
 
 __all__ = [
     "CheckOptions", "Estimate", "available_memory", "check_graph", "estimate", "live_peak",
-    "parse_size",
+    "parse_size", "reference_peak", "segmenter",
 ]

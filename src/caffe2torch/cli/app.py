@@ -657,6 +657,7 @@ def run(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code. Every way it can end is one line on
     stderr at most: a usage error (2), bad input (2), a failed check (1), Ctrl-C (130), or a
     bug in caffe2torch (3, with a traceback only under --debug)."""
+    from typer import exceptions as typer_exc
     from typer._click import exceptions as click_exc
 
     command = typer.main.get_command(app)
@@ -671,7 +672,7 @@ def run(argv: list[str] | None = None) -> int:
         where = e.ctx.command_path if e.ctx is not None else "caffe2torch"
         _error_line(f"{e.format_message()} (see '{where} --help')")
         return EXIT_BAD_INPUT
-    except click_exc.Abort as e:
+    except typer_exc.Abort as e:
         if isinstance(e.__cause__, KeyboardInterrupt) or e.__cause__ is None:
             return _interrupted()
         return _bug(e.__cause__)

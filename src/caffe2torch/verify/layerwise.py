@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import CaffeError
 from ..graph import Graph, Node, Value
 from .instrument import TraceError, TraceStep, instrument
-from .opencv import LoadedReference, ReferenceError, opencv, opencv_gap, reference_net
+from .opencv import ReferenceError, SegmentedReference, opencv, opencv_gap
 from .parity import ATOL, RTOL  # the project's tolerance, one definition
 
 PASS, FAIL, DRIFT, SKIP = "pass", "FAIL", "drift", "skipped"
@@ -252,6 +252,7 @@ def verify_model(
     layer_map: Mapping[str, str] | None = None,
     model_arrays: Mapping[str, np.ndarray] | None = None,
     strict: bool = False,
+    segment_bytes: int | None = None,
 ) -> Verification:
     """Run ``code`` (a converted ``model.py``) with ``state`` and the reference on ``arrays``
     (blob name -> array for each input of ``graph``) and compare every value in ``trace``.
@@ -269,7 +270,7 @@ def verify_model(
             code, class_name, state, trace, graph, caffemodel, arrays,
             inputs_text=inputs_text, rtol=rtol, atol=atol, model_file=model_file,
             layer_map=layer_map, model_arrays=model_arrays, faults=faults, blobs=blobs,
-            strict=strict,
+            strict=strict, segment_bytes=segment_bytes,
         )
         if callable(state):
             state = result.state
@@ -322,6 +323,7 @@ def _verify_once(
     faults: Mapping[str, str] | None = None,
     blobs: "_CaffeBlobs | None" = None,
     strict: bool = False,
+    segment_bytes: int | None = None,
 ) -> tuple[Verification, dict[str, str]]:
     """One run of both engines (see :func:`verify_model`); returns the result and the layers
     found to be the reference's fault in it (id -> why)."""
@@ -369,6 +371,8 @@ def _verify_once(
             warnings.simplefilter("ignore")  # the model's own deprecation notes (MMdnn's code)
             try:
                 model(*xs)
+            except CaffeError:  # the reference's own failure (raised in a tap), not the model's
+                raise
             except Exception as e:  # noqa: BLE001 - the model's failure is the finding
                 line = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 if raising:
@@ -378,22 +382,22 @@ def _verify_once(
                 return line
         return ""
 
-    ref_net = reference_net(graph, run.order, run.cuts)
-    loaded = None
-    if ref_net.layers:  # else OpenCV can check none of them
-        loaded = LoadedReference(ref_net, caffemodel, shown=graph.path)  # in the background
+    from ..memory import segmenter
+
+    seg = SegmentedReference(
+        graph, run.order, run.cuts, caffemodel, graph.path, segmenter(segment_bytes)
+    )
     if callable(state):  # loaded while OpenCV reads its weights
         try:
             state = state()
         except BaseException:
-            if loaded is not None:
-                loaded.close()
+            seg.close()
             raise
     result.state = state
     # 1. The values the reference cannot make itself, from the converted model.
     feeds: dict[int, np.ndarray] = {id(v): arrays[v.name] for v in graph.inputs}
-    wanted = {id(v) for v in ref_net.inputs} - set(feeds)
-    if wanted and loaded is not None:
+    wanted = {id(v) for v in seg.inputs} - set(feeds)
+    if wanted and seg.nets:
 
         def keep(i, k, t):
             v = run.value(*_ref(trace[i].writes[k]))
@@ -401,33 +405,33 @@ def _verify_once(
                 feeds[id(v)] = t.detach().to(torch.float32).numpy().copy()
 
         forward(build(keep))
-        missing = [v for v in ref_net.inputs if id(v) not in feeds]
+        missing = [v for v in seg.inputs if id(v) not in feeds]
         if missing:
+            seg.close()
             raise ReferenceError(
                 f"OpenCV cannot compute '{missing[0].label}' and the model does not expose "
                 "it, so the layers after it cannot be checked",
                 file=model_file,
             )
-    # 2. The reference, every layer.
-    ref: dict[str, list[np.ndarray]] = loaded.run(feeds) if loaded is not None else {}
-    if loaded is not None:
-        result.seconds.update({f"reference_{k}": v for k, v in loaded.seconds.items()})
-    layer_names = {n.name for n in graph.nodes}
+    # 2. The reference, every layer (segment by segment, as the comparison reaches them).
+    seg.start(feeds)
     counts: dict[str, int] = {}
-    for n in ref_net.layers:
+    for n in seg.layers:
         counts[n.name] = counts.get(n.name, 0) + 1
 
-    def reference(layer: str, top: int) -> tuple[np.ndarray | None, str]:
+    def reference(layer: str, top: int, read: bool = False) -> tuple[np.ndarray | None, str]:
+        """The reference's value of output ``top`` of ``layer`` (``read``: as a later layer
+        reads it, which may be carried from an earlier segment)."""
         node = run.nodes[layer]
         if node.id in run.cuts:
             return None, run.cuts[node.id]
         if counts.get(node.name, 0) > 1:
             return None, f"the layer name '{node.name}' repeats: OpenCV's outputs are ambiguous"
-        outs = ref.get(node.name)
-        if outs is None:  # OpenCV names some layers after their first top
-            alias = ref_net.blob[id(node.outputs[0])]
-            if alias not in layer_names:
-                outs = ref.get(alias)
+        if read and top < len(node.outputs):
+            got = seg.value(node.outputs[top])
+            if got is not None and not (node.type == "Pooling" and top == 1):
+                return got, ""
+        outs = seg.outputs(node)
         if node.type == "Pooling" and top == 1:
             return None, "OpenCV makes MAX pooling's mask only for its own unpooling"
         if outs is None or top >= len(outs):
@@ -506,7 +510,7 @@ def _verify_once(
                 v = run.value(vref.layer, vref.top)
                 given[k] = np.asarray(arrays[v.name]) if v.name in arrays else None
                 return x
-            theirs, _ = reference(vref.layer, vref.top)
+            theirs, _ = reference(vref.layer, vref.top, read=True)
             given[k] = None
             if theirs is None:
                 return x
@@ -539,6 +543,7 @@ def _verify_once(
                 found[row.layer] = why
 
         start = time.perf_counter()
+        seg.rewind()
         forward(build(local_tap, feed), raising=False)
         result.seconds["model_local_run"] = time.perf_counter() - start
         if not found:

@@ -193,12 +193,15 @@ def reference_net(graph, nodes, cuts: Mapping[str, str]) -> ReferenceNet:
             blob[id(v)] = name
         return blob[id(v)]
 
-    inputs = list(graph.inputs)
+    read = {id(v) for n in run for v in n.inputs}
+    inputs = [v for v in graph.inputs if id(v) in read]
     made = {id(v) for n in run for v in n.outputs} | {id(v) for v in graph.inputs}
     for n in run:
         for v in n.inputs:
             if id(v) not in made and all(v is not u for u in inputs):
                 inputs.append(v)
+    if not inputs:
+        inputs = list(graph.inputs)
     for v in inputs:
         name_of(v)
     net = pb.NetParameter()
@@ -230,10 +233,11 @@ def reference_net(graph, nodes, cuts: Mapping[str, str]) -> ReferenceNet:
 
 class LoadedReference:
     """``ref`` read by OpenCV in a background thread (OpenCV releases the GIL while it parses
-    the weights), so the converted model can be built meanwhile; :meth:`run` waits for it."""
+    the weights), so the converted model can be built meanwhile; :meth:`run` waits for it.
+    ``warm``: also set the net up on zeros (it allocates on its first forward)."""
 
-    def __init__(self, ref: ReferenceNet, caffemodel: str | Path, shown=None) -> None:
-        self.ref, self.shown = ref, shown
+    def __init__(self, ref: ReferenceNet, caffemodel: str | Path, shown=None, warm: bool = True) -> None:
+        self.ref, self.shown, self.warm = ref, shown, warm
         self.layer_names = [n.name for n in ref.layers]
         self.error: BaseException | None = None
         self.net = None
@@ -248,10 +252,11 @@ class LoadedReference:
         start = time.perf_counter()
         try:
             net = _load(self._path, caffemodel, self.shown or self._path)
-            # OpenCV sets the net up (allocates, repacks weights) on the first forward for a
-            # set of outputs: run that once here, on zeros, while the converted model loads.
-            zeros = {self.ref.blob[id(v)]: np.zeros(v.shape, np.float32) for v in self.ref.inputs}
-            _forward(net, zeros, self.layer_names, self.shown)
+            if self.warm:
+                # OpenCV sets the net up (allocates, repacks weights) on the first forward for
+                # a set of outputs: run that once here, on zeros, while the model loads.
+                zeros = {self.ref.blob[id(v)]: np.zeros(v.shape, np.float32) for v in self.ref.inputs}
+                _forward(net, zeros, self.layer_names, self.shown)
             self.net = net
         except cv2_error() as e:
             self.error = ReferenceError(
@@ -277,8 +282,114 @@ class LoadedReference:
         start = time.perf_counter()
         named = {self.ref.blob[id(v)]: arrays[id(v)] for v in self.ref.inputs}
         out = _forward(self.net, named, self.layer_names, self.shown)
+        self.net = None  # its own copies of every output go with it
         self.seconds["run"] = time.perf_counter() - start
         return out
+
+
+class SegmentedReference:
+    """The reference net run in segments (consecutive layers whose outputs together stay
+    within a memory budget), each when a value of it is first asked for, so that the
+    reference never holds more than one segment's outputs, plus the values later segments
+    read (a U-Net's skip connections). A net that fits the budget is one segment, read in the
+    background while the converted model is built.
+
+    :meth:`start` gives the values the reference cannot make (the net's inputs, the outputs
+    of layers it cannot run); :meth:`outputs` gives a layer's outputs, running segments as
+    needed; :meth:`value` a value read across segments; :meth:`rewind` starts a second pass."""
+
+    def __init__(self, graph, nodes, cuts: Mapping[str, str], caffemodel, shown, segments) -> None:
+        self.graph, self.caffemodel, self.shown = graph, caffemodel, shown
+        run = [n for n in nodes if n.id not in cuts]
+        self.nets: list[ReferenceNet] = []
+        self.segment_of: dict[int, int] = {}
+        for k, seg in enumerate(segments(run)):
+            self.nets.append(reference_net(graph, seg, cuts))
+            for n in seg:
+                self.segment_of[id(n)] = k
+        self.layers = run
+        made_here = {id(v) for n in run for v in n.outputs}
+        self.inputs = []  # what the reference reads but cannot make
+        seen: set[int] = set()
+        for net in self.nets:
+            for v in net.inputs:
+                if id(v) not in made_here and id(v) not in seen:
+                    seen.add(id(v))
+                    self.inputs.append(v)
+        self.seconds = {"load": 0.0, "run": 0.0}
+        self._given: dict[int, np.ndarray] = {}
+        self._carry: dict[int, np.ndarray] = {}
+        self._current = -1
+        self._outputs: dict[str, list[np.ndarray]] = {}
+        self._loader = LoadedReference(self.nets[0], caffemodel, shown=shown) if self.nets else None
+
+    def close(self) -> None:
+        if self._loader is not None:
+            self._loader.close()
+            self._loader = None
+
+    def start(self, given: Mapping[int, np.ndarray]) -> None:
+        self._given = dict(given)
+        self._carry = {}
+        self._current = -1
+        self._outputs = {}
+
+    def rewind(self) -> None:
+        self.start(self._given)
+
+    def _run(self, k: int) -> None:
+        net = self.nets[k]
+        loader = self._loader if (k == 0 and self._loader is not None) else LoadedReference(
+            net, self.caffemodel, shown=self.shown, warm=False
+        )
+        self._loader = None
+        arrays = {}
+        for v in net.inputs:
+            a = self._given.get(id(v))
+            if a is None:
+                a = self._carry.get(id(v))
+            if a is None:  # pragma: no cover - segments are run in order
+                raise ReferenceError(f"no value for '{v.label}' before segment {k}", file=self.shown)
+            arrays[id(v)] = a
+        self._outputs = {}  # the previous segment's outputs go (what later ones read is kept)
+        outs = loader.run(arrays)
+        self.seconds["load"] += loader.seconds["load"]
+        self.seconds["run"] += loader.seconds["run"]
+        later = {id(v) for m in self.nets[k + 1 :] for v in m.inputs}
+        for n in [x for x in self.layers if self.segment_of[id(x)] == k]:
+            got = outs.get(n.name)
+            if got is None:
+                alias = net.blob[id(n.outputs[0])]
+                got = outs.get(alias)
+            if got is None:
+                continue
+            self._outputs[n.name] = got
+            for v, a in zip(n.outputs, got):
+                if id(v) in later:
+                    self._carry[id(v)] = a
+        self._current = k
+
+    def _advance(self, k: int) -> None:
+        while self._current < k:
+            self._run(self._current + 1)
+
+    def outputs(self, node) -> list[np.ndarray] | None:
+        """The outputs of ``node`` (None when the reference does not run it, or they belong to
+        a segment already dropped)."""
+        k = self.segment_of.get(id(node))
+        if k is None:
+            return None
+        self._advance(k)
+        return self._outputs.get(node.name) if k == self._current else None
+
+    def value(self, v) -> np.ndarray | None:
+        """A value: given, carried across segments, or made by a segment not yet dropped."""
+        for store in (self._given, self._carry):
+            if id(v) in store:
+                return store[id(v)]
+        outs = self.outputs(v.producer)
+        i = v.producer.outputs.index(v)
+        return outs[i] if outs is not None and i < len(outs) else None
 
 
 def run_opencv(
