@@ -135,6 +135,7 @@ class Destination:
     def folder(cls, outdir: str | Path, *, inputs: Iterable[Path | None], overwrite: bool) -> "Destination":
         outdir = Path(outdir)
         shown = outdir
+        _check_name(outdir)
         if outdir.is_symlink():
             raise OutputError(
                 "is a symbolic link: give the folder itself (caffe2torch replaces the link's "
@@ -192,6 +193,7 @@ class Destination:
     @classmethod
     def file(cls, out: str | Path, *, inputs: Iterable[Path | None], overwrite: bool) -> "Destination":
         out = Path(out)
+        _check_name(out)
         if out.is_symlink():
             raise OutputError("is a symbolic link: give the file itself", file=out)
         absolute = Path(os.path.abspath(out))
@@ -253,6 +255,15 @@ class Destination:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return outdir
+
+
+def _check_name(path: Path) -> None:
+    """A path the OS can take at all (each name at most 255 bytes, the whole at most 4096)."""
+    raw = os.fsencode(os.path.abspath(path))
+    if len(raw) >= 4096 or any(len(part) > 255 for part in raw.split(b"/")):
+        raise OutputError("cannot be written: File name too long", file=path)
+    if b"\0" in raw:
+        raise OutputError("cannot be written: the name holds a NUL character", file=path)
 
 
 def _check_parent(parent: Path, shown: Path, what: str = "the folder to write into") -> None:
@@ -558,7 +569,7 @@ def load_state(path: Path) -> dict[str, Any]:
         except MemoryError:
             raise WeightsError("not enough memory to load it", file=path) from None
         except Exception as e:  # noqa: BLE001 - every way a file can fail to load is one message
-            raise WeightsError(f"cannot be loaded as a state_dict: {_load_reason(e)}", file=path) from None
+            raise WeightsError(f"cannot be loaded as a state_dict: {_load_reason(e, path)}", file=path) from None
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
@@ -566,11 +577,13 @@ def load_state(path: Path) -> dict[str, Any]:
     return state
 
 
-def _load_reason(e: Exception) -> str:
+def _load_reason(e: Exception, path: Path) -> str:
     import pickle
     import zipfile
 
     text = str(e)
+    if path.suffix != ".safetensors" and not zipfile.is_zipfile(path):
+        return "it is truncated or not a file torch.save wrote"
     if isinstance(e, (zipfile.BadZipFile, EOFError)) or "zip archive" in text or "central directory" in text:
         return "it is truncated or not a file torch.save wrote"
     if isinstance(e, pickle.UnpicklingError) or "Weights only load failed" in text:

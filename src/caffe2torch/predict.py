@@ -95,10 +95,13 @@ def load_image(path: Path) -> np.ndarray:
 
     check_file(path, PredictError, "an image", limit=MAX_IMAGE_FILE)
     with reading(path, PredictError, "an image"):
+        limit = Image.MAX_IMAGE_PIXELS
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
+                Image.MAX_IMAGE_PIXELS = None  # its size is checked here, from the header
                 with Image.open(path) as im:
+                    Image.MAX_IMAGE_PIXELS = limit
                     w, h = im.size
                     if w * h > MAX_PIXELS:
                         raise PredictError(
@@ -113,6 +116,8 @@ def load_image(path: Path) -> np.ndarray:
             raise PredictError(f"is over the limit of {MAX_PIXELS:,} pixels", file=path) from None
         except (ValueError, SyntaxError, EOFError) as e:  # a damaged file Pillow gives up on
             raise PredictError(f"cannot be decoded: {_line(e)[:120]}", file=path) from None
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
 
 
 def _preprocess(pre, image: np.ndarray, path: Path):

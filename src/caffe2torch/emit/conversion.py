@@ -217,10 +217,11 @@ def input_lines(pre) -> list[str]:
         if spec.scale != 1.0:
             parts.append(f"times {spec.scale:g}")
         if spec.folded.get("layers"):
-            what = [w for w, on in (
-                (f"mean [{', '.join(f'{m:g}' for m in spec.folded['mean'])}]", spec.folded.get("mean") is not None),
-                (f"scale {spec.folded.get('scale', 1.0):g}", spec.folded.get("scale", 1.0) != 1.0),
-            ) if on]
+            what = []
+            if spec.folded.get("mean") is not None:
+                what.append("mean [" + ", ".join(f"{m:g}" for m in spec.folded["mean"]) + "]")
+            if spec.folded.get("scale", 1.0) != 1.0:
+                what.append(f"scale {spec.folded['scale']:g}")
             parts.append(f"{' and '.join(what)} folded into {', '.join(spec.folded['layers'])}")
         if spec.swap:
             how = spec.folded.get("channel_order", "done by the model")

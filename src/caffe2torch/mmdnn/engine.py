@@ -6,7 +6,10 @@ makes ``.venv-mmdnn``; ``--mmdnn-python`` or ``CAFFE2TORCH_MMDNN_PYTHON`` names 
 :mod:`._driver` runs the three steps there and squeezes the 1-D parameters MMdnn pads to 4-D
 without PyCaffe (the fix users otherwise hand-edit in). Here, the generated ``kit.py`` is made
 loadable without ``imp`` or pickle: ``KitModel()`` builds the layers, and the weights come
-from a plain state_dict (``model.pth``, ``torch.load(..., weights_only=True)``).
+from a plain state_dict (``model.pth``, ``torch.load(..., weights_only=True)``), the ones
+MMdnn's ``forward`` reads from its weights file itself (PReLU's slopes) included, as parameters.
+The driver also gives TanH/AbsVal/Sigmoid the IR shape MMdnn's Caffe reader leaves off, and
+writes the AbsVal statement its PyTorch emitter skips.
 
 Before anything runs, layers MMdnn lacks or is known to get wrong stop the conversion with
 one line naming them, and suggest ``--engine native``.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
+import keyword
 import os
 import re
 import shutil
@@ -51,6 +55,10 @@ class MMdnnError(CaffeError):
     """MMdnn is not available, or one of its steps failed."""
 
 
+# Names MMdnn's forward uses for itself: a layer's variable must not shadow them.
+_RESERVED = frozenset({"x", "self", "F", "torch"})
+
+
 def mmdnn_gap(node: Node) -> str:
     """Why MMdnn cannot convert this layer right ("" when it can)."""
     p = node.op.proto
@@ -59,6 +67,18 @@ def mmdnn_gap(node: Node) -> str:
         return ""
     if t not in MMDNN_TYPES:
         return f"MMdnn has no {t} layer"
+    for var in _variables(node):
+        if not var.isidentifier() or keyword.iskeyword(var) or var in _RESERVED:
+            return (
+                f"MMdnn writes the layer name into its code as the variable '{var}', not a "
+                "usable Python name"
+            )
+    if t == "ELU":
+        return "MMdnn's PyTorch emitter has no ELU (mmtocode writes no code for it)"
+    if t == "Deconvolution":
+        return "MMdnn's PyTorch emitter has no ConvTranspose (Deconvolution; mmtocode writes no code for it)"
+    if t == "Crop":
+        return "MMdnn's Caffe reader cannot infer Crop's output shape (mmtoir fails)"
     if t in ("Convolution", "Deconvolution") and any(d != 1 for d in p.convolution_param.dilation):
         return "MMdnn's PyTorch code ignores dilation"
     if t == "Pooling":
@@ -66,25 +86,77 @@ def mmdnn_gap(node: Node) -> str:
             return "MMdnn has no STOCHASTIC pooling"
         if node.op.method == 1 and any(node.op.pad):
             return "MMdnn's padded AVE pooling divides by the wrong count"
+    if t == "Eltwise" and p.eltwise_param.operation == 2:
+        return "MMdnn's PyTorch emitter has no Max (Eltwise MAX; mmtocode writes no code for it)"
     if t == "Eltwise" and any(c != 1 for c in p.eltwise_param.coeff):
         return "MMdnn drops Eltwise's coeff"
     if t == "LRN" and p.lrn_param.norm_region == 1:
         return "MMdnn computes LRN across channels only (this one is WITHIN_CHANNEL)"
     if t == "Concat" and p.concat_param.axis not in (0, 1, 2, 3):
         return "MMdnn reads only Concat axes 0 to 3"
+    if t == "Softmax" and node.inputs:
+        shape = node.inputs[0].shape
+        ndim = len(shape) if shape else 0
+        axis = p.softmax_param.axis
+        implicit = 0 if ndim in (1, 3) else 1  # torch.nn.functional._get_softmax_dim
+        if ndim and (axis + ndim if axis < 0 else axis) != implicit:
+            return (
+                f"MMdnn writes F.softmax(x) without dim: PyTorch takes axis {implicit} of this "
+                f"{ndim}-D input, Caffe axis {axis}"
+            )
     if t == "Scale" and len(node.inputs) > 1:
         return "MMdnn has no Scale with a second bottom"
+    if t == "Scale" and not _folded_scale(node):
+        return (
+            "MMdnn's PyTorch emitter has no Affine, which a Scale becomes unless it follows a "
+            "BatchNorm alone (axis 1, bias_term true) and is folded into it"
+        )
     if len(node.inputs) > 1 and t not in ("Eltwise", "Concat", "Crop"):
         return "MMdnn reads one bottom for this layer"
     return ""
 
 
+def _folded_scale(node: Node) -> bool:
+    """MMdnn's BatchNormScaleBiasFuser folds this Scale into the BatchNorm before it."""
+    p = node.op.proto.scale_param
+    bottom = node.inputs[0]
+    return (
+        bottom.producer is not None
+        and bottom.producer.type == "BatchNorm"
+        and len(bottom.consumers) == 1
+        and p.axis == 1
+        and p.bias_term
+    )
+
+
+def mmdnn_variable(name: str) -> str:
+    """The variable MMdnn's code gives a layer (its ``variable_name``: ``/ - [ ]`` -> ``_``)."""
+    for c in "/-[]":
+        name = name.replace(c, "_")
+    return name
+
+
+def _variables(node: Node) -> list[str]:
+    var = mmdnn_variable(node.name)
+    return [var + "_0", var + "_1"] if node.type == "InnerProduct" else [var]
+
+
 def check_supported(graph: Graph, nodes: Iterable[Node]) -> None:
+    nodes = list(nodes)
     gaps: dict[str, list[str]] = {}
     for node in nodes:
         why = mmdnn_gap(node)
         if why:
             gaps.setdefault(why, []).append(f"'{node.id}'")
+    owner: dict[str, Node] = {}
+    for node in nodes:  # layers that repeat a name share MMdnn's variable on purpose
+        if node.is_source:
+            continue
+        for var in _variables(node):
+            other = owner.setdefault(var, node)
+            if other.name != node.name:
+                why = f"MMdnn names a variable of '{other.id}' and of this layer both '{var}'"
+                gaps.setdefault(why, []).append(f"'{node.id}'")
     if gaps:
         text = "; ".join(f"{', '.join(ids)}: {why}" for why, ids in gaps.items())
         raise UnsupportedLayerError(
@@ -155,7 +227,9 @@ def _last_error(text: str) -> str:
 
 # ------------------------------------------------------------------------ kit.py -> model.py
 class _GuardWeights(ast.NodeTransformer):
-    """Statements reading ``_weights_dict`` run only when MMdnn's weights file was given."""
+    """Statements that only copy from ``_weights_dict`` into a layer (``layer.state_dict()[
+    'weight'].copy_(...)``) run only when MMdnn's weights file was given. A statement that
+    binds a name from it cannot be skipped (what reads the name would fail): it is refused."""
 
     def generic_visit(self, node):
         super().generic_visit(node)
@@ -169,22 +243,123 @@ class _GuardWeights(ast.NodeTransformer):
 
     @staticmethod
     def _guard(stmt: ast.stmt) -> ast.stmt:
-        uses = any(isinstance(n, ast.Name) and n.id == "_weights_dict" for n in ast.walk(stmt))
-        if not uses or isinstance(stmt, (ast.Global, ast.If, ast.FunctionDef)):
+        if not _mentions_weights(stmt) or isinstance(
+            stmt, (ast.Global, ast.If, ast.FunctionDef, ast.ClassDef, ast.Try)
+        ):
             return stmt
         if isinstance(stmt, ast.Assign) and any(
             isinstance(t, ast.Name) and t.id == "_weights_dict" for t in stmt.targets
         ):
             return stmt
+        if not isinstance(stmt, ast.Expr):
+            raise MMdnnError(
+                f"MMdnn's kit.py line {stmt.lineno} needs its weights file to build the model "
+                f"({ast.unparse(stmt).strip()[:80]}): caffe2torch cannot make it load a state_dict"
+            )
         guard = ast.parse("if _weights_dict:\n    pass").body[0]
         guard.body = [stmt]
         return guard
 
 
-def loadable_code(kit: str) -> str:
-    """MMdnn's ``kit.py`` with ``KitModel()`` needing no weights file: the weights come from a
-    state_dict. Its layers, names and forward are untouched."""
+def forward_weights(kit: str) -> list[tuple[str, str, str]]:
+    """``(layer, key, attribute)`` for each ``torch.from_numpy(_weights_dict[layer][key])`` in
+    ``KitModel.forward``: weights MMdnn reads from its weights file on every call (PReLU's
+    slopes) instead of keeping them in a module; ``loadable_code`` makes each a parameter
+    ``self.<attribute>``, e.g. ``self.PReLU1_weights``."""
     tree = ast.parse(kit)
+    taken = {
+        t.attr
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Assign)
+        for t in n.targets
+        if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"
+    }
+    found: list[tuple[str, str, str]] = []
+    fwd = _forward(tree)
+    for node in ast.walk(fwd) if fwd is not None else ():
+        ref = _from_numpy_ref(node)
+        if ref is None or any(ref == (layer, key) for layer, key, _ in found):
+            continue
+        base = re.sub(r"\W", "_", f"{ref[0]}_{ref[1]}")
+        attr, i = base, 1
+        while attr in taken:
+            i += 1
+            attr = f"{base}_{i}"
+        taken.add(attr)
+        found.append((*ref, attr))
+    return found
+
+
+def _forward(tree: ast.AST) -> ast.FunctionDef | None:
+    return next((fn for fn in _methods(tree) if fn.name == "forward"), None)
+
+
+def _from_numpy_ref(node: ast.AST) -> tuple[str, str] | None:
+    """``(layer, key)`` when ``node`` is ``torch.from_numpy(_weights_dict[layer][key])``."""
+    if not (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "from_numpy"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "torch"
+        and len(node.args) == 1
+        and not node.keywords
+    ):
+        return None
+    outer = node.args[0]
+    inner = outer.value if isinstance(outer, ast.Subscript) else None
+    if (
+        isinstance(inner, ast.Subscript)
+        and isinstance(inner.value, ast.Name)
+        and inner.value.id == "_weights_dict"
+        and isinstance(inner.slice, ast.Constant)
+        and isinstance(outer.slice, ast.Constant)
+    ):
+        return str(inner.slice.value), str(outer.slice.value)
+    return None
+
+
+class _ForwardWeights(ast.NodeTransformer):
+    def __init__(self, attrs: Mapping[tuple[str, str], str]):
+        self.attrs = attrs
+
+    def visit_Call(self, node):
+        ref = _from_numpy_ref(node)
+        if ref is not None and ref in self.attrs:
+            return ast.Attribute(ast.Name("self", ast.Load()), self.attrs[ref], ast.Load())
+        return self.generic_visit(node)
+
+
+def loadable_code(kit: str, shapes: Mapping[tuple[str, str], Sequence[int]] | None = None) -> str:
+    """MMdnn's ``kit.py`` with ``KitModel()`` needing no weights file: the weights come from a
+    state_dict. Its layers, names and forward are untouched, but for the weights ``forward``
+    read from the file: each is a parameter (see :func:`forward_weights`), of the shape
+    ``shapes[(layer, key)]`` gives."""
+    tree = ast.parse(kit)
+    reads = forward_weights(kit)
+    if reads:
+        missing = [
+            f"{layer}.{key}" for layer, key, _ in reads if (layer, key) not in (shapes or {})
+        ]
+        if missing:
+            raise MMdnnError(f"MMdnn's forward reads {', '.join(missing)} with no shape given")
+        fwd = _forward(tree)
+        _ForwardWeights({(layer, key): attr for layer, key, attr in reads}).visit(fwd)
+        init = next((n for n in _methods(tree) if n.name == "__init__"), None)
+        if init is None:
+            raise MMdnnError("MMdnn's KitModel has no __init__")
+        for layer, key, attr in reads:
+            dims = tuple(int(d) for d in shapes[(layer, key)])
+            init.body.append(
+                ast.parse(f"self.{attr} = nn.Parameter(torch.zeros({dims!r}))").body[0]
+            )
+    fwd = _forward(tree)
+    left = [n for n in ast.walk(fwd or tree) if isinstance(n, ast.Name) and n.id == "_weights_dict"]
+    if fwd is not None and left:
+        raise MMdnnError(
+            f"MMdnn's forward reads _weights_dict on line {left[0].lineno} in a way caffe2torch "
+            "cannot turn into a parameter"
+        )
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and _mentions_weights(node.test):
             node.test = ast.BoolOp(
@@ -215,9 +390,16 @@ def loadable_code(kit: str) -> str:
     return header + ast.unparse(tree) + "\n"
 
 
+def _methods(tree: ast.AST) -> list[ast.FunctionDef]:
+    for cls in ast.walk(tree):
+        if isinstance(cls, ast.ClassDef) and cls.name == CLASS_NAME:
+            return [fn for fn in cls.body if isinstance(fn, ast.FunctionDef)]
+    return []
+
+
 def _mmdnn_name(node: Node) -> str:
     """The name MMdnn gives a layer's submodule and output variable."""
-    name = re.sub(r"\W", "_", node.name)
+    name = mmdnn_variable(node.name)
     return name + "_1" if node.type == "InnerProduct" else name
 
 
@@ -261,7 +443,7 @@ def mmdnn_trace(code: str, graph: Graph, outputs: Sequence) -> list[dict]:
         layers = [node]
         readers = node.outputs[0].consumers
         if node.type == "BatchNorm" and len(readers) == 1 and readers[0].type == "Scale":
-            if re.sub(r"\W", "_", readers[0].name) not in assigned:  # MMdnn folded the Scale in
+            if mmdnn_variable(readers[0].name) not in assigned:  # MMdnn folded the Scale in
                 layers.append(readers[0])
         by_var.setdefault(_mmdnn_name(node), layers)
     for var, v in zip(returned, outputs):
@@ -269,6 +451,12 @@ def mmdnn_trace(code: str, graph: Graph, outputs: Sequence) -> list[dict]:
     trace: list[dict] = []
     start = 0
     seen: set[str] = set()
+    # What each step reads of the values before it (the input, earlier layers'): verify feeds
+    # OpenCV's values in there to tell a wrong layer from one that only inherits an error.
+    known: dict[str, list] = {}
+    args = [a.arg for a in fwd.args.args[1:]]
+    for var, v in zip(args, graph.inputs):
+        known[var] = [var, v.producer.id, v.producer.outputs.index(v)]
     for i, stmt in enumerate(fwd.body[:ret]):
         if not isinstance(stmt, ast.Assign) or len(stmt.targets) != 1:
             continue
@@ -278,14 +466,21 @@ def mmdnn_trace(code: str, graph: Graph, outputs: Sequence) -> list[dict]:
         if layers is None or layers[-1].id in seen:
             continue
         seen.add(layers[-1].id)
+        reads: list[list] = []
+        for s in fwd.body[start : i + 1]:
+            for n in ast.walk(s):
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in known:
+                    if known[n.id] not in reads:
+                        reads.append(known[n.id])
         trace.append(
             {
                 "layers": [n.id for n in layers],
                 "statements": [start, i + 1],
-                "reads": [],
+                "reads": reads,
                 "writes": [[var.id, layers[-1].id, 0]],
             }
         )
+        known[var.id] = [var.id, layers[-1].id, 0]
         start = i + 1
     return trace
 
@@ -347,6 +542,7 @@ def convert_mmdnn(
         import torch
 
         state = torch.load(work / "state.pth", weights_only=True)
+        consts = torch.load(work / "forward.pth", weights_only=True)
         kit = (work / "kit.py").read_text(encoding="utf-8")
         extra, scratch = {}, None
         if keep_intermediate:  # moved out of the work folder, copied into OUT/mmdnn/ by write()
@@ -356,10 +552,30 @@ def convert_mmdnn(
                     kept = Path(scratch.name) / name
                     shutil.move(str(work / name), kept)
                     extra[f"{INTERMEDIATE_DIR}/{name}"] = kept
-    code = loadable_code(kit)
+    reads = forward_weights(kit)
+    missing = [f"{layer}.{key}" for layer, key, _ in reads if key not in consts.get(layer, {})]
+    if missing:
+        raise MMdnnError(f"MMdnn's forward reads weights its file lacks: {', '.join(missing)}")
+    code = loadable_code(kit, {(layer, key): consts[layer][key].shape for layer, key, _ in reads})
+    state = {**state, **{attr: consts[layer][key] for layer, key, attr in reads}}
     trace = mmdnn_trace(code, graph, outs)
     squeezed = report.get("squeezed", [])
     notes = notes + [PYCAFFE_NOTE]
+    if report.get("shaped"):
+        notes.append(
+            f"gave {len(report['shaped'])} TanH/AbsVal/Sigmoid layer(s) the output shape MMdnn's "
+            "Caffe reader leaves off (its PyTorch emitter fails on an InnerProduct after one)"
+        )
+    if report.get("emitted"):
+        notes.append(
+            "wrote the torch.abs statement MMdnn's PyTorch emitter skips for AbsVal: "
+            + ", ".join(report["emitted"])
+        )
+    if reads:
+        notes.append(
+            "made the weights MMdnn's forward reads from its weights file parameters: "
+            + ", ".join(f"self.{attr}" for _, _, attr in reads)
+        )
     if squeezed:
         notes.append(
             f"squeezed {len(squeezed)} parameter(s) MMdnn padded to 4-D back to 1-D (MMdnn issues "
@@ -382,8 +598,18 @@ def convert_mmdnn(
         "name": "mmdnn",
         "versions": report.get("versions", {}),
         "squeezed": [f"{layer}.{key}" for layer, key, _, _ in squeezed],
+        "shaped": report.get("shaped", []),
+        "emitted": report.get("emitted", []),
+        "forward_weights": {attr: f"{layer}.{key}" for layer, key, attr in reads},
     }
     return conversion
 
 
-__all__ = ["convert_mmdnn", "find_python", "mmdnn_gap", "MMdnnError", "loadable_code"]
+__all__ = [
+    "convert_mmdnn",
+    "find_python",
+    "forward_weights",
+    "mmdnn_gap",
+    "MMdnnError",
+    "loadable_code",
+]

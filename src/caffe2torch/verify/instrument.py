@@ -115,7 +115,11 @@ def instrument(
         mod = types.ModuleType(f"caffe2torch_instrumented_{class_name}")
         mod.__dict__[TAP] = tap
         mod.__dict__[FEED] = feeder or (lambda i, k, x: x)
-        exec(compiled, mod.__dict__)
+        try:
+            exec(compiled, mod.__dict__)
+        except Exception as e:  # noqa: BLE001 - the file's own failure, as one line
+            first = str(e).splitlines()[0] if str(e) else ""
+            raise TraceError(f"cannot be imported: {type(e).__name__}: {first}", file=filename) from None
         return getattr(mod, class_name)
 
     return make
