@@ -13,7 +13,7 @@
 # Optional build secret `ca`: a CA bundle for pip behind a TLS-intercepting proxy
 # (`--secret id=ca,src=$SSL_CERT_FILE`). It is used for the pip steps only, never stored.
 
-ARG BASE_IMAGE=nvidia/cuda:13.0.2-cudnn-runtime-ubuntu22.04
+ARG BASE_IMAGE=docker.io/nvidia/cuda:13.0.2-cudnn-runtime-ubuntu22.04
 
 # ------------------------------------------------------------------------------------- builder
 # Two virtual environments, every package pinned with its hash (docker/*.lock):

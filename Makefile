@@ -44,7 +44,7 @@ $(BIN)/caffe2torch: pyproject.toml requirements/constraints.txt
 # The bundled example: seeded weights for LeNet as a .caffemodel, checked, then converted.
 example: $(BIN)/caffe2torch ## Set up .venv, convert the bundled LeNet (seeded weights) and verify it
 	mkdir -p out
-	$(BIN)/caffe2torch synth-weights examples/lenet/lenet.prototxt -o out/lenet.caffemodel --seed 0
+	$(BIN)/caffe2torch synth-weights examples/lenet/lenet.prototxt -o out/lenet.caffemodel --seed 0 --overwrite
 	$(BIN)/caffe2torch inspect examples/lenet/lenet.prototxt out/lenet.caffemodel
 	$(BIN)/caffe2torch convert examples/lenet/lenet.prototxt out/lenet.caffemodel -o out/lenet --overwrite
 	$(BIN)/caffe2torch verify out/lenet

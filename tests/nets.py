@@ -60,17 +60,21 @@ def mtcnn_pnet() -> str:
 def vanilla_cnn() -> str:
     """VanillaCNN (facial landmarks): conv -> TanH -> AbsVal -> pool, then InnerProducts."""
     t = 'name: "vanila"\n' + _input("data", (1, 3, 40, 40))
+    # Caffe's AbsVal refuses to run in place: its top is a blob of its own.
+    def abs_(i, bottom):
+        return f'layer {{ name: "ActivationAbs{i}" type: "AbsVal" bottom: "{bottom}" top: "Abs{i}" }}\n'
+
     bottom = "data"
     for i, (n, k) in enumerate([(16, 5), (48, 3), (64, 3)], 1):
         t += _conv(f"Conv{i}", bottom, f"Conv{i}", n, k)
-        t += _act(f"ActivationTangH{i}", "TanH", f"Conv{i}") + _act(f"ActivationAbs{i}", "AbsVal", f"Conv{i}")
-        t += _pool(f"Pool{i}", f"Conv{i}", f"Pool{i}", 2, 2)
+        t += _act(f"ActivationTangH{i}", "TanH", f"Conv{i}") + abs_(i, f"Conv{i}")
+        t += _pool(f"Pool{i}", f"Abs{i}", f"Pool{i}", 2, 2)
         bottom = f"Pool{i}"
     t += _conv("Conv4", bottom, "Conv4", 64, 2)
-    t += _act("ActivationTangH4", "TanH", "Conv4") + _act("ActivationAbs4", "AbsVal", "Conv4")
-    t += _ip("Dense1", "Conv4", "Dense1", 100)
-    t += _act("ActivationTangH5", "TanH", "Dense1") + _act("ActivationAbs5", "AbsVal", "Dense1")
-    t += _ip("Dense2", "Dense1", "Dense2", 10)
+    t += _act("ActivationTangH4", "TanH", "Conv4") + abs_(4, "Conv4")
+    t += _ip("Dense1", "Abs4", "Dense1", 100)
+    t += _act("ActivationTangH5", "TanH", "Dense1") + abs_(5, "Dense1")
+    t += _ip("Dense2", "Abs5", "Dense2", 10)
     return t
 
 

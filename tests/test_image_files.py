@@ -93,7 +93,7 @@ def test_dockerfile_labels_match_the_locks_and_the_package():
     assert args["TORCH_VERSION"] == lock["torch"]
     assert args["OPENCV_VERSION"] == lock["opencv-python-headless"]
     assert args["MMDNN_VERSION"] == pins(ROOT / "docker" / "mmdnn.lock")["mmdnn"]
-    assert re.fullmatch(r"nvidia/cuda:\d+\.\d+\.\d+-cudnn-runtime-ubuntu22\.04", args["BASE_IMAGE"])
+    assert re.fullmatch(r"docker\.io/nvidia/cuda:\d+\.\d+\.\d+-cudnn-runtime-ubuntu22\.04", args["BASE_IMAGE"])
     # the CUDA of the base matches the CUDA torch was built for (cuda-toolkit 13.0.x on PyPI)
     toolkit = pins(LOCKS["cuda"])["cuda-toolkit"]
     assert args["BASE_IMAGE"].split(":")[1].split(".")[:2] == toolkit.split(".")[:2]

@@ -716,6 +716,50 @@ def test_a_wrong_reference_value_is_a_reference_error_not_a_failure(cli, tmp_pat
     assert rows["mbox_loc"]["status"] == "pass" and rows["mbox_conf"]["status"] == "pass"
 
 
+def test_a_wrong_model_on_the_same_layer_still_fails(cli, tmp_path):
+    """The exact computation decides for the model only where the model matches it."""
+    net = write(tmp_path / "ssdlite.prototxt", nets.ssdlite_head(64))
+    out = tmp_path / "o"
+    assert cli("convert", net, "--random-weights", "-o", out)[0] == 0
+    state = torch.load(out / "model.pth", weights_only=True)
+    state["pw5_mbox_loc_dw.weight"] *= 2
+    torch.save(state, out / "model.pth")
+    code, stdout, err = cli("verify", out, "--json")
+    result = json.loads(stdout)
+    assert code == 1 and result["first_divergence"] == "pw5_mbox_loc/dw"
+    rows = {r["layer"]: r for r in result["blobs"]}
+    assert rows["pw5_mbox_loc/dw"]["status"] == "FAIL"
+
+
+def test_the_exact_convolution_is_caffes(tmp_path):
+    """The float64 convolution the check trusts over OpenCV equals torch's on a grid of
+    groups, strides, pads, dilations and odd sizes, and gives Caffe's one output where the
+    kernel overhangs the input."""
+    from caffe2torch.api import load_graph
+
+    rng = np.random.default_rng(0)
+    cases = [
+        (4, 8, 7, 3, 1, 1, 1, 1), (4, 6, 9, 3, 2, 1, 2, 2), (6, 6, 5, 3, 1, 1, 6, 1),
+        (8, 8, 1, 3, 1, 1, 8, 1), (3, 4, 6, 2, 3, 0, 1, 1), (2, 4, 11, 5, 2, 2, 2, 2),
+    ]
+    for c, n_out, size, k, s, p, g, d in cases:
+        text = net_text({"data": (2, c, size, size + 1)}, (
+            f'layer {{ name: "c" type: "Convolution" bottom: "data" top: "c" convolution_param {{ '
+            f"num_output: {n_out} kernel_size: {k} stride: {s} pad: {p} group: {g} dilation: {d} }} }}\n"
+        ))
+        node = load_graph(write(tmp_path / "c.prototxt", text)).node("c")
+        x = rng.standard_normal((2, c, size, size + 1))
+        w = rng.standard_normal(node.weight_shapes[0])
+        b = rng.standard_normal(node.weight_shapes[1])
+        (ours,) = node.op.exact([x], [w, b])
+        want = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b),
+                                          stride=s, padding=p, dilation=d, groups=g).numpy()
+        if want.shape != ours.shape:  # the overhang: Caffe's truncation keeps one output
+            assert size + 2 * p < d * (k - 1) + 1 and ours.shape[2] == 1
+            continue
+        np.testing.assert_allclose(ours, want, rtol=1e-12, atol=1e-12)
+
+
 # ------------------------------------------------------------------------------ interruption
 @pytest.mark.slow
 def test_ctrl_c_during_the_check_exits_130_and_writes_nothing(tmp_path):

@@ -15,6 +15,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .errors import CaffeError, MemoryLimitError, MiB, size_text
 from .graph import Graph
@@ -142,21 +143,27 @@ def segmenter(budget: int | None = None):
     return split
 
 
-def reference_peak(graph: Graph, budget: int | None = None) -> int:
+def reference_peak(graph: Graph, budget: int | None = None, cut=None) -> int:
     """The reference's peak: one segment's outputs twice (the engine's own, and the arrays it
-    hands back), plus the values later segments read, plus the net's inputs."""
-    segments = segmenter(budget)(graph.layers)
+    hands back), plus the values later segments read, plus the net's inputs, plus the outputs
+    of the layers it cannot run (``cut(node)`` true), which the model gives it: all kept, and
+    copied into the engine by the segment that reads them."""
+    cut = cut or (lambda node: False)
+    run = [n for n in graph.layers if not cut(n)]
+    held = sum(_bytes(v.shape) for n in graph.layers if cut(n) for v in n.outputs)
+    segments = segmenter(budget)(run)
     where = {id(n): k for k, seg in enumerate(segments) for n in seg}
     carried = {
         id(v): _bytes(v.shape)
-        for n in graph.layers for v in n.inputs
-        if not v.producer.is_source and where.get(id(v.producer), -1) < where[id(n)]
+        for n in run for v in n.inputs
+        if id(v.producer) in where and where[id(v.producer)] < where[id(n)]
     }
     biggest = max((sum(_bytes(v.shape) for n in seg for v in n.outputs) for seg in segments), default=0)
-    return 2 * biggest + sum(carried.values()) + sum(_bytes(v.shape) for v in graph.inputs)
+    # What the model gives it is kept, and copied again into the segment that reads it.
+    return 2 * biggest + sum(carried.values()) + 2 * held + sum(_bytes(v.shape) for v in graph.inputs)
 
 
-def estimate(graph: Graph, weight_bytes: int | None = None) -> Estimate:
+def estimate(graph: Graph, weight_bytes: int | None = None, cut=None) -> Estimate:
     """The check's peak memory for ``graph`` (at the batch it runs at).
 
     The reference engine keeps every layer's output of a segment (it is asked for all of them,
@@ -169,7 +176,7 @@ def estimate(graph: Graph, weight_bytes: int | None = None) -> Estimate:
     if weight_bytes is None:
         weight_bytes = graph.param_count * FLOAT
     return Estimate(
-        reference=reference_peak(graph),
+        reference=reference_peak(graph, cut=cut),
         model=live_peak(graph) + 2 * largest,
         weights=3 * weight_bytes,
     )
@@ -184,6 +191,9 @@ class CheckOptions:
     max_memory: int | None = None
     unlimited: bool = False
     notes: list[str] = field(default_factory=list)
+    # Which layers the reference cannot run (their outputs come from the model and are kept):
+    # the reference engine's own rule, given by whoever runs the check.
+    cut: Callable | None = None
 
     def limit(self) -> int | None:
         if self.unlimited:
@@ -202,7 +212,7 @@ class CheckOptions:
         return self.enforce(g, weight_bytes)
 
     def enforce(self, graph: Graph, weight_bytes: int | None = None) -> Estimate:
-        est = estimate(graph, weight_bytes)
+        est = estimate(graph, weight_bytes, cut=self.cut)
         limit = self.limit()
         if limit is not None and est.total > limit:
             shapes = ", ".join(

@@ -551,9 +551,11 @@ def _len_field(number: int, payload: bytes) -> bytes:
 
 
 def _blob_header(shape: Sequence[int], n_bytes: int) -> bytes:
+    """A BlobProto's shape and the head of its packed data. A 0-axis blob gets no shape field
+    at all, as Caffe's Blob::ToProto writes it (OpenCV refuses an empty ``shape {}``)."""
     dims = b"".join(_encode_varint(int(d)) for d in shape)
     shape_msg = _len_field(1, dims) if shape else b""
-    return _len_field(7, shape_msg) + _key(5, LEN) + _encode_varint(n_bytes)
+    return (_len_field(7, shape_msg) if shape else b"") + _key(5, LEN) + _encode_varint(n_bytes)
 
 
 @dataclass
@@ -583,7 +585,8 @@ def write_caffemodel(path: str | Path, layers: Iterable[LayerRecord], net_name: 
                 head += _len_field(3, b.encode())
             for t in layer.top:
                 head += _len_field(4, t.encode())
-            arrays = [np.ascontiguousarray(a, dtype="<f4") for a in layer.blobs]
+            # (np.require keeps a 0-axis blob 0-axis; ascontiguousarray would make it 1-D)
+            arrays = [np.require(np.asarray(a, dtype="<f4"), requirements="C") for a in layer.blobs]
             blob_heads = [_blob_header(a.shape, a.nbytes) for a in arrays]
             blob_lens = [len(h) + a.nbytes for h, a in zip(blob_heads, arrays)]
             body_len = len(head) + sum(

@@ -124,7 +124,12 @@ def _check_options(batch: int, max_memory: str | None):
         limit = parse_size(max_memory) if max_memory is not None else None
     except ValueError as e:
         raise _bad("--max-memory", str(e)) from None
-    return CheckOptions(batch=batch, max_memory=limit, unlimited=max_memory is not None and limit is None)
+    from ..verify.opencv import opencv_gap
+
+    return CheckOptions(
+        batch=batch, max_memory=limit, unlimited=max_memory is not None and limit is None,
+        cut=lambda node: bool(opencv_gap(node)),
+    )
 
 
 # Shared options --------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import numpy as np
 
 from . import register
 from .base import Emission, Layer, LayerError, NotConvertible, SameShape, fmt_shape, num
+from .reshape import legacy_4d, no_inplace
 
 
 def _inplace(ctx) -> str:
@@ -54,12 +55,15 @@ class Unary(SameShape):
 
     def __init__(self, proto):
         super().__init__(proto)
+        if proto.type == "AbsVal":
+            no_inplace(proto)  # AbsValLayer::LayerSetUp checks top[0] != bottom[0]
         if proto.type == "Clip":
             p = proto.clip_param
+            # Required fields; Caffe checks nothing else (min above max clips everything to min).
             if not (p.HasField("min") and p.HasField("max")):
                 raise LayerError("clip_param needs min and max")
-            if p.min > p.max:
-                raise LayerError(f"clip_param min {p.min:g} is above max {p.max:g}")
+        if proto.type in ("Exp", "Log"):
+            self._log_base(proto)
         if proto.type == "Power":
             p = proto.power_param
             self._desc = f"({p.shift:g} + {p.scale:g}x)^{p.power:g}"
@@ -68,6 +72,29 @@ class Unary(SameShape):
 
     def describe(self):
         return self._desc
+
+    @staticmethod
+    def _log_base(proto) -> np.float32:
+        """ln(base) as Caffe's ExpLayer/LogLayer::LayerSetUp computes it (in float), with their
+        checks: base -1 means e; otherwise it must be strictly positive, and ln(base) (and for
+        Log its inverse) finite."""
+        p = proto.exp_param if proto.type == "Exp" else proto.log_param
+        base = np.float32(p.base)
+        if base == -1:
+            return np.float32(1)
+        if not base > 0:
+            raise LayerError(
+                f"base {p.base:g} must be strictly positive, or -1 for e (Caffe: base must be "
+                "strictly positive)"
+            )
+        with np.errstate(all="ignore"):
+            ln = np.log(base)
+            inverse = np.float32(1) / ln
+        if not np.isfinite(ln):
+            raise LayerError(f"base {p.base:g}: log(base) is not finite")
+        if proto.type == "Log" and not np.isfinite(inverse):
+            raise LayerError(f"base {p.base:g}: 1/log(base) is not finite (Caffe refuses base 1)")
+        return ln
 
     def emit(self, ctx):
         t, proto = self.type, self.proto
@@ -93,6 +120,9 @@ class Unary(SameShape):
             return Emission([f"({{0}} > {num(th)}).to({{0}}.dtype)"])
         if t == "Clip":
             p = proto.clip_param
+            if np.float32(p.min) > np.float32(p.max):
+                # Caffe: max(min, min(x, max)) is min everywhere; torch.clamp would give max.
+                return Emission([f"torch.full_like({{0}}, {num(p.min)})"])
             return Emission([f"torch.clamp({{0}}, min={num(p.min)}, max={num(p.max)})"])
         if t == "Swish":
             beta = proto.swish_param.beta
@@ -107,6 +137,12 @@ class Unary(SameShape):
             return Emission([f"F.elu({{0}}, alpha={num(alpha)}) * {num(lam)}"])
         if t == "Power":
             p = proto.power_param
+            power, scale, shift = (np.float32(v) for v in (p.power, p.scale, p.shift))
+            if power * scale == 0:
+                # PowerLayer::Forward_cpu ignores the input when power or scale is 0.
+                with np.errstate(all="ignore"):
+                    value = np.float32(1) if power == 0 else np.float32(shift**power)
+                return Emission([f"torch.full_like({{0}}, {num(value)})"])
             x = _scaled("{0}", p.scale, p.shift)
             if p.power == 1:
                 return Emission([x]) if x != "{0}" else Emission([], alias=True)
@@ -114,11 +150,13 @@ class Unary(SameShape):
         if t == "Exp":
             # Caffe: base^(shift + scale * x) = base^shift * exp(ln(base) * scale * x)
             p = proto.exp_param
-            ln_base = np.float32(1) if p.base == -1 else np.float32(math.log(p.base))
+            ln_base = self._log_base(proto)
             inner = np.float32(ln_base * np.float32(p.scale))
-            outer = np.float32(1) if p.shift == 0 else (
-                np.float32(math.exp(p.shift)) if p.base == -1 else np.float32(p.base**p.shift)
-            )
+            with np.errstate(all="ignore"):
+                outer = np.float32(1) if p.shift == 0 else (
+                    np.float32(math.exp(p.shift)) if p.base == -1
+                    else np.float32(np.float32(p.base) ** np.float32(p.shift))
+                )
             x = f"torch.exp({_scaled('{0}', inner, 0)})"
             return Emission([x if outer == 1 else f"{x} * {num(outer)}"])
         if t == "Log":
@@ -126,13 +164,16 @@ class Unary(SameShape):
             p = proto.log_param
             x = f"torch.log({_scaled('{0}', p.scale, p.shift)})"
             if p.base != -1:
-                x = f"{x} * {num(np.float32(1) / np.float32(math.log(p.base)))}"
+                x = f"{x} * {num(np.float32(1) / self._log_base(proto))}"
             return Emission([x])
         raise NotConvertible(f"layer type '{t}' has no PyTorch conversion yet")
 
 
 @register
 class PReLU(Layer):
+    """Caffe's PReLULayer: at least 2 axes, read through the legacy channels() accessor (so at
+    most 4). The slope is a C-vector, or with channel_shared a 0-axis (scalar) blob."""
+
     TYPES = ("PReLU",)
 
     def __init__(self, proto):
@@ -140,15 +181,22 @@ class PReLU(Layer):
         self.channel_shared = proto.prelu_param.channel_shared
 
     def infer(self, inputs):
-        if len(inputs[0]) < 2 and not self.channel_shared:
-            raise LayerError(f"needs an input with channels (at least 2-D), got {fmt_shape(inputs[0])}")
-        return [inputs[0]]
+        shape = inputs[0]
+        if len(shape) < 2:
+            raise LayerError(
+                f"needs an input with channels (at least 2-D), got {fmt_shape(shape)} "
+                "(Caffe: number of axes of bottom blob must be >= 2)"
+            )
+        legacy_4d(shape)
+        return [shape]
 
     def weight_shapes(self, inputs):
-        return [(1,) if self.channel_shared else (inputs[0][1],)]
+        # PReLULayer::LayerSetUp: Blob(vector<int>(0)) when shared, else (channels,).
+        return [() if self.channel_shared else (inputs[0][1],)]
 
     def init_weights(self, inputs, rng):
-        return [rng.uniform(0.05, 0.4, self.weight_shapes(inputs)[0]).astype(np.float32)]
+        shape = self.weight_shapes(inputs)[0]
+        return [np.asarray(rng.uniform(0.05, 0.4, shape), np.float32).reshape(shape)]
 
     def emit(self, ctx):
         n = ctx.blobs[0].size

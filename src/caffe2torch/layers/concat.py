@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from . import register
 from .base import DYNAMIC, Emission, Layer, LayerError, canonical_axis, fmt_shape
+from .reshape import no_inplace
 
 
 @register
@@ -99,6 +100,10 @@ class Slice(Layer):
 class Split(Layer):
     TYPES = ("Split",)
     TOPS = (1, None)
+
+    def __init__(self, proto):
+        super().__init__(proto)
+        no_inplace(proto)  # SplitLayer::Reshape checks top[i] != bottom[0]
 
     def infer(self, inputs):
         return [inputs[0]] * self.n_tops

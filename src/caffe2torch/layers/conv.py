@@ -4,6 +4,10 @@
 ``group`` and ``num_output``: one filter per input channel, weights C x 1 x kh x kw.
 ``DepthwiseConvolution`` (yonghenglh6's fork) is an ordinary grouped convolution that takes
 ``group`` from the prototxt, so it is handled exactly like ``Convolution``.
+
+Output sizes use C++ integer division (truncation toward zero), as Caffe's
+compute_output_shape does: a kernel that overhangs an input smaller than itself still gives
+one output (the overhang reads zeros), where floor division would give none.
 """
 from __future__ import annotations
 
@@ -23,6 +27,13 @@ from .base import (
     ints,
     kwargs,
 )
+from .reshape import as_4d, legacy_4d
+
+
+def conv_out_size(size: int, kernel: int, stride: int, pad: int, dilation: int) -> int:
+    """ConvolutionLayer::compute_output_shape for one axis, with C++'s truncating division."""
+    span = size + 2 * pad - (dilation * (kernel - 1) + 1)
+    return (span // stride if span >= 0 else -(-span // stride)) + 1
 
 
 def _spatial(values, h_w, n: int, name: str, default: int | None) -> tuple[int, ...]:
@@ -35,7 +46,7 @@ def _spatial(values, h_w, n: int, name: str, default: int | None) -> tuple[int, 
             raise LayerError(f"give either {name} or {name}_h/{name}_w, not both")
         return h_w
     if not values:
-        if default is None:
+        if default is None and n:  # no spatial axes: Caffe takes no kernel size
             raise LayerError(f"{name} is required (kernel_size or kernel_h and kernel_w)")
         return (default,) * n
     if len(values) == 1:
@@ -65,8 +76,38 @@ class Convolution(Layer):
         self._p = p
         if self.group == 0:
             raise LayerError("group must be positive")
+        if self.depthwise:
+            # The fork's layer takes exactly one bottom and one top.
+            self.BOTTOMS = self.TOPS = (1, 1)
+
+    def _dw_geometry(self):
+        """The fork's ConvolutionDepthwise: kernel_h and kernel_w (both), else kernel_size
+        (one value, or the first two); stride, pad and dilation alike; always 2-D."""
+        p = self._p
+
+        def two(name: str, default: int | None) -> tuple[int, int]:
+            if name != "dilation" and p.HasField(f"{name}_h") and p.HasField(f"{name}_w"):
+                return getattr(p, f"{name}_h"), getattr(p, f"{name}_w")
+            values = list(getattr(p, "kernel_size" if name == "kernel" else name))
+            if not values:
+                if default is None:
+                    raise LayerError("kernel_size (or kernel_h and kernel_w) is required")
+                return default, default
+            return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+
+        kernel, stride = two("kernel", None), two("stride", 1)
+        pad, dilation = two("pad", 0), two("dilation", 1)
+        if any(k <= 0 for k in kernel):
+            raise LayerError(f"kernel size {fmt_shape(kernel)} must be positive")
+        if any(s <= 0 for s in stride):
+            raise LayerError(f"stride {fmt_shape(stride)} must be positive")
+        if any(d <= 0 for d in dilation):
+            raise LayerError(f"dilation {fmt_shape(dilation)} must be positive")
+        return kernel, stride, pad, dilation
 
     def _geometry(self, n: int):
+        if self.depthwise:
+            return self._dw_geometry()
         p = self._p
         pair = lambda a, b: (  # noqa: E731
             (getattr(p, a), getattr(p, b)) if p.HasField(a) or p.HasField(b) else None
@@ -86,15 +127,18 @@ class Convolution(Layer):
         return kernel, stride, pad, dilation
 
     def _setup(self, shape):
+        if self.depthwise:
+            # The fork reads num/channels/height/width (legacy accessors): a 4-D view.
+            channels = legacy_4d(shape)[1]
+            if channels == DYNAMIC:
+                raise LayerError("the number of input channels must be known")
+            return 1, 2, channels, channels
+        # BaseConvolutionLayer::LayerSetUp: any axis, and 0 spatial axes are allowed.
         axis = canonical_axis(self.axis, len(shape))
         n = len(shape) - axis - 1
-        if n < 1:
-            raise LayerError(f"a {len(shape)}-D input has no spatial axes after axis {axis}")
         channels = shape[axis]
         if channels == DYNAMIC:
             raise LayerError("the number of input channels must be known")
-        if self.depthwise:
-            return axis, n, channels, channels
         group = self.group
         if channels % group:
             raise LayerError(f"{channels} input channels are not divisible by group {group}")
@@ -106,7 +150,10 @@ class Convolution(Layer):
         return self._setup(shape)[2] if self.depthwise else self.num_output
 
     def describe(self):
-        k, s, p, d = self._geometry(max(2, len(self._p.kernel_size)))
+        try:
+            k, s, p, d = self._geometry(2 if self.depthwise else max(2, len(self._p.kernel_size)))
+        except LayerError:  # no kernel size: a convolution without spatial axes
+            k, s, p, d = self._geometry(0)
         parts = [f"{'' if self.depthwise else str(self.num_output) + ' out '}k{fmt_shape(k)}"]
         if any(x != 1 for x in s):
             parts.append(f"s{fmt_shape(s)}")
@@ -129,9 +176,10 @@ class Convolution(Layer):
                 )
         axis, n, _, _ = self._setup(first)
         kernel, stride, pad, dilation = self._geometry(n)
+        spatial = legacy_4d(first)[2:] if self.depthwise else first[axis + 1 :]
         out = list(first[: axis])
         out.append(self.out_channels(first))
-        for size, k, s, p, d in zip(first[axis + 1 :], kernel, stride, pad, dilation):
+        for size, k, s, p, d in zip(spatial, kernel, stride, pad, dilation):
             extent = d * (k - 1) + 1
             if size == DYNAMIC:
                 out.append(DYNAMIC)
@@ -139,7 +187,7 @@ class Convolution(Layer):
             if self.deconv:
                 o = s * (size - 1) + extent - 2 * p
             else:
-                o = (size + 2 * p - extent) // s + 1
+                o = conv_out_size(size, k, s, p, d)
             if o <= 0:
                 raise LayerError(
                     f"output size {o} is not positive (input {size}, kernel {k}, stride {s}, "
@@ -173,30 +221,105 @@ class Convolution(Layer):
             blobs.append(rng.uniform(-0.1, 0.1, shapes[1]).astype(np.float32))
         return blobs
 
+    def _overhang(self, shape, kernel, stride, pad, dilation) -> list[int] | None:
+        """Per spatial axis, the zero padding after the input that makes PyTorch's convolution
+        give Caffe's size where the kernel overhangs an input smaller than itself (Caffe's
+        truncating division gives one output there); None when no axis needs it."""
+        spatial = legacy_4d(shape)[2:] if self.depthwise else shape[-len(kernel):]
+        right, needed = [], False
+        for size, k, p, d in zip(spatial, kernel, pad, dilation):
+            extent = d * (k - 1) + 1
+            if size != DYNAMIC and size + 2 * p < extent:
+                right.append(extent - size - p)
+                needed = True
+            else:
+                right.append(p)
+        return right if needed else None
+
     def emit(self, ctx):
         shape = ctx.in_shapes[0]
         axis, n, channels, group = self._setup(shape)
+        n_out = self.out_channels(shape)
+        state = {"weight": ctx.blobs[0]}
+        if self.bias_term:
+            state["bias"] = ctx.blobs[1]
+        if n == 0:
+            return self._emit_pointwise(ctx, channels, n_out, group, state)
         if axis != 1:
             raise NotConvertible(f"convolution with axis {axis} (only axis 1, the channels)")
         if n > 3:
             raise NotConvertible(f"{n}-D convolution (PyTorch has 1-D to 3-D)")
         kernel, stride, pad, dilation = self._geometry(n)
-        n_out = self.out_channels(shape)
         groups = channels if self.depthwise else group
         cls = f"nn.{'ConvTranspose' if self.deconv else 'Conv'}{n}d"
+        right = None if self.deconv else self._overhang(shape, kernel, stride, pad, dilation)
         args = kwargs(
             ("kernel_size", ints(kernel)),
             ("stride", ints(stride) if any(x != 1 for x in stride) else None),
-            ("padding", ints(pad) if any(pad) else None),
+            ("padding", ints(pad) if any(pad) and right is None else None),
             ("dilation", ints(dilation) if any(x != 1 for x in dilation) else None),
             ("groups", str(groups) if groups != 1 else None),
             ("bias", None if self.bias_term else "False"),
         )
-        state = {"weight": ctx.blobs[0]}
-        if self.bias_term:
-            state["bias"] = ctx.blobs[1]
+        x = as_4d(len(shape), "{%d}") if self.depthwise else "{%d}"
+        comment = ""
+        if right is not None:
+            pairs = [v for p, r in zip(reversed(pad), reversed(right)) for v in (p, r)]
+            x = f"F.pad({x}, {tuple(pairs)})"
+            comment = "the kernel overhangs the input: Caffe pads it with zeros to one output"
+        if self.n_bottoms == 1:
+            forward = "{m}(" + x % 0 + ")"
+        else:  # one set of weights applied to each bottom
+            forward = "(" + ", ".join("{m}(" + x % i + ")" for i in range(self.n_bottoms)) + ")"
+        return Emission(
+            [forward], module=f"{cls}({channels}, {n_out}, {args})", state=state, comment=comment
+        )
+
+    def _emit_pointwise(self, ctx, channels: int, n_out: int, group: int, state) -> Emission:
+        """No spatial axes (the channel axis is the last): a linear map of the last axis."""
+        if group != 1:
+            raise NotConvertible(f"convolution without spatial axes and group {group}")
+        if self.deconv:  # Caffe's deconvolution weight is C x num_output
+            state["weight"] = np.ascontiguousarray(ctx.blobs[0].reshape(channels, n_out).T)
+        else:
+            state["weight"] = ctx.blobs[0].reshape(n_out, channels)
+        bias = "" if self.bias_term else ", bias=False"
         if self.n_bottoms == 1:
             forward = "{m}({0})"
-        else:  # one set of weights applied to each bottom
+        else:
             forward = "(" + ", ".join(f"{{m}}({{{i}}})" for i in range(self.n_bottoms)) + ")"
-        return Emission([forward], module=f"{cls}({channels}, {n_out}, {args})", state=state)
+        return Emission([forward], module=f"nn.Linear({channels}, {n_out}{bias})", state=state)
+
+    def exact(self, inputs: list[np.ndarray], blobs: list[np.ndarray]) -> list[np.ndarray]:
+        """Caffe's forward of this layer in float64, written from Caffe's definition (im2col's
+        zero padding, truncating output size, groups, dilation), independent of the emitted
+        PyTorch: how the check tells a reference that is wrong from a model that is. 2-D
+        convolutions over axis 1 only (others raise NotImplementedError)."""
+        shape = tuple(inputs[0].shape)
+        axis, n, channels, group = self._setup(shape)
+        if self.deconv or n != 2 or axis != 1 or len(shape) != 4:
+            raise NotImplementedError("exact: 2-D convolution over the channels only")
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self._geometry(2)
+        groups = channels if self.depthwise else group
+        weight = np.asarray(blobs[0], np.float64)
+        n_out = weight.shape[0]
+        _, _, oh, ow = self.infer([shape])[0]
+        cg, og = channels // groups, n_out // groups
+        outs = []
+        for x in inputs:
+            x = np.asarray(x, np.float64)
+            need_h, need_w = (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1
+            xp = np.zeros((x.shape[0], channels, max(need_h, x.shape[2] + 2 * ph), max(need_w, x.shape[3] + 2 * pw)))
+            xp[:, :, ph : ph + x.shape[2], pw : pw + x.shape[3]] = x
+            y = np.zeros((x.shape[0], n_out, oh, ow))
+            for g in range(groups):
+                w = weight[g * og : (g + 1) * og]
+                for i in range(kh):
+                    for j in range(kw):
+                        patch = xp[:, g * cg : (g + 1) * cg, i * dh : i * dh + (oh - 1) * sh + 1 : sh,
+                                   j * dw : j * dw + (ow - 1) * sw + 1 : sw]
+                        y[:, g * og : (g + 1) * og] += np.einsum("ncij,oc->noij", patch, w[:, :, i, j])
+            if self.bias_term:
+                y += np.asarray(blobs[1], np.float64).reshape(1, -1, 1, 1)
+            outs.append(y)
+        return outs

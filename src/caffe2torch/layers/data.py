@@ -80,6 +80,8 @@ class Data(Source):
 class ImageData(Source):
     TYPES = ("ImageData",)
 
+    TOPS = (2, 2)  # ExactNumTopBlobs() is 2: data and label
+
     def source_shapes(self):
         p = self.proto.image_data_param
         color = p.is_color and p.images_in_color
@@ -91,6 +93,8 @@ class DenseImageData(Source):
     """SegNet's image + label-image layer."""
 
     TYPES = ("DenseImageData",)
+
+    TOPS = (2, 2)  # ExactNumTopBlobs() is 2: data and label
 
     def source_shapes(self):
         p = self.proto.dense_image_data_param
@@ -105,6 +109,8 @@ class DenseImageData(Source):
 class MemoryData(Source):
     TYPES = ("MemoryData",)
 
+    TOPS = (2, 2)  # ExactNumTopBlobs() is 2: data and label
+
     def source_shapes(self):
         p = self.proto.memory_data_param
         return self._image_and_label(p.batch_size, p.channels, p.height, p.width)
@@ -113,6 +119,8 @@ class MemoryData(Source):
 @register
 class WindowData(Source):
     TYPES = ("WindowData",)
+
+    TOPS = (2, 2)  # ExactNumTopBlobs() is 2: data and label
 
     def source_shapes(self):
         p = self.proto.window_data_param
@@ -138,6 +146,10 @@ class DummyData(Source):
     def source_shapes(self):
         p = self.proto.dummy_data_param
         n = self.n_tops
+        if len(p.data_filler) not in (0, 1, n):
+            raise LayerError(
+                f"{len(p.data_filler)} data_filler values for {n} tops (Caffe: 0, 1 or one per top)"
+            )
 
         def per_top(values, what):
             values = list(values)

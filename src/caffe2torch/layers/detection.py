@@ -4,7 +4,8 @@ proposal layer)."""
 from __future__ import annotations
 
 from . import register
-from .base import DYNAMIC, Layer, LayerError, count, fmt_shape, four_d
+from .base import DYNAMIC, Layer, LayerError, fmt_shape, four_d
+from .reshape import legacy_4d
 
 
 def prior_aspect_ratios(ratios, flip: bool) -> list[float]:
@@ -42,14 +43,28 @@ class PriorBox(Layer):
         variance = list(p.variance)
         if len(variance) not in (0, 1, 4):
             raise LayerError(f"variance takes 1 or 4 values, has {len(variance)}")
+        if any(not v > 0 for v in variance):
+            raise LayerError(f"variance {', '.join(f'{v:g}' for v in variance)} must be positive")
+        # PriorBoxLayer::LayerSetUp: img_size or img_h/img_w, step or step_h/step_w, positive.
+        for name, kind in (("img", "img_size"), ("step", "step")):
+            h, w = f"{name}_h", f"{name}_w"
+            if p.HasField(h) or p.HasField(w):
+                if p.HasField(kind):
+                    raise LayerError(f"give either {kind} or {h}/{w}, not both")
+                for f in (h, w):
+                    if not getattr(p, f) > 0:
+                        raise LayerError(f"{f} must be larger than 0 (give both {h} and {w})")
+            elif p.HasField(kind) and not getattr(p, kind) > 0:
+                raise LayerError(f"{kind} must be larger than 0")
 
     def describe(self):
         return f"{self.num_priors} priors per position"
 
     def infer(self, inputs):
         feat, image = inputs
-        _, _, h, w = four_d(feat, "feature map")
-        four_d(image, "image")
+        # Caffe reads width() and height() (legacy accessors: at most 4 axes, missing ones 1).
+        _, _, h, w = legacy_4d(feat, "feature map")
+        legacy_4d(image, "image")
         return [(1, 2, h * w * self.num_priors * 4)]
 
 
@@ -67,23 +82,34 @@ class DetectionOutput(Layer):
             raise LayerError("detection_output_param.num_classes is required")
         self.num_classes = p.num_classes
         self.share_location = p.share_location
+        nms = p.nms_param
+        if not nms.nms_threshold >= 0:
+            raise LayerError(f"nms_threshold {nms.nms_threshold:g} must be non negative")
+        if not 0 < nms.eta <= 1:
+            raise LayerError(f"nms_param eta {nms.eta:g} must be in (0, 1]")
 
     def describe(self):
         return f"{self.num_classes} classes"
 
     def infer(self, inputs):
         loc, conf, prior = inputs[:3]
-        if len(prior) == 3 and DYNAMIC not in (*loc, *conf, *prior):
-            num_priors = prior[2] // 4
+        # DetectionOutputLayer::Reshape, with the legacy accessors: the priors are
+        # height() / 4, and loc and conf carry them in channels() (axis 1), not in count(1).
+        lo, co, pr = legacy_4d(loc, "loc"), legacy_4d(conf, "conf"), legacy_4d(prior, "prior")
+        if DYNAMIC not in (lo[0], co[0]) and lo[0] != co[0]:
+            raise LayerError(f"loc {fmt_shape(loc)} and conf {fmt_shape(conf)} differ in num")
+        if DYNAMIC not in (lo[1], co[1], pr[2]):
+            num_priors = pr[2] // 4
             loc_classes = 1 if self.share_location else self.num_classes
-            if count(loc[1:]) != num_priors * loc_classes * 4:
+            if lo[1] != num_priors * loc_classes * 4:
                 raise LayerError(
-                    f"loc {fmt_shape(loc)} does not hold {num_priors} priors x {loc_classes} x 4"
+                    f"loc {fmt_shape(loc)} does not hold {num_priors} priors x {loc_classes} x 4 "
+                    "in axis 1"
                 )
-            if count(conf[1:]) != num_priors * self.num_classes:
+            if co[1] != num_priors * self.num_classes:
                 raise LayerError(
                     f"conf {fmt_shape(conf)} does not hold {num_priors} priors x "
-                    f"{self.num_classes} classes"
+                    f"{self.num_classes} classes in axis 1"
                 )
         # Rows of [image_id, label, confidence, xmin, ymin, xmax, ymax].
         return [(1, 1, DYNAMIC, 7)]
@@ -107,10 +133,11 @@ class ROIPooling(Layer):
 
     def infer(self, inputs):
         feat, rois = inputs
-        _, c, _, _ = four_d(feat, "feature map")
-        if rois[-1] != 5 and not (len(rois) == 4 and rois[1] == 5):
-            raise LayerError(f"rois {fmt_shape(rois)} must be R x 5 (batch, x1, y1, x2, y2)")
-        return [(rois[0], c, *self.pooled)]
+        # ROIPoolingLayer::Reshape (caffe-fast-rcnn): channels() of the features and num() of
+        # the rois, legacy accessors; the rois' other axes are not checked.
+        _, c, _, _ = legacy_4d(feat, "feature map")
+        r = legacy_4d(rois, "rois")[0]
+        return [(r, c, *self.pooled)]
 
 
 @register
@@ -135,14 +162,14 @@ class PSROIPooling(Layer):
 
     def infer(self, inputs):
         feat, rois = inputs
-        _, c, _, _ = four_d(feat, "feature map")
+        _, c, _, _ = legacy_4d(feat, "feature map")
         if c != self.output_dim * self.group_size**2:
             raise LayerError(
                 f"{c} channels; needs output_dim x group_size^2 = "
                 f"{self.output_dim * self.group_size ** 2}"
             )
         g = self.group_size
-        return [(rois[0], self.output_dim, g, g)]
+        return [(legacy_4d(rois, "rois")[0], self.output_dim, g, g)]
 
 
 @register

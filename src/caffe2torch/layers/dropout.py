@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from . import register
-from .base import Emission, LayerError, SameShape, num
+from .base import Emission, NotConvertible, SameShape, num
 
 
 @register
@@ -12,9 +12,9 @@ class Dropout(SameShape):
     def __init__(self, proto):
         super().__init__(proto)
         p = proto.selu_dropout_param if proto.type == "SeLuDropout" else proto.dropout_param
+        # DropoutLayer::LayerSetUp checks 0 < ratio < 1 with DCHECK only: release builds take
+        # any ratio, and at test time pass the input through whatever it is.
         self.ratio = p.dropout_ratio
-        if not 0.0 <= self.ratio < 1.0:
-            raise LayerError(f"dropout_ratio {self.ratio:g} must be in [0, 1)")
         # py-faster-rcnn's fork: without scaling at training time, test time scales by 1-ratio.
         self.scale_train = proto.dropout_param.scale_train if proto.type == "Dropout" else True
         # Bayesian SegNet: dropout stays on at test time (Monte Carlo sampling).
@@ -32,6 +32,13 @@ class Dropout(SameShape):
         module = f"nn.Dropout(p={num(self.ratio)})"
         if self.type == "SeLuDropout":
             module = f"nn.AlphaDropout(p={num(self.ratio)})"
+        if not 0.0 <= self.ratio <= 1.0:
+            if self.sample_at_test:
+                raise NotConvertible(
+                    f"dropout sampled at test time with dropout_ratio {self.ratio:g} outside [0, 1]"
+                )
+            # PyTorch's dropout refuses such a ratio; at test time Caffe's is the identity.
+            module = "nn.Identity()"
         if not self.scale_train:
             # Caffe's fork drops without rescaling while training and scales by 1 - ratio at
             # test time; PyTorch's dropout times (1 - ratio) is the same in both modes.

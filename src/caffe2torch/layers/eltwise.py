@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from . import register
-from .base import Emission, Layer, LayerError, fmt_shape, num
+from .base import Emission, Layer, LayerError, count, fmt_shape, num
 
 
 @register
@@ -15,10 +15,16 @@ class Eltwise(Layer):
         p = proto.eltwise_param
         self.operation = ("prod", "sum", "max")[p.operation]
         self.coeff = list(p.coeff)
-        if self.coeff and self.operation != "sum":
-            raise LayerError("coeff applies to SUM only")
+        # EltwiseLayer::LayerSetUp refuses coefficients for PROD only; MAX ignores them.
+        if self.coeff and self.operation == "prod":
+            raise LayerError("coeff applies to SUM only (Caffe: only takes coefficients for summation)")
         if self.coeff and len(self.coeff) != self.n_bottoms:
-            raise LayerError(f"{len(self.coeff)} coeff values for {self.n_bottoms} bottoms")
+            raise LayerError(
+                f"{len(self.coeff)} coeff values for {self.n_bottoms} bottoms (Caffe: one "
+                "coefficient per bottom blob)"
+            )
+        if self.operation != "sum":
+            self.coeff = []
 
     def describe(self):
         if self.coeff and any(c != 1 for c in self.coeff):
@@ -55,18 +61,33 @@ class Eltwise(Layer):
 
 @register
 class Axpy(Layer):
-    """SENet's ``top = a * x + y``: bottoms (a: NxCx1x1, x: NxCxHxW, y: like x)."""
+    """SENet's ``top = a * x + y`` (hujie-frank/SENet): bottoms (a: N x C [x 1 x 1], x, y like
+    x). AxpyLayer::Reshape checks a's first two axes against x's, and its last two only when a
+    is 4-D; Forward reads a as N*C values, a[n * C + c] scaling x[n, c, ...]."""
 
     TYPES = ("Axpy",)
     BOTTOMS = (3, 3)
 
     def infer(self, inputs):
         a, x, y = inputs
+        if len(a) < 2 or len(x) < 2:
+            raise LayerError(
+                f"scale {fmt_shape(a)} and x {fmt_shape(x)} need at least 2 axes (N, C)"
+            )
+        if tuple(a[:2]) != tuple(x[:2]) or (len(a) == 4 and tuple(a[2:]) != (1, 1)):
+            raise LayerError(f"scale {fmt_shape(a)} must be {fmt_shape((*x[:2], 1, 1))}")
         if x != y:
             raise LayerError(f"x and y differ in shape: {fmt_shape(x)} vs {fmt_shape(y)}")
-        if tuple(a[:2]) != tuple(x[:2]) or any(d != 1 for d in a[2:]):
-            raise LayerError(f"scale {fmt_shape(a)} must be {fmt_shape((*x[:2], 1, 1))}")
         return [x]
 
     def emit(self, ctx):
-        return Emission(["{0} * {1} + {2}"])
+        a, x, _ = ctx.in_shapes
+        ones = ", 1" * (len(x) - 2)
+        if count(a[2:]) == 1:
+            scale = f"{{0}}.reshape({{0}}.shape[0], {{0}}.shape[1]{ones})"
+        else:  # Caffe uses the first N*C values of a
+            scale = (
+                f"{{0}}.reshape(-1)[: {{1}}.shape[0] * {{1}}.shape[1]]"
+                f".reshape({{1}}.shape[0], {{1}}.shape[1]{ones})"
+            )
+        return Emission([f"{scale} * {{1}} + {{2}}"])

@@ -1,12 +1,11 @@
 """Normalisation layers: BatchNorm, the forks' BN, LRN, MVN and SSD's Normalize."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from . import register
 from .base import Emission, Helper, Layer, LayerError, NotConvertible, SameShape, fmt_shape, num
+from .reshape import as_4d, legacy_4d
 
 _BATCHNORM = {2: "BatchNorm1d", 3: "BatchNorm1d", 4: "BatchNorm2d", 5: "BatchNorm3d"}
 TORCH_BN_EPS = np.float32(1e-5)
@@ -31,6 +30,21 @@ class BatchNorm(SameShape):
         p = proto.batch_norm_param
         self.eps = p.eps
         self.use_global_stats = p.use_global_stats if p.HasField("use_global_stats") else None
+        # BatchNormLayer::LayerSetUp: the three blobs are statistics, never learned.
+        for i, spec in enumerate(list(proto.param)[:3]):
+            if spec.lr_mult != 0:
+                raise LayerError(
+                    f"param {i} has lr_mult {spec.lr_mult:g}: Caffe cannot configure batch "
+                    "normalization statistics as layer parameters (lr_mult must be 0)"
+                )
+
+    def infer(self, inputs):
+        # Caffe reads shape(1) in Reshape: a 1-D (or scalar) input has no channel axis.
+        if len(inputs[0]) < 2:
+            raise LayerError(
+                f"needs an input with channels (at least 2-D), got {fmt_shape(inputs[0])}"
+            )
+        return [inputs[0]]
 
     def describe(self):
         s = f"eps {self.eps:g}"
@@ -124,6 +138,10 @@ class BN(SameShape):
 
     def describe(self):
         return "SegNet BN" if self.segnet else f"PSPNet BN, eps {self.eps:g}"
+
+    def infer(self, inputs):
+        legacy_4d(inputs[0])  # both forks read num/channels/height/width
+        return [inputs[0]]
 
     def weight_shapes(self, inputs):
         c = _channels(inputs[0])
@@ -225,7 +243,10 @@ def mvn(x: Tensor, across_channels: bool, normalize_variance: bool, eps: float) 
 
 
 @register
-class MVN(SameShape):
+class MVN(Layer):
+    """Caffe's MVNLayer: Reshape makes the top num x channels x height x width with the legacy
+    accessors, so the input has at most 4 axes and the output is always 4-D."""
+
     TYPES = ("MVN",)
 
     def __init__(self, proto):
@@ -235,10 +256,13 @@ class MVN(SameShape):
             p.normalize_variance, p.across_channels, p.eps,
         )
 
+    def infer(self, inputs):
+        return [legacy_4d(inputs[0])]
+
     def emit(self, ctx):
         return Emission(
             [
-                f"mvn({{0}}, across_channels={self.across_channels}, "
+                f"mvn({as_4d(ctx.ndim)}, across_channels={self.across_channels}, "
                 f"normalize_variance={self.normalize_variance}, eps={num(self.eps)})"
             ],
             helpers=(MVN_HELPER,),
@@ -266,17 +290,17 @@ class Normalize(Layer):
         )
 
     def infer(self, inputs):
+        # NormalizeLayer: at least 2 axes, read with the legacy accessors (so at most 4).
         if len(inputs[0]) < 2:
             raise LayerError(f"needs an input with channels, got {fmt_shape(inputs[0])}")
+        legacy_4d(inputs[0])
         return [inputs[0]]
 
     def weight_shapes(self, inputs):
-        # SSD stores a shared scale as a 0-axis blob.
+        # SSD stores a shared scale as a 0-axis blob. Its LayerSetUp checks only the count
+        # (1 or C), but that is of the blob it made itself: weights loaded from a caffemodel
+        # must match it by Blob::ShapeEquals (the base rule).
         return [() if self.channel_shared else (inputs[0][1],)]
-
-    def accepts_blob(self, index, expected, blob):
-        # SSD checks the scale by element count only (1 or C).
-        return blob.data.size == math.prod(expected)
 
     def init_weights(self, inputs, rng):
         shape = self.weight_shapes(inputs)[0]

@@ -18,13 +18,17 @@ from .base import (
 )
 
 
-def pooled_size(size: int, kernel: int, stride: int, pad: int, ceil: bool) -> int:
-    """Caffe's PoolingLayer::Reshape for one axis."""
+def pooled_size(
+    size: int, kernel: int, stride: int, pad: int, ceil: bool, clip: bool | None = None
+) -> int:
+    """Caffe's PoolingLayer::Reshape for one axis. ``clip``: whether the layer has any padding
+    (pad_h or pad_w): Caffe then drops a last window that starts in the bottom/right padding,
+    on both axes; it defaults to this axis' pad."""
     if size == DYNAMIC:
         return DYNAMIC
     span = size + 2 * pad - kernel
     out = (math.ceil(span / stride) if ceil else span // stride) + 1
-    if pad and (out - 1) * stride >= size + pad:
+    if (bool(pad) if clip is None else clip) and (out - 1) * stride >= size + pad:
         # The last pooling window must start inside the image (or its top/left padding).
         out -= 1
     return out
@@ -49,11 +53,12 @@ def caffe_pool2d(
     ceil_mode: bool = True,
 ) -> Tensor:
     """Caffe's pooling where PyTorch's pooling cannot express it (padding over half the kernel,
-    or a last window that starts past the input): explicit padding, Caffe's output size."""
+    or a last window that starts past the input): explicit padding, Caffe's output size (with
+    any padding, a last window starting in the bottom/right padding is dropped on both axes)."""
     size = []
     for n, k, s, p in zip(x.shape[2:], kernel, stride, pad):
         out = (n + 2 * p - k + (s - 1 if ceil_mode else 0)) // s + 1
-        if p and (out - 1) * s >= n + p:
+        if any(pad) and (out - 1) * s >= n + p:
             out -= 1
         size.append(out)
     if average:
@@ -93,14 +98,17 @@ class Pooling(Layer):
                 raise LayerError("global_pooling takes no kernel size")
             self.kernel = None
         else:
-            if has_hw:
-                if p.HasField("kernel_size"):
+            both_hw = p.HasField("kernel_h") and p.HasField("kernel_w")
+            # PoolingLayer::LayerSetUp: kernel_size XOR (kernel_h and kernel_w); a lone
+            # kernel_h or kernel_w next to kernel_size is ignored.
+            if p.HasField("kernel_size"):
+                if both_hw:
                     raise LayerError("give either kernel_size or kernel_h/kernel_w, not both")
-                if not (p.HasField("kernel_h") and p.HasField("kernel_w")):
+                self.kernel = (p.kernel_size, p.kernel_size)
+            elif has_hw:
+                if not both_hw:
                     raise LayerError("give both kernel_h and kernel_w")
                 self.kernel = (p.kernel_h, p.kernel_w)
-            elif p.HasField("kernel_size"):
-                self.kernel = (p.kernel_size, p.kernel_size)
             else:
                 raise LayerError("kernel_size (or kernel_h and kernel_w) is required")
             if min(self.kernel) <= 0:
@@ -111,6 +119,8 @@ class Pooling(Layer):
             raise LayerError(f"stride {fmt_shape(self.stride)} must be positive")
         if self.global_pooling and (any(self.pad) or self.stride != (1, 1)):
             raise LayerError("global_pooling takes no pad and stride 1")
+        if any(self.pad) and self.method not in (0, 1):
+            raise LayerError("padding is implemented only for MAX and AVE pooling, not STOCHASTIC")
         if self.kernel and any(p >= k for p, k in zip(self.pad, self.kernel)):
             raise LayerError(f"pad {fmt_shape(self.pad)} must be smaller than kernel {fmt_shape(self.kernel)}")
         if self.n_tops == 2 and self.method != 0:
@@ -147,7 +157,7 @@ class Pooling(Layer):
             return [(n, c, 1, 1)] * self.n_tops
         out = []
         for size, k, s, p in zip((h, w), self.kernel, self.stride, self.pad):
-            o = pooled_size(size, k, s, p, self.ceil)
+            o = pooled_size(size, k, s, p, self.ceil, any(self.pad))
             if o != DYNAMIC and o <= 0:
                 raise LayerError(f"output size {o} is not positive (input {fmt_shape(shape)})")
             out.append(o)
@@ -164,7 +174,8 @@ class Pooling(Layer):
         _, _, h, w = ctx.in_shapes[0]
         k, s, p = self.kernel, self.stride, self.pad
         native = all(2 * pp <= kk for pp, kk in zip(p, k)) and all(
-            torch_pooled_size(n, kk, ss, pp, self.ceil) == pooled_size(n, kk, ss, pp, self.ceil)
+            torch_pooled_size(n, kk, ss, pp, self.ceil)
+            == pooled_size(n, kk, ss, pp, self.ceil, any(p))
             for n, kk, ss, pp in zip((h, w), k, s, p)
         )
         if native:

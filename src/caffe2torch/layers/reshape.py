@@ -11,8 +11,8 @@ from .base import (
     Helper,
     Layer,
     LayerError,
-    SameShape,
     canonical_axis,
+    count,
     fmt_shape,
     num,
 )
@@ -26,16 +26,59 @@ def channel_shuffle(x: Tensor, groups: int) -> Tensor:
 ''')
 
 CAFFE_ARGMAX = Helper("caffe_argmax", '''
-def caffe_argmax(x: Tensor, top_k: int, out_max_val: bool) -> Tensor:
-    """Caffe's ArgMax without an axis: the top_k positions over each sample's values, as
-    floats, shaped (N, 1, top_k, 1...), or (N, 2, top_k, 1...) with the values after them."""
-    values, indices = torch.topk(torch.flatten(x, 1), top_k, dim=1)
-    out = indices.to(x.dtype).unsqueeze(1)
-    if out_max_val:
-        out = torch.cat([out, values.unsqueeze(1)], 1)
-    return out.reshape(*out.shape, *[1] * (x.dim() - 3))
+def caffe_argmax(x: Tensor, top_k: int, out_max_val: bool, axis: int | None = None) -> Tensor:
+    """Caffe's ArgMax. Caffe sorts (value, index) pairs in descending order, so the largest
+    values come first and, among equal values, the larger index first.
+
+    Without an axis: over all of each sample's values; the positions as floats, shaped
+    (N, 1, top_k, 1...) with at least 3 axes, or (N, 2, top_k, 1...) with out_max_val (the
+    values after the positions). With an axis: the positions along it, or with out_max_val
+    the values."""
+    out_dims = max(x.dim(), 3)
+    dim = 1 if axis is None else axis
+    if axis is None:
+        x = x.reshape(x.shape[0], -1)
+    n = x.shape[dim]
+    # A stable descending sort of the reversed axis puts, among equal values, the larger
+    # original index first.
+    values, order = torch.sort(torch.flip(x, [dim]), dim=dim, descending=True, stable=True)
+    values = values.narrow(dim, 0, top_k)
+    indices = (n - 1 - order.narrow(dim, 0, top_k)).to(x.dtype)
+    if axis is not None:
+        return values if out_max_val else indices
+    out = torch.stack([indices, values], 1) if out_max_val else indices.unsqueeze(1)
+    return out.reshape(*out.shape, *[1] * (out_dims - 3))
 ''')
 
+
+def no_inplace(proto) -> None:
+    """Layers whose Caffe LayerSetUp/Reshape checks ``top[0] != bottom[0]``."""
+    if len(proto.top) and len(proto.bottom) and proto.top[0] == proto.bottom[0]:
+        raise LayerError(
+            f"{proto.type} does not allow in-place computation (top '{proto.top[0]}' is its "
+            "bottom)"
+        )
+
+
+def legacy_4d(shape, what: str = "input") -> tuple[int, int, int, int]:
+    """Caffe's legacy num/channels/height/width accessors (Blob::LegacyShape): at most 4 axes,
+    missing trailing axes read as 1."""
+    if len(shape) > 4:
+        raise LayerError(
+            f"{what} {fmt_shape(shape)} has {len(shape)} axes; Caffe reads it as "
+            "num/channels/height/width, which allows 4 at most"
+        )
+    return tuple(shape) + (1,) * (4 - len(shape))  # type: ignore[return-value]
+
+
+def as_4d(ndim: int, x: str = "{0}") -> str:
+    """An expression giving ``x`` (of ``ndim`` axes, at most 4) the 4-D shape Caffe's legacy
+    accessors see: trailing axes of size 1 added."""
+    if ndim >= 4:
+        return x
+    if ndim == 0:
+        return f"{x}.reshape(1, 1, 1, 1)"
+    return f"{x}[{', '.join([':'] * ndim + ['None'] * (4 - ndim))}]"
 
 
 @register
@@ -44,6 +87,7 @@ class Reshape(Layer):
 
     def __init__(self, proto):
         super().__init__(proto)
+        no_inplace(proto)
         p = proto.reshape_param
         self.dims = list(p.shape.dim)
         self.axis, self.num_axes = p.axis, p.num_axes
@@ -119,23 +163,31 @@ class Flatten(Layer):
 
     def __init__(self, proto):
         super().__init__(proto)
+        no_inplace(proto)
         p = proto.flatten_param
         self.axis, self.end_axis = p.axis, p.end_axis
 
+    def _axes(self, ndim: int) -> tuple[int, int]:
+        a = canonical_axis(self.axis, ndim)
+        e = canonical_axis(self.end_axis, ndim, "end_axis")
+        # Caffe: count(axis, end_axis + 1) needs axis <= end_axis + 1; end_axis = axis - 1
+        # flattens nothing and inserts an axis of size 1.
+        if e < a - 1:
+            raise LayerError(f"end_axis {e} comes before axis {a}")
+        return a, e
+
     def infer(self, inputs):
         (shape,) = inputs
-        a = canonical_axis(self.axis, len(shape))
-        e = canonical_axis(self.end_axis, len(shape), "end_axis")
-        if e < a:
-            raise LayerError(f"end_axis {e} comes before axis {a}")
+        a, e = self._axes(len(shape))
         part = shape[a : e + 1]
         merged = DYNAMIC if DYNAMIC in part else math.prod(part)
         return [(*shape[:a], merged, *shape[e + 1 :])]
 
     def emit(self, ctx):
         n = ctx.ndim
-        a = canonical_axis(self.axis, n)
-        e = canonical_axis(self.end_axis, n, "end_axis")
+        a, e = self._axes(n)
+        if e == a - 1:
+            return Emission([f"{{0}}.unsqueeze({a})"], alias=True)
         end = "" if e == n - 1 else f", {e}"
         return Emission([f"torch.flatten({{0}}, {a}{end})"], alias=True)
 
@@ -171,26 +223,32 @@ class Permute(Layer):
 
 
 @register
-class ShuffleChannel(SameShape):
+class ShuffleChannel(Layer):
+    """ShuffleNet's channel shuffle (farmingyard/ShuffleNet). Its Reshape makes the top
+    num x channels x height x width with the legacy accessors: at most 4 axes, and a smaller
+    input comes out 4-D."""
+
     TYPES = ("ShuffleChannel",)
 
     def __init__(self, proto):
         super().__init__(proto)
         self.group = proto.shuffle_channel_param.group
         if self.group == 0:
-            raise LayerError("group must be positive")
+            raise LayerError("group must be greater than 0")
 
     def describe(self):
         return f"group {self.group}"
 
     def infer(self, inputs):
         (shape,) = inputs
-        if len(shape) < 2 or shape[1] % self.group:
+        out = legacy_4d(shape)
+        if out[1] != DYNAMIC and out[1] % self.group:
             raise LayerError(f"channels of {fmt_shape(shape)} are not divisible by group {self.group}")
-        return [shape]
+        return [out]
 
     def emit(self, ctx):
-        return Emission([f"channel_shuffle({{0}}, {self.group})"], helpers=(CHANNEL_SHUFFLE,))
+        x = as_4d(ctx.ndim)
+        return Emission([f"channel_shuffle({x}, {self.group})"], helpers=(CHANNEL_SHUFFLE,))
 
 
 @register
@@ -246,8 +304,13 @@ class Crop(Layer):
 
     def infer(self, inputs):
         src, ref = inputs
-        if len(src) != len(ref):
-            raise LayerError(f"bottoms {fmt_shape(src)} and {fmt_shape(ref)} differ in rank")
+        # Caffe reads bottom[1]->shape(i) for every cropped axis i of bottom 0: the reference
+        # needs at least as many axes (more are ignored).
+        if len(ref) < len(src):
+            raise LayerError(
+                f"the reference bottom {fmt_shape(ref)} has fewer axes than the cropped "
+                f"{fmt_shape(src)}"
+            )
         a = canonical_axis(self.axis, len(src))
         out = list(src[:a])
         for i, off in zip(range(a, len(src)), self.offsets(len(src))):
@@ -300,6 +363,9 @@ class Reduction(Layer):
 
 @register
 class ArgMax(Layer):
+    """Caffe's ArgMaxLayer: LayerSetUp checks top_k against count(1) (no axis) or
+    shape(axis); Reshape gives at least 3 axes without an axis, (N, 1 or 2, top_k, 1...)."""
+
     TYPES = ("ArgMax",)
 
     def __init__(self, proto):
@@ -310,28 +376,40 @@ class ArgMax(Layer):
         if self.top_k < 1:
             raise LayerError("top_k must be at least 1")
 
+    def describe(self):
+        parts = [f"top {self.top_k}"] if self.top_k != 1 else []
+        if self.axis is not None:
+            parts.append(f"axis {self.axis}")
+        if self.out_max_val:
+            parts.append("values")
+        return ", ".join(parts)
+
     def infer(self, inputs):
         (shape,) = inputs
+        if not shape:
+            raise LayerError("needs an input with at least one axis, got a scalar")
         if self.axis is None:
-            # Caffe: over all of C*H*W; shape (N, 1 or 2 with out_max_val, top_k, 1, ...).
-            if len(shape) < 3:
-                raise LayerError(f"without axis, needs a 3-D or larger input, got {fmt_shape(shape)}")
-            out = [1] * len(shape)
+            per_sample = shape[1:]
+            if DYNAMIC not in per_sample and self.top_k > count(per_sample):
+                raise LayerError(
+                    f"top_k {self.top_k} exceeds the {count(per_sample)} values per sample "
+                    "(Caffe: top_k must be <= count(1))"
+                )
+            out = [1] * max(len(shape), 3)
             out[0], out[1], out[2] = shape[0], 2 if self.out_max_val else 1, self.top_k
             return [tuple(out)]
         a = canonical_axis(self.axis, len(shape))
         if shape[a] != DYNAMIC and self.top_k > shape[a]:
-            raise LayerError(f"top_k {self.top_k} exceeds axis {a} of size {shape[a]}")
+            raise LayerError(
+                f"top_k {self.top_k} exceeds axis {a} of size {shape[a]} "
+                "(Caffe: top_k must be <= shape(axis))"
+            )
         out = list(shape)
         out[a] = self.top_k
         return [tuple(out)]
 
     def emit(self, ctx):
-        if self.axis is None:
-            return Emission(
-                [f"caffe_argmax({{0}}, {self.top_k}, out_max_val={self.out_max_val})"],
-                helpers=(CAFFE_ARGMAX,),
-            )
-        a = canonical_axis(self.axis, ctx.ndim)
-        part = "values" if self.out_max_val else "indices.to({0}.dtype)"
-        return Emission([f"torch.topk({{0}}, {self.top_k}, dim={a}).{part}"])
+        args = f"{self.top_k}, out_max_val={self.out_max_val}"
+        if self.axis is not None:
+            args += f", axis={canonical_axis(self.axis, ctx.ndim)}"
+        return Emission([f"caffe_argmax({{0}}, {args})"], helpers=(CAFFE_ARGMAX,))

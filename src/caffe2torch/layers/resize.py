@@ -6,12 +6,16 @@ import math
 
 from . import register
 from .base import Emission, Layer, LayerError, fmt_shape, four_d
+from .reshape import as_4d, legacy_4d
 
 
 @register
 class Interp(Layer):
-    """Bilinear resize with corners aligned. The output size depends on which fields are set,
-    in Caffe's order: shrink only, zoom only, height and width, shrink and zoom."""
+    """Bilinear resize with corners aligned (PSPNet's InterpLayer). The output size depends on
+    which fields are set, in Caffe's order: shrink only, zoom only, height and width, shrink and
+    zoom; a factor is checked (>= 1) only where it is used. The input is read with the legacy
+    num/channels/height/width accessors (at most 4 axes) and the output is 4-D. A second bottom
+    (OpenCV's reading) gives the output size."""
 
     TYPES = ("Interp",)
     BOTTOMS = (1, 2)
@@ -22,10 +26,6 @@ class Interp(Layer):
         self.p = p
         if p.pad_beg > 0 or p.pad_end > 0:
             raise LayerError("pad_beg and pad_end must be 0 or negative (they crop)")
-        if p.HasField("zoom_factor") and p.zoom_factor < 1:
-            raise LayerError("zoom_factor must be at least 1")
-        if p.HasField("shrink_factor") and p.shrink_factor < 1:
-            raise LayerError("shrink_factor must be at least 1")
 
     def describe(self):
         p = self.p
@@ -40,24 +40,32 @@ class Interp(Layer):
             parts.append(f"shrink {p.shrink_factor}")
         return ", ".join(parts)
 
+    def _factor(self, name: str) -> int:
+        value = getattr(self.p, name)
+        if value < 1:
+            raise LayerError(f"{name} {value} must be at least 1 (Caffe: must be positive)")
+        return value
+
     def infer(self, inputs):
-        n, c, h, w = four_d(inputs[0])
+        n, c, h, w = legacy_4d(inputs[0])
         p = self.p
         if len(inputs) == 2:
-            ref = four_d(inputs[1], "second input")
+            ref = legacy_4d(inputs[1], "second input")
             return [(n, c, ref[2], ref[3])]
         h_eff, w_eff = h + p.pad_beg + p.pad_end, w + p.pad_beg + p.pad_end
         shrink, zoom = p.HasField("shrink_factor"), p.HasField("zoom_factor")
         if shrink and not zoom:
-            oh, ow = (h_eff - 1) // p.shrink_factor + 1, (w_eff - 1) // p.shrink_factor + 1
+            s = self._factor("shrink_factor")
+            oh, ow = (h_eff - 1) // s + 1, (w_eff - 1) // s + 1
         elif zoom and not shrink:
-            z = p.zoom_factor
+            z = self._factor("zoom_factor")
             oh, ow = h_eff + (h_eff - 1) * (z - 1), w_eff + (w_eff - 1) * (z - 1)
         elif p.HasField("height") and p.HasField("width"):
             oh, ow = p.height, p.width
         elif shrink and zoom:
-            oh, ow = (h_eff - 1) // p.shrink_factor + 1, (w_eff - 1) // p.shrink_factor + 1
-            oh, ow = oh + (oh - 1) * (p.zoom_factor - 1), ow + (ow - 1) * (p.zoom_factor - 1)
+            s, z = self._factor("shrink_factor"), self._factor("zoom_factor")
+            oh, ow = (h_eff - 1) // s + 1, (w_eff - 1) // s + 1
+            oh, ow = oh + (oh - 1) * (z - 1), ow + (ow - 1) * (z - 1)
         else:
             raise LayerError("interp_param needs zoom_factor, shrink_factor, or height and width")
         if min(oh, ow, h_eff, w_eff) <= 0:
@@ -66,47 +74,70 @@ class Interp(Layer):
 
     def emit(self, ctx):
         p = self.p
-        x = "{0}"
+        x = as_4d(ctx.ndim)
         if self.n_bottoms == 1 and (p.pad_beg or p.pad_end):  # negative padding crops
             b, e = -p.pad_beg, p.pad_end
             rng = f"{b}:{e if e else ''}"
-            x = f"{{0}}[:, :, {rng}, {rng}]"
+            x = f"{x}[:, :, {rng}, {rng}]"
         size = "{1}.shape[2:]" if self.n_bottoms == 2 else str(tuple(ctx.out_shapes[0][2:]))
+        if self.n_bottoms == 2 and len(ctx.in_shapes[1]) < 4:
+            size = str(tuple(ctx.out_shapes[0][2:]))
         # Caffe's interp maps corner pixels onto corner pixels.
         return Emission([f'F.interpolate({x}, size={size}, mode="bilinear", align_corners=True)'])
 
 
 @register
 class Upsample(Layer):
-    """SegNet's max-unpooling: bottoms (values, mask from a MAX pooling's second top)."""
+    """SegNet's max-unpooling (alexgkendall/caffe-segnet): bottoms (values, mask from a MAX
+    pooling's second top). UpsampleLayer::LayerSetUp takes upsample_h and upsample_w (both,
+    each > 1), else scale or scale_h and scale_w (each > 1, pad_out only with scale 2)."""
 
     TYPES = ("Upsample",)
     BOTTOMS = (2, 2)
 
     def __init__(self, proto):
         super().__init__(proto)
-        p = proto.upsample_param
-        self.p = p
-        if p.HasField("upsample_h") != p.HasField("upsample_w"):
-            raise LayerError("give both upsample_h and upsample_w")
-        self.scale_h = p.scale_h if p.HasField("scale_h") else p.scale
-        self.scale_w = p.scale_w if p.HasField("scale_w") else p.scale
-        if (p.pad_out_h and self.scale_h != 2) or (p.pad_out_w and self.scale_w != 2):
-            raise LayerError("pad_out_h/pad_out_w work with scale 2 only")
+        p = self.p = proto.upsample_param
+        has = p.HasField
+        if not (
+            (has("upsample_h") and has("upsample_w"))
+            or (not has("scale") and has("scale_h") and has("scale_w"))
+            or (not has("scale_h") and not has("scale_w"))
+        ):
+            raise LayerError(
+                "upsample_h and upsample_w are required, else scale or both scale_h and scale_w "
+                "(not scale with them)"
+            )
+        self.scale_h = p.scale_h if has("scale_h") else p.scale
+        self.scale_w = p.scale_w if has("scale_w") else p.scale
+        self.size = (p.upsample_h, p.upsample_w) if has("upsample_h") and has("upsample_w") else None
+        if self.size is not None:
+            if min(self.size) <= 1:
+                raise LayerError(
+                    f"upsample_h {p.upsample_h} and upsample_w {p.upsample_w} must be greater than 1"
+                )
+        else:
+            if self.scale_h <= 1 or self.scale_w <= 1:
+                raise LayerError(
+                    f"scale {self.scale_h}x{self.scale_w} must be greater than 1"
+                )
+            if (p.pad_out_h and self.scale_h != 2) or (p.pad_out_w and self.scale_w != 2):
+                raise LayerError("pad_out_h/pad_out_w work with scale 2 only")
 
     def describe(self):
-        if self.p.HasField("upsample_h"):
-            return f"to {self.p.upsample_h}x{self.p.upsample_w}"
+        if self.size is not None:
+            return f"to {self.size[0]}x{self.size[1]}"
         return f"scale {self.scale_h}x{self.scale_w}"
 
     def infer(self, inputs):
         x, mask = inputs
         n, c, h, w = four_d(x)
+        four_d(mask, "mask")
         if mask != x:
             raise LayerError(f"mask {fmt_shape(mask)} must have the input's shape {fmt_shape(x)}")
         p = self.p
-        if p.HasField("upsample_h"):
-            oh, ow = p.upsample_h, p.upsample_w
+        if self.size is not None:
+            oh, ow = self.size
         else:
             oh = h * self.scale_h - int(p.pad_out_h)
             ow = w * self.scale_w - int(p.pad_out_w)
@@ -115,10 +146,19 @@ class Upsample(Layer):
         return [(n, c, oh, ow)]
 
     def emit(self, ctx):
+        _, _, h, w = ctx.in_shapes[0]
         oh, ow = ctx.out_shapes[0][2:]
         k = (self.scale_h, self.scale_w)
         # The mask is the indices of the MAX pooling that made it (return_indices=True).
-        return Emission([f"F.max_unpool2d({{0}}, {{1}}, {k}, output_size=({oh}, {ow}))"])
+        if all(abs(o - i * s) < s for o, i, s in zip((oh, ow), (h, w), k)):
+            return Emission([f"F.max_unpool2d({{0}}, {{1}}, {k}, output_size=({oh}, {ow}))"])
+        # A size PyTorch's unpooling refuses for this scale: write each value at its index in
+        # the (oh x ow) plane, as Caffe does.
+        return Emission([
+            f"{{0}}.new_zeros({{0}}.shape[0], {{0}}.shape[1], {oh * ow})"
+            f".scatter_(2, {{1}}.flatten(2), {{0}}.flatten(2))"
+            f".reshape({{0}}.shape[0], {{0}}.shape[1], {oh}, {ow})"
+        ])
 
 
 @register
@@ -154,7 +194,8 @@ class Accum(Layer):
         self.p = proto.accum_param
 
     def infer(self, inputs):
-        shapes = [four_d(s) for s in inputs]
+        # AccumLayer::Reshape reads num/channels/height/width (legacy accessors).
+        shapes = [legacy_4d(s) for s in inputs]
         p = self.p
         if p.have_reference:
             if len(shapes) < 2:
@@ -163,9 +204,19 @@ class Accum(Layer):
         else:
             data = shapes
             oh, ow = max(s[2] for s in data), max(s[3] for s in data)
-            if p.size_divisible_by:
+            if p.HasField("size_divisible_by"):
                 d = p.size_divisible_by
-                oh, ow = math.ceil(oh / d) * d, math.ceil(ow / d) * d
-            elif p.top_height > oh and p.top_width > ow:
-                oh, ow = p.top_height, p.top_width
+                if d == 0:
+                    raise LayerError("size_divisible_by must be positive")
+                top = math.ceil(oh / d) * d, math.ceil(ow / d) * d
+            else:
+                top = p.top_height, p.top_width
+            # The given size is used only when it is larger than the inputs in both axes.
+            if top[0] > oh and top[1] > ow:
+                oh, ow = top
+        if any(s[0] != data[0][0] for s in data):
+            raise LayerError(
+                "all accumulated bottoms must have the same number of images (num): "
+                + ", ".join(fmt_shape(s) for s in inputs[: len(data)])
+            )
         return [(data[0][0], sum(s[1] for s in data), oh, ow)]

@@ -52,11 +52,9 @@ class _Broadcast(Layer):
                     f"at axis {a}"
                 )
             return other
-        # An axis equal to the number of axes is allowed for a scalar parameter.
-        if len(shape) == 0 and axis in (0, -1):
-            a = 0
-        else:
-            a = canonical_axis(axis, len(shape)) if axis != len(shape) else axis
+        # LayerSetUp: CanonicalAxisIndex(axis) of bottom 0, even for a scalar parameter
+        # (num_axes 0), so axis must name an axis of the input.
+        a = canonical_axis(axis, len(shape))
         if num_axes < -1:
             raise LayerError(f"num_axes {num_axes} must be -1 or more")
         end = len(shape) if num_axes == -1 else a + num_axes
@@ -66,6 +64,10 @@ class _Broadcast(Layer):
 
     def infer(self, inputs):
         self._param_shape(inputs, *self._axes())
+        if len(inputs) == 2 and getattr(self, "bias_term", False):
+            # Scale's bias sub-layer is set up with the same axis on bottom 0, which checks it
+            # even when bottom 1 is a scalar.
+            canonical_axis(self._axes()[0], len(inputs[0]))
         return [inputs[0]]
 
     def _broadcast(self, inputs) -> tuple[tuple[int, ...], int]:

@@ -72,7 +72,7 @@ def verify_conversion(
 ) -> Verification:
     """Check a :class:`~caffe2torch.emit.Conversion` in memory against OpenCV, at the check's
     batch (given ``arrays``: at theirs)."""
-    check = check or CheckOptions()
+    check = _with_reference(check)
     graph, batch_note = (conversion.graph, "") if arrays is not None else check.graph(conversion.graph)
     pre = conversion.preprocess
     w = conversion.sources.get("weights") or {}
@@ -103,6 +103,16 @@ def verify_conversion(
             model_arrays=own,
         )
     return result
+
+
+def _with_reference(check: CheckOptions | None) -> CheckOptions:
+    """The check's options, knowing which layers the reference (OpenCV) cannot run."""
+    from dataclasses import replace
+
+    from .opencv import opencv_gap
+
+    check = check or CheckOptions()
+    return check if check.cut is not None else replace(check, cut=lambda n: bool(opencv_gap(n)))
 
 
 def _weight_bytes(weights: Path | None, graph) -> int:
@@ -266,7 +276,7 @@ def verify_folder(
     from ..api import load_graph
     from ..preprocess.spec import adapt_with_manifest
 
-    check = check or CheckOptions()
+    check = _with_reference(check)
     outdir = Path(outdir)
     manifest = read_manifest(outdir)
     prototxt, check_prototxt = _source(outdir, manifest, "prototxt", net, "--net")
