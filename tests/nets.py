@@ -112,7 +112,7 @@ def ssdlite_head(size: int = 64) -> str:
         if n <= 4:
             maps.append((bottom, c))
     locs, confs = [], []
-    for j, (blob, ch) in enumerate(maps):
+    for blob, ch in maps:
         for head, out in (("loc", 12), ("conf", 9)):
             name = f"{blob}_mbox_{head}"
             t += _conv(f"{name}/dw", blob, f"{name}/dw", ch, 3, pad=1, group=ch, bias=False)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TINY_V2, blob_bytes, ld, v2_layer, write
+from helpers import TINY_V2, ld, v2_layer, varint, write
 from layer_harness import net_text
 
 import nets
@@ -322,7 +322,7 @@ def test_a_broken_model_py_is_one_line(cli, folder, tmp_path):
 # ------------------------------------------------------------------ weights files and blobs
 def test_a_blob_with_a_zero_count_and_absurd_dims_is_one_line(cli, tmp_path):
     net = write(tmp_path / "net.prototxt", TINY_V2)
-    blob = ld(7, ld(1, b"".join(_varint(d) for d in (0, 2**62, 2**62))))
+    blob = ld(7, ld(1, b"".join(varint(d) for d in (0, 2**62, 2**62))))
     w = tmp_path / "w.caffemodel"
     w.write_bytes(v2_layer("conv1", "Convolution", [blob]))
     msg = _one_line(*cli("convert", net, w, "-o", tmp_path / "out"))
@@ -331,16 +331,6 @@ def test_a_blob_with_a_zero_count_and_absurd_dims_is_one_line(cli, tmp_path):
         "0x4611686018427387904x4611686018427387904 has a dimension over Caffe's limit of "
         "2^31 - 1 (at byte 25)"
     )
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def test_hdf5_weights_that_claim_terabytes_or_link_elsewhere_are_one_line(cli, tmp_path):

@@ -27,7 +27,7 @@ import shutil
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -596,14 +596,14 @@ def _load_reason(e: Exception, path: Path) -> str:
     return "it is damaged (" + type(e).__name__ + ")"
 
 
-def import_model(outdir: Path, manifest: dict):
-    """Import a folder's ``model.py`` under a name of its own (so several folders load into
-    one process) and return its model class; one line naming model.py on any failure."""
+def import_file(path: Path, error: type[CaffeError], what: str, prefix: str):
+    """Import a folder's own Python file (``model.py``, ``preprocess.py``) under a module name
+    of its own, so that several folders load into one process; one line naming the file on
+    any failure. (The folder's code is run by design: it is what loading a model means.)"""
     import importlib.util
 
-    path = outdir / MODEL_FILE
-    check_file(path, FolderError, "the model's code (model.py)")
-    name = f"caffe2torch_model_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}"
+    check_file(path, error, what)
+    name = f"{prefix}_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -611,10 +611,17 @@ def import_model(outdir: Path, manifest: dict):
         spec.loader.exec_module(module)
     except SyntaxError as e:
         sys.modules.pop(name, None)
-        raise FolderError(f"cannot be imported: {e.msg} (line {e.lineno})", file=path) from None
+        raise error(f"cannot be imported: {e.msg} (line {e.lineno})", file=path) from None
     except Exception as e:  # noqa: BLE001 - the file's own failure, reported as one line
         sys.modules.pop(name, None)
-        raise FolderError(f"cannot be imported: {type(e).__name__}: {_first_line(e)}", file=path) from None
+        raise error(f"cannot be imported: {type(e).__name__}: {_first_line(e)}", file=path) from None
+    return module
+
+
+def import_model(outdir: Path, manifest: dict):
+    """A folder's model class, from its ``model.py`` (see :func:`import_file`)."""
+    path = outdir / MODEL_FILE
+    module = import_file(path, FolderError, "the model's code (model.py)", "caffe2torch_model")
     cls = getattr(module, manifest["class_name"], None)
     if not isinstance(cls, type):
         raise FolderError(f"has no class {manifest['class_name']} (conversion.json names it)", file=path)
@@ -644,15 +651,3 @@ def load_converted(outdir: str | Path):
             f"does not fit {MODEL_FILE}: {detail}", file=outdir / manifest["weights_file"]
         ) from None
     return model.eval()
-
-
-@dataclass
-class Folder:
-    """A converted folder read back: its manifest and where things are."""
-
-    path: Path
-    manifest: dict = field(default_factory=dict)
-
-    @classmethod
-    def read(cls, outdir: str | Path) -> "Folder":
-        return cls(Path(outdir), read_manifest(Path(outdir)))

@@ -4,16 +4,16 @@ A classifier (the net ends in Softmax, or labels are given) gives its top classe
 net gives each output's shape, statistics and, when small, its values."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .errors import GiB, TEXT_LIMIT, CaffeError, check_file, read_text, reading
-from .folder import PREPROCESS_FILE, PREPROCESS_JSON, check_preprocess, load_converted, read_manifest
+from .folder import (
+    PREPROCESS_FILE, PREPROCESS_JSON, check_preprocess, import_file, load_converted, read_manifest,
+)
 
 SMALL = 16  # outputs with at most this many values per image are printed in full
 # Images: at most 2^28 pixels (16384 x 16384) and 2 GiB on disk; more is a decompression bomb
@@ -69,17 +69,7 @@ def _load_preprocess(outdir: Path):
         check_preprocess(json.loads(read_text(spec_path, PredictError, "a preprocess.json")), path=spec_path)
     except ValueError as e:
         raise PredictError(f"is not JSON ({str(e).split(': line')[0]})", file=spec_path) from None
-    check_file(path, PredictError, "the folder's preprocess.py")
-    name = f"caffe2torch_preprocess_{abs(hash(str(path.resolve())))}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as e:  # noqa: BLE001 - the file's own failure, as one line
-        sys.modules.pop(name, None)
-        raise PredictError(f"cannot be imported: {type(e).__name__}: {_line(e)}", file=path) from None
-    return module
+    return import_file(path, PredictError, "the folder's preprocess.py", "caffe2torch_preprocess")
 
 
 def _line(e: BaseException) -> str:

@@ -265,18 +265,23 @@ def verify_model(
     layers after it are still compared against the reference."""
     faults: dict[str, str] = {}
     blobs = _CaffeBlobs(graph, caffemodel)
-    for _ in range(4):
-        result, found = _verify_once(
-            code, class_name, state, trace, graph, caffemodel, arrays,
-            inputs_text=inputs_text, rtol=rtol, atol=atol, model_file=model_file,
-            layer_map=layer_map, model_arrays=model_arrays, faults=faults, blobs=blobs,
-            strict=strict, segment_bytes=segment_bytes,
-        )
-        if callable(state):
-            state = result.state
-        if not found:
-            break
-        faults.update(found)
+    opened: list = []  # the reference's segments: closed however the check ends (Ctrl-C too)
+    try:
+        for _ in range(4):
+            result, found = _verify_once(
+                code, class_name, state, trace, graph, caffemodel, arrays,
+                inputs_text=inputs_text, rtol=rtol, atol=atol, model_file=model_file,
+                layer_map=layer_map, model_arrays=model_arrays, faults=faults, blobs=blobs,
+                strict=strict, segment_bytes=segment_bytes, opened=opened,
+            )
+            if callable(state):
+                state = result.state
+            if not found:
+                break
+            faults.update(found)
+    finally:
+        for seg in opened:
+            seg.close()
     result.state = None
     return result
 
@@ -324,6 +329,7 @@ def _verify_once(
     blobs: "_CaffeBlobs | None" = None,
     strict: bool = False,
     segment_bytes: int | None = None,
+    opened: list | None = None,
 ) -> tuple[Verification, dict[str, str]]:
     """One run of both engines (see :func:`verify_model`); returns the result and the layers
     found to be the reference's fault in it (id -> why)."""
@@ -387,6 +393,8 @@ def _verify_once(
     seg = SegmentedReference(
         graph, run.order, run.cuts, caffemodel, graph.path, segmenter(segment_bytes)
     )
+    if opened is not None:
+        opened.append(seg)
     if callable(state):  # loaded while OpenCV reads its weights
         try:
             state = state()

@@ -269,7 +269,7 @@ class LoadedReference:
     def close(self) -> None:
         """Give up on the reference (the check stopped): wait for the loader, drop its files."""
         self._thread.join()
-        self._tmp.cleanup()
+        self._tmp.cleanup()  # (a second cleanup does nothing)
         self.net = None
 
     def run(self, arrays: Mapping[int, np.ndarray]) -> dict[str, list[np.ndarray]]:
@@ -321,12 +321,15 @@ class SegmentedReference:
         self._carry: dict[int, np.ndarray] = {}
         self._current = -1
         self._outputs: dict[str, list[np.ndarray]] = {}
+        self._pending = None
         self._loader = LoadedReference(self.nets[0], caffemodel, shown=shown) if self.nets else None
 
     def close(self) -> None:
-        if self._loader is not None:
-            self._loader.close()
-            self._loader = None
+        for loader in (self._loader, self._pending):
+            if loader is not None:
+                loader.close()
+        self._loader = self._pending = None
+        self._outputs, self._carry, self._given = {}, {}, {}
 
     def start(self, given: Mapping[int, np.ndarray]) -> None:
         self._given = dict(given)
@@ -343,6 +346,7 @@ class SegmentedReference:
             net, self.caffemodel, shown=self.shown, warm=False
         )
         self._loader = None
+        self._pending = loader  # closed if the check stops while it loads
         arrays = {}
         for v in net.inputs:
             a = self._given.get(id(v))
@@ -353,6 +357,7 @@ class SegmentedReference:
             arrays[id(v)] = a
         self._outputs = {}  # the previous segment's outputs go (what later ones read is kept)
         outs = loader.run(arrays)
+        self._pending = None
         self.seconds["load"] += loader.seconds["load"]
         self.seconds["run"] += loader.seconds["run"]
         later = {id(v) for m in self.nets[k + 1 :] for v in m.inputs}

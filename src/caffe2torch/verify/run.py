@@ -205,7 +205,7 @@ def read_input_arrays(
 def load_input_arrays(headers: Mapping[str, tuple]) -> dict[str, np.ndarray]:
     """The arrays of :func:`read_input_arrays`, as float32."""
     out = {}
-    for name, (path, shape, dtype, _) in headers.items():
+    for name, (path, *_) in headers.items():
         with reading(path, VerifyInputError, "an .npy array"):
             try:
                 a = np.load(path, allow_pickle=False, mmap_mode="r")
