@@ -88,6 +88,14 @@ bench-engines: $(BIN)/caffe2torch $(VENV_MMDNN)/bin/mmtoir ## Benchmark the MMdn
 corpus: $(BIN)/caffe2torch ## Convert and verify every corpus net in ../shared
 	$(BIN)/python tools/convert_corpus.py
 
+# Property-based fuzzing (hypothesis) of every input: prototxt, caffemodel, HDF5, mean files,
+# converted folders, command lines, Ctrl-C. tests/test_fuzz.py runs a short fixed set in `make test`.
+.PHONY: fuzz
+FUZZ_SECONDS ?= 300
+FUZZ_WORKERS ?= 2
+fuzz: $(BIN)/caffe2torch ## Fuzz every input for FUZZ_SECONDS (300); reproducers in fuzz-findings/
+	$(BIN)/python tools/fuzz.py --seconds $(FUZZ_SECONDS) --workers $(FUZZ_WORKERS) --out fuzz-findings
+
 # ------------------------------------------------------------------------------- the image
 image: $(if $(filter cpu,$(TORCH_VARIANT)),$(TORCH_CPU_WHEEL)) ## Build the image (DOCKER=podman, TORCH_VARIANT=cpu, BASE_IMAGE=...)
 	$(DOCKER) build --tag $(IMAGE) \

@@ -112,7 +112,7 @@ def written_by_us(folder: Path) -> str:
     try:
         with open(manifest, encoding="utf-8") as f:
             fmt = json.loads(f.read(TEXT_LIMIT)).get("format", "")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         fmt = ""
     if not str(fmt).startswith("caffe2torch-conversion/"):
         return f"its {MANIFEST} was not written by caffe2torch"
@@ -145,8 +145,8 @@ class Destination:
         absolute = Path(os.path.abspath(outdir))
         parent = absolute.parent
         _check_parent(parent, shown)
-        real = parent.resolve() / absolute.name
-        cwd = Path.cwd().resolve()
+        real = Path(os.path.realpath(parent)) / absolute.name
+        cwd = Path(os.path.realpath(Path.cwd()))
         if real.exists() and not real.is_dir():
             raise OutputError("exists and is not a folder", file=shown)
         replace = False
@@ -160,7 +160,7 @@ class Destination:
             for p in inputs:
                 if p is None:
                     continue
-                rp = Path(os.path.abspath(p)).resolve()
+                rp = Path(os.path.realpath(os.path.abspath(p)))
                 if _is_within(rp, real):
                     what = "holds" if rp.parent == real else "is a parent of"
                     raise OutputError(
@@ -198,11 +198,11 @@ class Destination:
             raise OutputError("is a symbolic link: give the file itself", file=out)
         absolute = Path(os.path.abspath(out))
         _check_parent(absolute.parent, out, what="the folder to write into")
-        real = absolute.parent.resolve() / absolute.name
+        real = Path(os.path.realpath(absolute.parent)) / absolute.name
         if real.is_dir():
             raise OutputError("is a folder; give the file to write", file=out)
         for p in inputs:
-            if p is not None and Path(os.path.abspath(p)).resolve() == real:
+            if p is not None and Path(os.path.realpath(os.path.abspath(p))) == real:
                 raise OutputError(
                     f"is an input of this run ({p}): caffe2torch never overwrites its input",
                     file=out,
@@ -220,40 +220,46 @@ class Destination:
         place (see the module docstring)."""
         outdir = self.path
         parent = Path(os.path.abspath(outdir)).parent
+        old = tmp = None
         try:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".tmp", dir=parent))
-        except OSError as e:
-            raise OutputError(f"cannot write: {e.strerror or e}", file=parent) from None
-        old = None
-        try:
+            with no_interrupt():
+                try:
+                    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".tmp", dir=parent))
+                except OSError as e:
+                    raise OutputError(f"cannot write: {e.strerror or e}", file=parent) from None
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp, 0o777 & ~umask)
             with _writing(outdir):
                 fill(tmp)
-                if self.replace and outdir.exists():
-                    why = written_by_us(outdir)  # again: it may have changed meanwhile
-                    if why:
-                        raise OutputError(f"--overwrite refused: {why}", file=outdir)
-                    old = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".old", dir=parent))
-                    os.rename(outdir, old / "x")
-                try:
-                    os.rename(tmp, outdir)
-                except BaseException:
+                with no_interrupt():
+                    if self.replace and outdir.exists():
+                        why = written_by_us(outdir)  # again: it may have changed meanwhile
+                        if why:
+                            raise OutputError(f"--overwrite refused: {why}", file=outdir)
+                        old = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".old", dir=parent))
+                        os.rename(outdir, old / "x")
+                    try:
+                        os.rename(tmp, outdir)
+                    except BaseException:
+                        if old is not None:
+                            os.rename(old / "x", outdir)
+                            os.rmdir(old)
+                            old = None
+                        raise
                     if old is not None:
-                        os.rename(old / "x", outdir)
-                        os.rmdir(old)
+                        shutil.rmtree(old, ignore_errors=True)
                         old = None
-                    raise
+                    WRITTEN.append(outdir)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if old is not None and not outdir.exists() and (old / "x").exists():
-                os.rename(old / "x", outdir)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            with no_interrupt():
+                if tmp is not None:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                if old is not None and not outdir.exists() and (old / "x").exists():
+                    os.rename(old / "x", outdir)
+                if old is not None:
+                    shutil.rmtree(old, ignore_errors=True)
             raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
         return outdir
 
 
@@ -295,21 +301,47 @@ def _writing(path: Path):
 
 
 @contextlib.contextmanager
+def no_interrupt():
+    """Ctrl-C held back (delivered right after) while the output is put in place, so that an
+    interruption never leaves it half-swapped: before, nothing changed; after, it is done."""
+    import signal
+
+    main = threading.current_thread() is threading.main_thread()
+    if main and hasattr(signal, "pthread_sigmask"):
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    else:  # pragma: no cover
+        yield
+
+
+# The outputs completed by this process (the CLI says so when Ctrl-C comes after them).
+WRITTEN: list[Path] = []
+
+
+@contextlib.contextmanager
 def atomic_file(path: Path):
     """A binary file written beside ``path`` and renamed onto it only when complete."""
-    with _writing(path):
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    tmp = None
     try:
+        with no_interrupt(), _writing(path):
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+            f = os.fdopen(fd, "wb")
         with _writing(path):
-            with os.fdopen(fd, "wb") as f:
+            with f:
                 yield f
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, path)
+            with no_interrupt():
+                os.replace(tmp, path)
+                tmp = None
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         raise
 
 
@@ -423,6 +455,17 @@ class _Check:
         return value
 
 
+def parse_json(text: str, path: Path, error: type[CaffeError]):
+    """JSON text of a folder's file, or one line naming it (NaN and infinities are not JSON,
+    nor is nesting too deep to read)."""
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise error("is not JSON caffe2torch reads (nested too deeply)", file=path) from None
+    except ValueError as e:
+        raise error(f"is not JSON ({_json_error(e)})", file=path) from None
+
+
 def read_manifest(outdir: Path) -> dict:
     """The validated ``conversion.json`` of a converted folder."""
     outdir = Path(outdir)
@@ -432,10 +475,7 @@ def read_manifest(outdir: Path) -> dict:
         raise FolderError("no such folder", file=outdir)
     path = outdir / MANIFEST
     text = read_text(path, FolderError, "a conversion.json", limit=TEXT_LIMIT)
-    try:
-        manifest = json.loads(text, parse_constant=_no_constant)
-    except ValueError as e:
-        raise FolderError(f"is not JSON ({_json_error(e)})", file=path) from None
+    manifest = parse_json(text, path, FolderError)
     c = _Check(path)
     c.dict(manifest, "the file")
     for key in ("class_name", "model_file", "weights_file", "inputs", "outputs", "trace"):
@@ -506,6 +546,12 @@ def read_manifest(outdir: Path) -> dict:
 def check_preprocess(pre: dict, c: _Check | None = None, path: Path | None = None) -> dict:
     """Type checks of a ``preprocess`` record (conversion.json or preprocess.json)."""
     c = c or _Check(path or Path(PREPROCESS_JSON))
+    c.dict(pre, "preprocess")
+    for i, out in enumerate(c.list(pre.get("outputs", []), "preprocess.outputs")):
+        c.dict(out, f"preprocess.outputs[{i}]")
+        c.str(out.get("name"), f"preprocess.outputs[{i}].name")
+        if not isinstance(out.get("softmax", False), bool):
+            c.fail(f"preprocess.outputs[{i}].softmax", "must be true or false")
     for i, rec in enumerate(c.list(pre.get("inputs", []), "preprocess.inputs")):
         at = f"preprocess.inputs[{i}]"
         c.dict(rec, at)
@@ -539,6 +585,7 @@ def check_preprocess(pre: dict, c: _Check | None = None, path: Path | None = Non
             for f in ("channel_order", "caffe_order"):
                 if rec.get(f) not in ("BGR", "RGB", "gray"):
                     c.fail(f"{at}.{f}", "must be BGR, RGB or gray")
+            c.str(rec.get("mean_missing"), f"{at}.mean_missing", allow_none=True)
     return pre
 
 
@@ -563,7 +610,11 @@ def load_state(path: Path) -> dict[str, Any]:
 
                 state = load_file(str(path))
             else:
-                state = torch.load(path, weights_only=True, map_location="cpu")
+                import warnings
+
+                with warnings.catch_warnings():  # torch's notes on old pickle protocols
+                    warnings.simplefilter("ignore")
+                    state = torch.load(path, weights_only=True, map_location="cpu")
         except OSError:
             raise
         except MemoryError:
@@ -603,7 +654,7 @@ def import_file(path: Path, error: type[CaffeError], what: str, prefix: str):
     import importlib.util
 
     check_file(path, error, what)
-    name = f"{prefix}_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}"
+    name = f"{prefix}_{hashlib.sha256(os.path.realpath(path).encode()).hexdigest()[:16]}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -612,7 +663,7 @@ def import_file(path: Path, error: type[CaffeError], what: str, prefix: str):
     except SyntaxError as e:
         sys.modules.pop(name, None)
         raise error(f"cannot be imported: {e.msg} (line {e.lineno})", file=path) from None
-    except Exception as e:  # noqa: BLE001 - the file's own failure, reported as one line
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - the file's own failure, one line
         sys.modules.pop(name, None)
         raise error(f"cannot be imported: {type(e).__name__}: {_first_line(e)}", file=path) from None
     return module
@@ -637,11 +688,15 @@ def load_converted(outdir: str | Path):
     state = load_state(outdir / manifest["weights_file"])
     try:
         model = cls()
-    except Exception as e:  # noqa: BLE001
+    except (Exception, SystemExit) as e:  # noqa: BLE001
         raise FolderError(
             f"{manifest['class_name']}() fails: {type(e).__name__}: {_first_line(e)}",
             file=outdir / MODEL_FILE,
         ) from None
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise FolderError(f"{manifest['class_name']} is not a torch nn.Module", file=outdir / MODEL_FILE)
     try:
         model.load_state_dict(state)
     except Exception as e:  # noqa: BLE001 - missing/unexpected keys, wrong shapes

@@ -19,7 +19,7 @@ from .caffe.caffemodel import Blob, Weights
 from .caffe.prototxt import NetText
 from .errors import CaffeError, InputShapeError, PrototxtError, UnsupportedLayerError, WeightsError
 from .layers import DYNAMIC, Layer, LayerError, Shape, fmt_shape, layer_class
-from .layers.base import MAX_COUNT, MAX_DIM, count
+from .layers.base import MAX_BLOB, MAX_COUNT, MAX_DIM, count
 
 PHASES = {"train": 0, "test": 1}
 
@@ -326,7 +326,7 @@ def build_graph(
             if v is None:
                 if b in excluded:
                     msg = f"bottom '{b}' comes from {excluded[b]}"
-                elif b in later_producer:
+                elif b in later_producer and later_producer[b][0] != layer.name:
                     who, at = later_producer[b]
                     where = f" (line {at})" if at else ""
                     msg = (
@@ -473,6 +473,11 @@ def build_graph(
             node.weight_shapes = [tuple(s) for s in node.op.weight_shapes(in_shapes)]
             for s in node.weight_shapes:
                 _check_dims(s, "weight blob")
+                if count(s) > MAX_BLOB:
+                    raise LayerError(
+                        f"weight blob {fmt_shape(s)} holds {count(s):,} values: Caffe's blobs hold "
+                        "at most 2^31 - 1 (INT_MAX)"
+                    )
         except CaffeError as e:
             raise fail(e, node.name, node.type, node.line) from None
 

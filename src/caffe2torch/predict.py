@@ -4,7 +4,6 @@ A classifier (the net ends in Softmax, or labels are given) gives its top classe
 net gives each output's shape, statistics and, when small, its values."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,7 +11,8 @@ import numpy as np
 
 from .errors import GiB, TEXT_LIMIT, CaffeError, check_file, read_text, reading
 from .folder import (
-    PREPROCESS_FILE, PREPROCESS_JSON, check_preprocess, import_file, load_converted, read_manifest,
+    PREPROCESS_FILE, PREPROCESS_JSON, check_preprocess, import_file, load_converted, parse_json,
+    read_manifest,
 )
 
 SMALL = 16  # outputs with at most this many values per image are printed in full
@@ -65,11 +65,14 @@ def _load_preprocess(outdir: Path):
             file=outdir,
         )
     spec_path = outdir / PREPROCESS_JSON
-    try:
-        check_preprocess(json.loads(read_text(spec_path, PredictError, "a preprocess.json")), path=spec_path)
-    except ValueError as e:
-        raise PredictError(f"is not JSON ({str(e).split(': line')[0]})", file=spec_path) from None
-    return import_file(path, PredictError, "the folder's preprocess.py", "caffe2torch_preprocess")
+    text = read_text(spec_path, PredictError, "a preprocess.json")
+    check_preprocess(parse_json(text, spec_path, PredictError), path=spec_path)
+    module = import_file(path, PredictError, "the folder's preprocess.py", "caffe2torch_preprocess")
+    spec = getattr(module, "SPEC", None)
+    if not isinstance(spec, dict) or not callable(getattr(module, "preprocess", None)):
+        raise PredictError("defines no SPEC (a dict) and preprocess() (edited by hand? convert again)", file=path)
+    check_preprocess(spec, path=path)
+    return module
 
 
 def _line(e: BaseException) -> str:
@@ -111,13 +114,20 @@ def load_image(path: Path) -> np.ndarray:
 
 
 def _preprocess(pre, image: np.ndarray, path: Path):
+    import torch
+
     try:
-        return pre.preprocess(image)
-    except Exception as e:  # noqa: BLE001
+        x = pre.preprocess(image)
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - the folder's own code fails
         raise PredictError(
             f"cannot be made into the model's input by {PREPROCESS_FILE}: {_line(e)[:200]}",
             file=path,
         ) from None
+    if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[0] != 1 or not x.is_floating_point():
+        raise PredictError(
+            f"{PREPROCESS_FILE} made something other than a 1 x C x H x W float tensor of it", file=path
+        )
+    return x
 
 
 def image_batch(outdir: Path, images: list[Path]) -> tuple[str, np.ndarray, dict]:
@@ -125,7 +135,7 @@ def image_batch(outdir: Path, images: list[Path]) -> tuple[str, np.ndarray, dict
     its ``model_input`` record). For a net with one input, an image."""
     pre = _load_preprocess(outdir)
     spec = _single_image_input(pre.SPEC, outdir)
-    batch = np.concatenate([_preprocess(pre, load_image(Path(p)), Path(p)).numpy() for p in images])
+    batch = np.concatenate([_preprocess(pre, load_image(Path(p)), Path(p)).detach().numpy() for p in images])
     return spec["name"], batch, spec.get("model_input") or {}
 
 
@@ -154,13 +164,13 @@ def predict(
     pre = _load_preprocess(outdir)
     spec = pre.SPEC
     image_spec = _single_image_input(spec, outdir)
-    if image_spec.get("mean_missing") and warn is not None:
+    model = load_converted(outdir)
+    if image_spec.get("mean_missing") and warn is not None:  # (said once the folder loads)
         warn(
             f"the prototxt names the mean file {image_spec['mean_missing']}, which was not found "
             "when this folder was converted: the images are not mean-subtracted, so the "
             "outputs may be wrong (convert again with --mean-file)"
         )
-    model = load_converted(outdir)
     outputs = spec.get("outputs") or [{"name": o["name"], "softmax": False} for o in manifest["outputs"]]
     results = []
     for image in images:
@@ -169,27 +179,36 @@ def predict(
         with torch.no_grad():
             try:
                 ys = model(x)
-            except Exception as e:  # noqa: BLE001 - the folder's model fails on this input
+            except (Exception, SystemExit) as e:  # noqa: BLE001 - the model fails on this input
                 raise PredictError(
                     f"the model fails on this image: {type(e).__name__}: {_line(e)[:200]}", file=image
                 ) from None
         ys = ys if isinstance(ys, tuple) else (ys,)
+        if len(ys) != len(outputs) or not all(isinstance(y, torch.Tensor) for y in ys):
+            raise PredictError(
+                f"the model returned {len(ys)} value(s), not the {len(outputs)} tensor(s) its "
+                "outputs say (model.py edited by hand? convert again)",
+                file=outdir / "model.py",
+            )
         p = Prediction(str(image))
         for out, y in zip(outputs, ys):
             a = y.detach().to(torch.float64).numpy()
+            empty = a.size == 0
             rec = {
                 "name": out["name"],
                 "shape": list(a.shape),
-                "min": float(a.min()),
-                "max": float(a.max()),
-                "mean": float(a.mean()),
-                "std": float(a.std()),
+                "min": None if empty else float(a.min()),
+                "max": None if empty else float(a.max()),
+                "mean": None if empty else float(a.mean()),
+                "std": None if empty else float(a.std()),
             }
             if a.size <= SMALL:
                 rec["values"] = [float(v) for v in a.reshape(-1)]
             p.outputs.append(rec)
         first, y0 = outputs[0], ys[0]
         classes = int(np.prod(y0.shape[1:])) if y0.ndim >= 2 else 0
+        if y0.ndim == 0:
+            classes = 0
         if (first.get("softmax") or labels) and y0.shape[0] == 1 and classes > 1:
             if labels is not None and len(labels) != classes:
                 raise PredictError(

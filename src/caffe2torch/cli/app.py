@@ -90,7 +90,8 @@ def _reported() -> Iterator[None]:
         if _state["debug"]:
             err.print_exception()
         _error_line(
-            "ran out of memory: give a smaller --input-shape, or convert with --no-verify"
+            "ran out of memory: the net (its weights or its activations at this input shape) "
+            "does not fit; give a smaller --input-shape, or see --max-memory"
         )
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
@@ -260,6 +261,9 @@ def synth_weights(
         dest = Destination.file(output, inputs=[prototxt], overwrite=overwrite)
         graph = _graph(prototxt, input_shape, phase, stage)
         values = write_synth_weights(graph, dest.path, seed=seed)
+        from ..folder import WRITTEN
+
+        WRITTEN.append(dest.path)
     layers = sum(1 for n in graph.nodes if n.weight_shapes)
     size = output.stat().st_size
     out.print(
@@ -670,9 +674,9 @@ def run(argv: list[str] | None = None) -> int:
     _state["debug"] = "--debug" in argv
     try:
         rv = command.main(args=argv, prog_name="caffe2torch", standalone_mode=False)
-    except click_exc.NoArgsIsHelpError as e:
+    except click_exc.NoArgsIsHelpError as e:  # no command at all: the help, as --help does
         out.print(e.ctx.get_help(), markup=False, highlight=False)
-        return EXIT_BAD_INPUT
+        return 0
     except click_exc.UsageError as e:
         where = e.ctx.command_path if e.ctx is not None else "caffe2torch"
         _error_line(f"{e.format_message()} (see '{where} --help')")
@@ -694,7 +698,13 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def _interrupted() -> int:
-    err.print("[bold red]interrupted[/bold red]: nothing was written")
+    from ..folder import WRITTEN
+
+    if WRITTEN:  # Ctrl-C came after the output was in place
+        where = ", ".join(escape(printable(str(p))) for p in WRITTEN)
+        err.print(f"[bold red]interrupted[/bold red] after writing {where}, which is complete")
+    else:
+        err.print("[bold red]interrupted[/bold red]: nothing was written")
     return EXIT_INTERRUPTED
 
 
@@ -718,7 +728,10 @@ def _bug(e: BaseException) -> int:
 
 
 def main() -> None:
-    code = run()
+    try:
+        code = run()
+    except KeyboardInterrupt:  # in the instant before run() could catch it
+        code = _interrupted()
     sys.stdout.flush()
     sys.stderr.flush()
     if code == EXIT_INTERRUPTED:

@@ -191,8 +191,8 @@ def render_verification(console: Console, v) -> None:
     console.print(verification_line(v))
 
 
-def _num(x: float) -> str:
-    return f"{x:.6g}"
+def _num(x: float | None) -> str:
+    return "" if x is None else f"{x:.6g}"
 
 
 def render_predictions(console: Console, results) -> None:

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 Shape = tuple[int, ...]
 DYNAMIC = -1
-MAX_DIM = 1 << 31  # Caffe stores dimensions as int32
+MAX_DIM = (1 << 31) - 1  # Caffe stores dimensions as int32 (INT_MAX)
+MAX_BLOB = (1 << 31) - 1  # Blob::Reshape: a blob's count is at most INT_MAX
 MAX_COUNT = 1 << 40  # no real blob has a trillion elements
 
 

@@ -27,13 +27,17 @@ def read_mean(path: str | Path) -> np.ndarray:
             )
         with reading(path, WeightsError, "a mean file (.npy)"):
             try:
-                arr = np.load(path, allow_pickle=False, mmap_mode="r")
-            except (ValueError, EOFError):
+                raw = np.load(path, allow_pickle=False, mmap_mode="r")
+            except (ValueError, EOFError, OverflowError):
                 raise WeightsError("not a numeric .npy (its header or data is damaged)", file=path) from None
-            arr = np.array(arr, np.float32)
+            raw = np.asarray(raw, np.float64)
     else:
-        arr = read_blobproto(path).data
-    arr = np.asarray(arr, np.float32)
+        raw = np.asarray(read_blobproto(path).data, np.float64)
+    if raw.size == 0:
+        raise WeightsError(f"holds no values (shape {'x'.join(map(str, raw.shape))})", file=path)
+    if not np.isfinite(raw).all() or np.abs(raw).max() > np.finfo(np.float32).max:
+        raise WeightsError("holds values that are not finite float32 numbers (NaN, inf or beyond)", file=path)
+    arr = raw.astype(np.float32)
     while arr.ndim > 3 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim == 1:
@@ -57,10 +61,12 @@ def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
                 if reader is None:
                     raise ValueError("version")
                 shape, _, dtype = reader(f)
-            except (ValueError, EOFError, SyntaxError, TypeError):
+            except Exception:  # noqa: BLE001 - numpy parses the header text in several ways
                 what = "the file is empty" if st.st_size == 0 else "its header is damaged"
                 raise WeightsError(f"not an .npy array ({what})", file=path) from None
             offset = f.tell()
+    if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise WeightsError("not an .npy array (its header is damaged)", file=path)
     shape = tuple(int(d) for d in shape)
     if st.st_size < offset + math.prod(shape) * dtype.itemsize:
         raise WeightsError("is truncated: its data is shorter than its header says", file=path)

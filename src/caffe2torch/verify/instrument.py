@@ -117,7 +117,7 @@ def instrument(
         mod.__dict__[FEED] = feeder or (lambda i, k, x: x)
         try:
             exec(compiled, mod.__dict__)
-        except Exception as e:  # noqa: BLE001 - the file's own failure, as one line
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - the file's own failure, one line
             first = str(e).splitlines()[0] if str(e) else ""
             raise TraceError(f"cannot be imported: {type(e).__name__}: {first}", file=filename) from None
         return getattr(mod, class_name)

@@ -355,11 +355,13 @@ def _verify_once(
         try:
             with torch.device("meta"):
                 model = cls()
-        except Exception as e:  # noqa: BLE001 - the file's own failure, as one line
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - the file's own failure, as one line
             raise TraceError(
                 f"{class_name}() fails: {type(e).__name__}: {_first_error_line(e, 0)}",
                 file=model_file,
             ) from None
+        if not isinstance(model, torch.nn.Module):
+            raise TraceError(f"{class_name} is not a torch nn.Module", file=model_file)
         try:
             model.load_state_dict(state, strict=True, assign=True)
         except RuntimeError as e:
@@ -379,7 +381,7 @@ def _verify_once(
                 model(*xs)
             except CaffeError:  # the reference's own failure (raised in a tap), not the model's
                 raise
-            except Exception as e:  # noqa: BLE001 - the model's failure is the finding
+            except (Exception, SystemExit) as e:  # noqa: BLE001 - the model's failure is the finding
                 line = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 if raising:
                     raise ReferenceError(

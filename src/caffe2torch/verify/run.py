@@ -141,10 +141,12 @@ def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
                     shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
                 else:
                     raise ValueError(f"format version {version[0]}.{version[1]}")
-            except (ValueError, EOFError, SyntaxError, TypeError):
+            except Exception:  # noqa: BLE001 - numpy parses the header text in several ways
                 what = "the file is empty" if os.stat(path).st_size == 0 else "its header is damaged"
                 raise VerifyInputError(f"not an .npy array ({what})", file=path) from None
             offset = f.tell()
+    if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise VerifyInputError("not an .npy array (its header is damaged)", file=path)
     return tuple(int(d) for d in shape), dtype, offset
 
 
@@ -209,9 +211,10 @@ def load_input_arrays(headers: Mapping[str, tuple]) -> dict[str, np.ndarray]:
         with reading(path, VerifyInputError, "an .npy array"):
             try:
                 a = np.load(path, allow_pickle=False, mmap_mode="r")
-            except (ValueError, EOFError):
+            except (ValueError, EOFError, OverflowError):
                 raise VerifyInputError("not an .npy array (its data is damaged)", file=path) from None
-            out[name] = np.ascontiguousarray(a, np.float32)
+            with np.errstate(over="ignore", invalid="ignore"):
+                out[name] = np.ascontiguousarray(a, np.float32)
         if not np.all(np.isfinite(out[name])):
             raise VerifyInputError("holds NaN or infinite values", file=path)
     return out
