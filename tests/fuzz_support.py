@@ -549,14 +549,16 @@ def check_outcome(o: Outcome, before: dict, after: dict, *, interrupted: bool = 
             add("multi-line", "interrupted", f"{cmd}: exit 130 with {len(lines_shown)} line(s) on stderr: {o.stderr[:300]!r}", o.stderr)
     # Files: nothing created or changed by a failed command; no temporary file ever left.
     tmp_left = [p for p in after if p.startswith(".tmp/")]
-    if o.code in (2, 130):
+    # Ctrl-C after the output was complete (and in place) says so: only the output changed.
+    written = o.code == 130 and "interrupted after writing " in o.stderr and "which is complete" in o.stderr
+    if o.code in (2, 130) and not written:
         new = sorted(set(after) - set(before) - set(tmp_left))
         changed = sorted(p for p in before if p in after and before[p] != after[p])
         gone = sorted(set(before) - set(after))
         if new or changed or gone:
             what = "; ".join(f"{k}: {', '.join(v[:5])}" for k, v in (("new", new), ("changed", changed), ("removed", gone)) if v)
             add("files", f"{cmd}:{o.code}:{_norm(what)[:80]}", f"{cmd}: exit {o.code} but {what}")
-    elif o.code in (0, 1):
+    elif o.code in (0, 1) or written:
         out = output_location(argv)
         outside = [
             p for p in before

@@ -496,7 +496,8 @@ def test_npy_inputs_are_checked_from_their_header(cli, folder, tmp_path):
          + "': a dimension is at most 2^31 - 1, and a blob has 32 axes at most"),
     ],
 )
-def test_bad_options_are_one_line(cli, tmp_path, args, expected):
+def test_bad_options_are_one_line(cli, tmp_path, monkeypatch, args, expected):
+    monkeypatch.chdir(tmp_path)  # (convert's default output folder is ./converted)
     net = write(tmp_path / "net.prototxt", TINY_V2)
     fill = {"net": str(net), "tmp": str(tmp_path)}
     msg = _one_line(*cli(*[a.format(**fill) for a in args]))

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import threading
@@ -469,10 +470,14 @@ def parse_json(text: str, path: Path, error: type[CaffeError]):
 def read_manifest(outdir: Path) -> dict:
     """The validated ``conversion.json`` of a converted folder."""
     outdir = Path(outdir)
-    if not outdir.is_dir():
-        if outdir.exists():
-            raise FolderError("is not a folder (give the folder convert wrote)", file=outdir)
-        raise FolderError("no such folder", file=outdir)
+    try:
+        st = os.stat(outdir)
+    except FileNotFoundError:
+        raise FolderError("no such folder", file=outdir) from None
+    except OSError as e:
+        raise FolderError(f"cannot be read: {e.strerror or e}", file=outdir) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise FolderError("is not a folder (give the folder convert wrote)", file=outdir)
     path = outdir / MANIFEST
     text = read_text(path, FolderError, "a conversion.json", limit=TEXT_LIMIT)
     manifest = parse_json(text, path, FolderError)
@@ -547,6 +552,8 @@ def check_preprocess(pre: dict, c: _Check | None = None, path: Path | None = Non
     """Type checks of a ``preprocess`` record (conversion.json or preprocess.json)."""
     c = c or _Check(path or Path(PREPROCESS_JSON))
     c.dict(pre, "preprocess")
+    if not c.list(pre.get("inputs"), "preprocess.inputs"):
+        c.fail("preprocess.inputs", "is empty")
     for i, out in enumerate(c.list(pre.get("outputs", []), "preprocess.outputs")):
         c.dict(out, f"preprocess.outputs[{i}]")
         c.str(out.get("name"), f"preprocess.outputs[{i}].name")

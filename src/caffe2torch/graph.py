@@ -170,9 +170,10 @@ def parse_input_shapes(specs: Iterable[str]) -> dict[str | None, Shape]:
     return out
 
 
-def _check_dims(shape: Shape, what: str) -> None:
+def _check_dims(shape: Shape, what: str, dynamic: bool = True) -> None:
+    """Positive int32 dimensions (or, ``dynamic``, the -1 of a size known only at run time)."""
     for d in shape:
-        if d != DYNAMIC and d <= 0:
+        if not (dynamic and d == DYNAMIC) and d <= 0:
             raise LayerError(f"{what} {fmt_shape(shape)} has a dimension that is not positive")
         if d > MAX_DIM:
             raise LayerError(f"{what} {fmt_shape(shape)} has an absurd dimension {d}")
@@ -453,7 +454,7 @@ def build_graph(
                     node.name, node.type, node.line,
                 )
             try:
-                _check_dims(tuple(shape), f"input '{v.name}' shape")
+                _check_dims(tuple(shape), f"input '{v.name}' shape", dynamic=False)
             except LayerError as e:
                 raise fail(e, node.name, node.type, node.line) from None
             v.shape = tuple(shape)

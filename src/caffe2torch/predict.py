@@ -4,6 +4,9 @@ A classifier (the net ends in Softmax, or labels are given) gives its top classe
 net gives each output's shape, statistics and, when small, its values."""
 from __future__ import annotations
 
+import math
+import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,7 +61,7 @@ def read_labels(path: Path) -> list[str]:
 
 def _load_preprocess(outdir: Path):
     path = outdir / PREPROCESS_FILE
-    if not path.is_file() or not (outdir / PREPROCESS_JSON).is_file():
+    if not os.path.isfile(path) or not os.path.isfile(outdir / PREPROCESS_JSON):
         raise PredictError(
             f"has no {PREPROCESS_FILE} and {PREPROCESS_JSON} (converted by an older caffe2torch? "
             "convert again)",
@@ -176,7 +179,8 @@ def predict(
     for image in images:
         image = Path(image)
         x = _preprocess(pre, load_image(image), image)
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the folder's own code's warnings
             try:
                 ys = model(x)
             except (Exception, SystemExit) as e:  # noqa: BLE001 - the model fails on this input
@@ -184,32 +188,41 @@ def predict(
                     f"the model fails on this image: {type(e).__name__}: {_line(e)[:200]}", file=image
                 ) from None
         ys = ys if isinstance(ys, tuple) else (ys,)
-        if len(ys) != len(outputs) or not all(isinstance(y, torch.Tensor) for y in ys):
+        if len(ys) != len(outputs) or not all(
+            isinstance(y, torch.Tensor) and (y.is_floating_point() or not (y.is_complex() or y.dtype == torch.bool))
+            for y in ys
+        ):
+            got = ", ".join(str(y.dtype) if isinstance(y, torch.Tensor) else type(y).__name__ for y in ys)
             raise PredictError(
-                f"the model returned {len(ys)} value(s), not the {len(outputs)} tensor(s) its "
-                "outputs say (model.py edited by hand? convert again)",
+                f"the model returned {len(ys)} value(s) ({got}), not the {len(outputs)} real "
+                "tensor(s) its outputs say (model.py edited by hand? convert again)",
                 file=outdir / "model.py",
             )
         p = Prediction(str(image))
         for out, y in zip(outputs, ys):
             a = y.detach().to(torch.float64).numpy()
             empty = a.size == 0
+            finite = a[np.isfinite(a)]
             rec = {
                 "name": out["name"],
                 "shape": list(a.shape),
-                "min": None if empty else float(a.min()),
-                "max": None if empty else float(a.max()),
-                "mean": None if empty else float(a.mean()),
-                "std": None if empty else float(a.std()),
+                # Statistics of the finite values; NaN and infinities are counted apart (JSON
+                # has no such numbers).
+                "min": float(finite.min()) if finite.size else None,
+                "max": float(finite.max()) if finite.size else None,
+                "mean": float(finite.mean()) if finite.size else None,
+                "std": float(finite.std()) if finite.size else None,
             }
-            if a.size <= SMALL:
-                rec["values"] = [float(v) for v in a.reshape(-1)]
+            if finite.size != a.size:
+                rec["nonfinite"] = int(a.size - finite.size)
+            if a.size <= SMALL and not empty:
+                rec["values"] = [float(v) if np.isfinite(v) else None for v in a.reshape(-1)]
             p.outputs.append(rec)
         first, y0 = outputs[0], ys[0]
         classes = int(np.prod(y0.shape[1:])) if y0.ndim >= 2 else 0
         if y0.ndim == 0:
             classes = 0
-        if (first.get("softmax") or labels) and y0.shape[0] == 1 and classes > 1:
+        if (first.get("softmax") or labels) and classes > 1 and y0.shape[0] == 1:
             if labels is not None and len(labels) != classes:
                 raise PredictError(
                     f"{len(labels)} labels for {classes} classes of output '{first['name']}'"
@@ -221,7 +234,8 @@ def predict(
             probs, idx = torch.sort(scores, descending=True, stable=True)
             for prob, i in zip(probs[:top].tolist(), idx[:top].tolist()):
                 p.top.append(
-                    {"index": i, "label": labels[i] if labels else str(i), "probability": prob}
+                    {"index": i, "label": labels[i] if labels else str(i),
+                     "probability": prob if math.isfinite(prob) else None}
                 )
         results.append(p)
     return results

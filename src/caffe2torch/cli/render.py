@@ -191,6 +191,10 @@ def render_verification(console: Console, v) -> None:
     console.print(verification_line(v))
 
 
+def _prob(p: float | None) -> str:
+    return "nan" if p is None else f"{p:.4f}"
+
+
 def _num(x: float | None) -> str:
     return "" if x is None else f"{x:.6g}"
 
@@ -206,7 +210,7 @@ def render_predictions(console: Console, results) -> None:
             table.add_column("label")
             table.add_column("probability", justify="right")
             for rank, t in enumerate(p.top, 1):
-                table.add_row(str(rank), str(t["index"]), escape(t["label"]), f"{t['probability']:.4f}")
+                table.add_row(str(rank), str(t["index"]), escape(t["label"]), _prob(t["probability"]))
             console.print(table)
             continue
         table = Table(title_justify="left")

@@ -8,6 +8,7 @@ image whose pixels are 0..255, in the channel order OpenCV reads: BGR.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -230,7 +231,7 @@ def _where(node, fmt: str) -> str:
 def _resolve(name: str, prototxt: Path) -> Path | None:
     p = Path(name)
     for cand in ([p] if p.is_absolute() else [prototxt.parent / p, Path.cwd() / p, prototxt.parent / p.name]):
-        if cand.is_file():
+        if os.path.isfile(cand):
             return cand
     return None
 

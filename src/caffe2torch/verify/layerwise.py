@@ -214,6 +214,13 @@ class _Run:
         self.graph = graph
         nodes = {n.id: n for n in graph.nodes}
         for step in trace:
+            unknown = [i for i in step.layers if i not in nodes]
+            if unknown or not step.layers:
+                raise TraceError(
+                    f"conversion.json's trace names layer '{unknown[0] if unknown else ''}', which "
+                    "the net does not have: was the net changed since the conversion?",
+                    file=graph.path,
+                )
             for ref in [r for _, r in step.reads + step.writes]:
                 node = nodes.get(ref.layer)
                 if node is None or ref.top >= len(node.outputs):

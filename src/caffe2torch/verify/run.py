@@ -238,7 +238,7 @@ def _source(outdir: Path, manifest: dict, key: str, given: Path | None, flag: st
                 f"{outdir / MANIFEST} does not say where the {key} is: pass {flag}"
             )
         given = outdir / rel
-        if not given.is_file():
+        if not os.path.isfile(given):
             raise VerifyInputError(
                 f"the {key} this model was converted from is not at {given} any more: pass {flag}"
             )
@@ -325,7 +325,7 @@ def verify_folder(
     model_file = outdir / manifest["model_file"]
     code = read_text(model_file, FolderError, "the model's code (model.py)")
     state_file = outdir / manifest["weights_file"]
-    if not state_file.is_file():
+    if not os.path.isfile(state_file):
         raise WeightsError("is missing", file=state_file)
 
     def state() -> dict:  # read while OpenCV reads the caffemodel
