@@ -649,7 +649,7 @@ def read_blobproto(path: str | Path) -> Blob:
         ) from None
     if blob.data.size == 0:
         raise WeightsError("the BlobProto holds no values", file=path)
-    blob.data = np.array(blob.data, dtype=np.float32)  # its own memory, not the file's buffer
+    blob.data = np.array(blob.data)  # its own memory, not the file's buffer (read_mean checks it)
     return blob
 
 

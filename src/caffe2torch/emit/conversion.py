@@ -273,12 +273,14 @@ def prepare(
         check = check_weights(graph, w)
         notes.extend(check.notes)
         if load_blobs:
-            for node in graph.nodes:
-                if node.id in check.matched:
-                    blobs[node.id] = [
-                        np.asarray(b.data, np.float32).reshape(s)
-                        for b, s in zip(check.matched[node.id], node.weight_shapes)
-                    ]
+            # double_data beyond float32 becomes infinity, as Caffe's Blob::FromProto makes it
+            with np.errstate(over="ignore"):
+                for node in graph.nodes:
+                    if node.id in check.matched:
+                        blobs[node.id] = [
+                            np.asarray(b.data, np.float32).reshape(s)
+                            for b, s in zip(check.matched[node.id], node.weight_shapes)
+                        ]
         sources["weights"] = {
             "file": weights.name,
             "sha256": Digest(weights, w.raw),
