@@ -226,3 +226,28 @@ def read_text(
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise error("not UTF-8 text", file=path, line=line) from None
+
+
+def npy_header(path: str | Path, error: type[CaffeError], expected: str):
+    """(shape, dtype, offset of the data, file size) from an ``.npy`` file's header, read
+    without loading or allocating anything; one line for a file that is not one."""
+    import numpy as np
+
+    st = check_file(path, error, expected, limit=None)
+    with reading(path, error, expected):
+        with open(path, "rb") as f:
+            try:
+                reader = {
+                    (1, 0): np.lib.format.read_array_header_1_0,
+                    (2, 0): np.lib.format.read_array_header_2_0,
+                }.get(np.lib.format.read_magic(f))
+                if reader is None:
+                    raise ValueError("format version")
+                shape, _, dtype = reader(f)
+            except Exception:  # noqa: BLE001 - numpy parses the header text in several ways
+                what = "the file is empty" if st.st_size == 0 else "its header is damaged"
+                raise error(f"not an .npy array ({what})", file=path) from None
+            offset = f.tell()
+    if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise error("not an .npy array (its header is damaged)", file=path)
+    return tuple(int(d) for d in shape), dtype, offset, st.st_size

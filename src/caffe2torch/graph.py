@@ -321,7 +321,6 @@ def build_graph(
         node = Node(layer.name, layer.type, None, [], [], line=line, id=node_id)  # type: ignore[arg-type]
         node.param_names = [p.name for p in layer.param]
         protos[id(node)] = (layer, cls)
-        node._proto = layer
         for b in layer.bottom:
             v = current.get(b)
             if v is None:
@@ -395,8 +394,8 @@ def build_graph(
         raise fail(e, node.name, node.type if cls is not None else None, node.line) from None
     if problems:
         bad = "; ".join(
-            f"'{n.name}' ({_problem_kind(n, protos[id(n)][1])}{f', line {n.line}' if n.line else ''}): "
-            + ("unknown layer type" if protos[id(n)][1] is None else _short_problem(e))
+            f"'{n.name}' ({_problem_kind(n, protos[id(n)][0])}{f', line {n.line}' if n.line else ''}): "
+            + ("unknown layer type" if protos[id(n)][1] is None else _short_problem(n, e))
             for n, e in problems
         )
         raise UnsupportedLayerError(
@@ -551,27 +550,16 @@ def _select_outputs(path, nodes, current, classes, names) -> list[Value]:
     return out
 
 
-def _problem_kind(node: Node, cls) -> str:
+def _problem_kind(node: Node, layer) -> str:
+    """``Python module.layer`` for a Python layer, else the type (the message escapes text)."""
     if node.type == "Python":
-        p = protos_python(node)
-        return f"Python {p}" if p else "Python"
+        p = layer.python_param
+        return f"Python {p.module or '?'}.{p.layer or '?'}"
     return node.type
 
 
-def protos_python(node: Node) -> str:
-    proto = getattr(node, "_proto", None)
-    if proto is None:
-        return ""
-    from .emit.names import safe_text
-
-    p = proto.python_param
-    return f"{safe_text(p.module or '?', 80)}.{safe_text(p.layer or '?', 80)}"
-
-
-def _short_problem(e: CaffeError) -> str:
-    if "Python layer" in e.message:
-        return "a Python layer's code is never imported or run"
-    return e.message
+def _short_problem(node: Node, e: CaffeError) -> str:
+    return "a Python layer's code is never imported or run" if node.type == "Python" else e.message
 
 
 def cut_hint(nodes: list[Node], failed: list[Node]) -> str:

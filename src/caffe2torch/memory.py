@@ -190,10 +190,10 @@ class CheckOptions:
     batch: int = 1
     max_memory: int | None = None
     unlimited: bool = False
-    notes: list[str] = field(default_factory=list)
     # Which layers the reference cannot run (their outputs come from the model and are kept):
     # the reference engine's own rule, given by whoever runs the check.
     cut: Callable | None = None
+    _made: tuple | None = field(default=None, repr=False, compare=False)
 
     def limit(self) -> int | None:
         if self.unlimited:
@@ -202,8 +202,11 @@ class CheckOptions:
 
     def graph(self, graph: Graph) -> tuple[Graph, str]:
         """The graph the check runs on: ``graph`` with its batch at most ``batch``, and a note
-        on the batch ("" when it is the declared one)."""
-        return check_graph(graph, self.batch)
+        on the batch ("" when it is the declared one). Built once per graph (the estimate
+        before the weights are read and the check itself share it)."""
+        if self._made is None or self._made[0] is not graph:
+            self._made = (graph, check_graph(graph, self.batch))
+        return self._made[1]
 
     def guard(self, graph: Graph, weight_bytes: int | None = None) -> Estimate:
         """Estimate the check on ``graph`` (as declared; it runs at ``batch``) and refuse it

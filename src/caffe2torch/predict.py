@@ -85,8 +85,6 @@ def _line(e: BaseException) -> str:
 def load_image(path: Path) -> np.ndarray:
     """An image file as H x W x 3 uint8, RGB (Pillow). Its size is checked from the header
     before it is decoded (a decompression bomb is refused, not decoded)."""
-    import warnings
-
     from PIL import Image, UnidentifiedImageError
 
     check_file(path, PredictError, "an image", limit=MAX_IMAGE_FILE)

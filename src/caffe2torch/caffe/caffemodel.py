@@ -27,6 +27,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from ..errors import PROTO_BINARY_LIMIT, WeightsError, check_file, reading, size_text
+from ..folder import atomic_file
 
 # Caffe's blobs: at most 32 axes (kMaxBlobAxes), each and the count at most INT_MAX.
 MAX_AXES = 32
@@ -575,7 +576,7 @@ def write_caffemodel(path: str | Path, layers: Iterable[LayerRecord], net_name: 
     largest blob.
     """
     path = Path(path)
-    with _atomic_file(path) as f:
+    with atomic_file(path) as f:
         if net_name:
             f.write(_len_field(1, net_name.encode("utf-8")))
         for layer in layers:
@@ -595,14 +596,6 @@ def write_caffemodel(path: str | Path, layers: Iterable[LayerRecord], net_name: 
             for h, a, n in zip(blob_heads, arrays, blob_lens):
                 f.write(_key(7, LEN) + _encode_varint(n) + h)
                 f.write(memoryview(a).cast("B"))
-
-
-def _atomic_file(path: Path):
-    """A binary file written beside ``path`` and renamed onto it only when complete; OS
-    errors (a full disk) as one line."""
-    from ..folder import atomic_file
-
-    return atomic_file(path)
 
 
 @contextlib.contextmanager
@@ -666,6 +659,6 @@ def write_blobproto(path: str | Path, array: np.ndarray, legacy: bool = False) -
         head += _key(5, LEN) + _encode_varint(a.nbytes)
     else:
         head = _blob_header(a.shape, a.nbytes)
-    with _atomic_file(path) as f:
+    with atomic_file(path) as f:
         f.write(head)
         f.write(memoryview(a).cast("B"))

@@ -125,11 +125,10 @@ def _check_options(batch: int, max_memory: str | None):
         limit = parse_size(max_memory) if max_memory is not None else None
     except ValueError as e:
         raise _bad("--max-memory", str(e)) from None
-    from ..verify.opencv import opencv_gap
+    from ..verify.run import with_reference
 
-    return CheckOptions(
-        batch=batch, max_memory=limit, unlimited=max_memory is not None and limit is None,
-        cut=lambda node: bool(opencv_gap(node)),
+    return with_reference(
+        CheckOptions(batch=batch, max_memory=limit, unlimited=max_memory is not None and limit is None)
     )
 
 

@@ -56,6 +56,14 @@ def _spatial(values, h_w, n: int, name: str, default: int | None) -> tuple[int, 
     return tuple(values)
 
 
+def _positive(kernel, stride, pad, dilation):
+    """Caffe's CHECKs on the geometry: kernel, stride and dilation positive."""
+    for what, values in (("kernel size", kernel), ("stride", stride), ("dilation", dilation)):
+        if any(v <= 0 for v in values):
+            raise LayerError(f"{what} {fmt_shape(values)} must be positive")
+    return kernel, stride, pad, dilation
+
+
 @register
 class Convolution(Layer):
     TYPES = ("Convolution", "Deconvolution", "ConvolutionDepthwise", "DepthwiseConvolution")
@@ -97,13 +105,7 @@ class Convolution(Layer):
 
         kernel, stride = two("kernel", None), two("stride", 1)
         pad, dilation = two("pad", 0), two("dilation", 1)
-        if any(k <= 0 for k in kernel):
-            raise LayerError(f"kernel size {fmt_shape(kernel)} must be positive")
-        if any(s <= 0 for s in stride):
-            raise LayerError(f"stride {fmt_shape(stride)} must be positive")
-        if any(d <= 0 for d in dilation):
-            raise LayerError(f"dilation {fmt_shape(dilation)} must be positive")
-        return kernel, stride, pad, dilation
+        return _positive(kernel, stride, pad, dilation)
 
     def _geometry(self, n: int):
         if self.depthwise:
@@ -118,13 +120,7 @@ class Convolution(Layer):
         stride = _spatial(p.stride, pair("stride_h", "stride_w"), n, "stride", 1)
         pad = _spatial(p.pad, pair("pad_h", "pad_w"), n, "pad", 0)
         dilation = _spatial(p.dilation, None, n, "dilation", 1)
-        if any(k <= 0 for k in kernel):
-            raise LayerError(f"kernel size {fmt_shape(kernel)} must be positive")
-        if any(s <= 0 for s in stride):
-            raise LayerError(f"stride {fmt_shape(stride)} must be positive")
-        if any(d <= 0 for d in dilation):
-            raise LayerError(f"dilation {fmt_shape(dilation)} must be positive")
-        return kernel, stride, pad, dilation
+        return _positive(kernel, stride, pad, dilation)
 
     def _setup(self, shape):
         if self.depthwise:

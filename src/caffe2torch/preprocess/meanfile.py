@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..caffe.caffemodel import read_blobproto
-from ..errors import WeightsError, check_file, reading
+from ..errors import WeightsError, npy_header, reading
 
 
 def read_mean(path: str | Path) -> np.ndarray:
@@ -51,24 +51,8 @@ def read_mean(path: str | Path) -> np.ndarray:
 
 def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     """An .npy file's shape and dtype from its header, before anything is allocated."""
-    st = check_file(path, WeightsError, "a mean file (.npy)", limit=None)
-    with reading(path, WeightsError, "a mean file (.npy)"):
-        with open(path, "rb") as f:
-            try:
-                version = np.lib.format.read_magic(f)
-                reader = {(1, 0): np.lib.format.read_array_header_1_0,
-                          (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-                if reader is None:
-                    raise ValueError("version")
-                shape, _, dtype = reader(f)
-            except Exception:  # noqa: BLE001 - numpy parses the header text in several ways
-                what = "the file is empty" if st.st_size == 0 else "its header is damaged"
-                raise WeightsError(f"not an .npy array ({what})", file=path) from None
-            offset = f.tell()
-    if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise WeightsError("not an .npy array (its header is damaged)", file=path)
-    shape = tuple(int(d) for d in shape)
-    if st.st_size < offset + math.prod(shape) * dtype.itemsize:
+    shape, dtype, offset, size = npy_header(path, WeightsError, "a mean file (.npy)")
+    if size < offset + math.prod(shape) * dtype.itemsize:
         raise WeightsError("is truncated: its data is shorter than its header says", file=path)
     return shape, dtype
 

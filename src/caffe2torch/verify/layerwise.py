@@ -274,12 +274,13 @@ def verify_model(
     blobs = _CaffeBlobs(graph, caffemodel)
     opened: list = []  # the reference's segments: closed however the check ends (Ctrl-C too)
     try:
+        options = _Options(
+            inputs_text, rtol, atol, model_file, layer_map, model_arrays, strict, segment_bytes
+        )
         for _ in range(4):
             result, found = _verify_once(
-                code, class_name, state, trace, graph, caffemodel, arrays,
-                inputs_text=inputs_text, rtol=rtol, atol=atol, model_file=model_file,
-                layer_map=layer_map, model_arrays=model_arrays, faults=faults, blobs=blobs,
-                strict=strict, segment_bytes=segment_bytes, opened=opened,
+                code, class_name, state, trace, graph, caffemodel, arrays, options,
+                faults=faults, blobs=blobs, opened=opened,
             )
             if callable(state):
                 state = result.state
@@ -317,6 +318,20 @@ class _CaffeBlobs:
         return [np.asarray(b.data, np.float64).reshape(s) for b, s in zip(blobs, node.weight_shapes)]
 
 
+@dataclass(frozen=True)
+class _Options:
+    """verify_model's settings, as each of its runs takes them."""
+
+    inputs_text: str
+    rtol: float
+    atol: float
+    model_file: str
+    layer_map: Mapping[str, str] | None
+    model_arrays: Mapping[str, np.ndarray] | None
+    strict: bool
+    segment_bytes: int | None
+
+
 def _verify_once(
     code: str,
     class_name: str,
@@ -325,22 +340,21 @@ def _verify_once(
     graph: Graph,
     caffemodel: str | Path,
     arrays: Mapping[str, np.ndarray],
+    options: _Options,
     *,
-    inputs_text: str,
-    rtol: float = RTOL,
-    atol: float = ATOL,
-    model_file: str = "model.py",
-    layer_map: Mapping[str, str] | None = None,
-    model_arrays: Mapping[str, np.ndarray] | None = None,
-    faults: Mapping[str, str] | None = None,
-    blobs: "_CaffeBlobs | None" = None,
-    strict: bool = False,
-    segment_bytes: int | None = None,
-    opened: list | None = None,
+    faults: Mapping[str, str],
+    blobs: _CaffeBlobs,
+    opened: list,
 ) -> tuple[Verification, dict[str, str]]:
     """One run of both engines (see :func:`verify_model`); returns the result and the layers
     found to be the reference's fault in it (id -> why)."""
     import torch
+
+    inputs_text, rtol, atol, model_file = (
+        options.inputs_text, options.rtol, options.atol, options.model_file
+    )
+    layer_map, model_arrays, strict = options.layer_map, options.model_arrays, options.strict
+    segment_bytes = options.segment_bytes
 
     cv2 = opencv()
     faults = dict(faults or {})
@@ -402,8 +416,7 @@ def _verify_once(
     seg = SegmentedReference(
         graph, run.order, run.cuts, caffemodel, graph.path, segmenter(segment_bytes)
     )
-    if opened is not None:
-        opened.append(seg)
+    opened.append(seg)
     if callable(state):  # loaded while OpenCV reads its weights
         try:
             state = state()

@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import PROTO_BINARY_LIMIT, CaffeError, WeightsError, check_file, read_text, reading
+from ..errors import PROTO_BINARY_LIMIT, CaffeError, WeightsError, check_file, npy_header, read_text, reading
 from ..folder import MANIFEST, Digest, FolderError, load_state, read_manifest
 from ..memory import CheckOptions
 from ..preprocess.spec import pixel_inputs
@@ -72,7 +72,7 @@ def verify_conversion(
 ) -> Verification:
     """Check a :class:`~caffe2torch.emit.Conversion` in memory against OpenCV, at the check's
     batch (given ``arrays``: at theirs)."""
-    check = _with_reference(check)
+    check = with_reference(check)
     graph, batch_note = (conversion.graph, "") if arrays is not None else check.graph(conversion.graph)
     pre = conversion.preprocess
     w = conversion.sources.get("weights") or {}
@@ -105,7 +105,7 @@ def verify_conversion(
     return result
 
 
-def _with_reference(check: CheckOptions | None) -> CheckOptions:
+def with_reference(check: CheckOptions | None) -> CheckOptions:
     """The check's options, knowing which layers the reference (OpenCV) cannot run."""
     from dataclasses import replace
 
@@ -128,33 +128,6 @@ def _weight_bytes(weights: Path | None, graph) -> int:
 
 
 # ----------------------------------------------------------------------------- --input
-def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
-    """(shape, dtype, offset of the data) from an ``.npy`` file's header, without reading it."""
-    check_file(path, VerifyInputError, "an .npy array", limit=None)
-    with reading(path, VerifyInputError, "an .npy array"):
-        with open(path, "rb") as f:
-            try:
-                version = np.lib.format.read_magic(f)
-                if version == (1, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-                elif version == (2, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-                else:
-                    raise ValueError(f"format version {version[0]}.{version[1]}")
-            except Exception:  # noqa: BLE001 - numpy parses the header text in several ways
-                what = "the file is empty" if os.stat(path).st_size == 0 else "its header is damaged"
-                raise VerifyInputError(f"not an .npy array ({what})", file=path) from None
-            offset = f.tell()
-    if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise VerifyInputError("not an .npy array (its header is damaged)", file=path)
-    return tuple(int(d) for d in shape), dtype, offset
-
-
-def _short(e: BaseException) -> str:
-    text = str(e).splitlines()[0] if str(e) else type(e).__name__
-    return text[:120]
-
-
 def read_input_arrays(
     files: Sequence[Path], inputs: Sequence[dict]
 ) -> dict[str, tuple[Path, tuple[int, ...], np.dtype, int]]:
@@ -177,7 +150,7 @@ def read_input_arrays(
             raise VerifyInputError(f"--input names '{name}': the inputs are {', '.join(names)}")
         if name in out:
             raise VerifyInputError(f"--input gives '{name}' twice")
-        shape, dtype, offset = _npy_header(path)
+        shape, dtype, offset, size = npy_header(path, VerifyInputError, "an .npy array")
         if dtype.hasobject or dtype.kind not in "fiub" or dtype.fields is not None:
             raise VerifyInputError(f"holds {dtype} values, not numbers", file=path)
         want = declared[name]
@@ -193,7 +166,6 @@ def read_input_arrays(
             raise VerifyInputError(
                 f"holds {n:,} values; a Caffe blob holds at most 2^31 - 1 (INT_MAX)", file=path
             )
-        size = os.stat(path).st_size
         if size < offset + n * dtype.itemsize:
             raise VerifyInputError(
                 f"is truncated: its header says {shown} {dtype}, which needs "
@@ -218,12 +190,6 @@ def load_input_arrays(headers: Mapping[str, tuple]) -> dict[str, np.ndarray]:
         if not np.all(np.isfinite(out[name])):
             raise VerifyInputError("holds NaN or infinite values", file=path)
     return out
-
-
-def load_arrays(files: Sequence[Path], names: Sequence[str], shapes=None) -> dict[str, np.ndarray]:
-    """``.npy`` files for the inputs (see :func:`read_input_arrays`)."""
-    inputs = [{"name": n, "shape": list((shapes or {}).get(n, ()))} for n in names]
-    return load_input_arrays(read_input_arrays(files, inputs))
 
 
 # ------------------------------------------------------------------------------ folder
@@ -279,7 +245,7 @@ def verify_folder(
     from ..api import load_graph
     from ..preprocess.spec import adapt_with_manifest
 
-    check = _with_reference(check)
+    check = with_reference(check)
     outdir = Path(outdir)
     manifest = read_manifest(outdir)
     prototxt, check_prototxt = _source(outdir, manifest, "prototxt", net, "--net")
@@ -357,6 +323,6 @@ def verify_folder(
 
 
 __all__ = [
-    "verify_conversion", "verify_folder", "VerifyInputError", "TraceError", "load_arrays",
-    "read_input_arrays", "load_input_arrays",
+    "verify_conversion", "verify_folder", "VerifyInputError", "TraceError",
+    "read_input_arrays", "load_input_arrays", "with_reference",
 ]
