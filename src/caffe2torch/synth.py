@@ -17,18 +17,7 @@ import numpy as np
 
 from .caffe.caffemodel import LayerRecord, binary_caffemodel, write_caffemodel
 from .graph import Graph, Node
-from .layers import Shape
-
-
-def default_init(shapes: list[Shape], rng: np.random.Generator) -> list[np.ndarray]:
-    out = []
-    for s in shapes:
-        if len(s) >= 2:
-            fan_in = math.prod(s[1:])
-            out.append(rng.standard_normal(s, dtype=np.float32) * np.float32(math.sqrt(2.0 / fan_in)))
-        else:
-            out.append(rng.uniform(-0.1, 0.1, s).astype(np.float32))
-    return out
+from .layers.base import default_init
 
 
 def iter_synth_blobs(graph: Graph, seed: int = 0) -> Iterator[tuple[Node, list[np.ndarray]]]:

@@ -35,8 +35,25 @@ def known_types() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def emits(type_name: str) -> bool:
+    """Whether the family of ``type_name`` has a PyTorch form (some parameters may still be
+    refused, with the reason)."""
+    cls = _REGISTRY[type_name]
+    return cls.emit is not Layer.emit
+
+
+def convertible_types() -> list[str]:
+    """The types a net may hold and still convert: those with a PyTorch form, the data
+    layers (they become the model's inputs) and the training-only layers (dropped from a
+    deploy graph). What the corpus sweep promises; ``Python`` layers are never run."""
+    return sorted(
+        t for t, cls in _REGISTRY.items()
+        if t != "Python" and (emits(t) or cls.SOURCE or cls.TRAINING_ONLY)
+    )
+
+
 for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if _mod != "base":
         importlib.import_module(f"{__name__}.{_mod}")
 
-__all__ = ["DYNAMIC", "Layer", "LayerError", "Shape", "fmt_shape", "layer_class", "known_types", "register"]
+__all__ = ["DYNAMIC", "Layer", "LayerError", "Shape", "fmt_shape", "layer_class", "known_types", "emits", "convertible_types", "register"]

@@ -19,6 +19,7 @@ class ReLU(SameShape):
     TYPES = ("ReLU",)
     SAVES_OUTPUT = True
     INPLACE = True
+    OPENCV = frozenset({"ReLU"})
 
     def __init__(self, proto):
         super().__init__(proto)
@@ -52,6 +53,15 @@ class Unary(SameShape):
         "Clip", "Swish", "SeLu", "ReLU6", "Mish", "HardSigmoid",
     )
     SAVES_OUTPUT = True
+    OPENCV = frozenset(
+        "Sigmoid TanH AbsVal BNLL ELU Exp Log Power Swish ReLU6 Mish".split()
+    )
+
+    def opencv_gap(self, node):
+        p = self.proto.log_param
+        if self.type == "Log" and (p.base != -1 or p.scale != 1 or p.shift):
+            return "OpenCV ignores Log's base, scale and shift"
+        return super().opencv_gap(node)
 
     def __init__(self, proto):
         super().__init__(proto)
@@ -175,6 +185,7 @@ class PReLU(Layer):
     most 4). The slope is a C-vector, or with channel_shared a 0-axis (scalar) blob."""
 
     TYPES = ("PReLU",)
+    OPENCV = frozenset({"PReLU"})
 
     def __init__(self, proto):
         super().__init__(proto)

@@ -66,6 +66,20 @@ def four_d(shape: Sequence[int], what: str = "input") -> Sequence[int]:
     return shape
 
 
+def default_init(shapes: list[Shape], rng: np.random.Generator) -> list[np.ndarray]:
+    """Seeded random blobs for ``synth-weights``: He-scaled (``std = sqrt(2 / fan_in)``) for
+    blobs of two or more axes, so activations keep their magnitude through deep ReLU nets;
+    uniform in (-0.1, 0.1) for biases and other vectors."""
+    out = []
+    for s in shapes:
+        if len(s) >= 2:
+            fan_in = math.prod(s[1:])
+            out.append(rng.standard_normal(s, dtype=np.float32) * np.float32(math.sqrt(2.0 / fan_in)))
+        else:
+            out.append(rng.uniform(-0.1, 0.1, s).astype(np.float32))
+    return out
+
+
 # --------------------------------------------------------------------------------- emitting
 def num(value: float) -> str:
     """A Caffe float (stored as float32) as Python source: the shortest text that gives the
@@ -194,9 +208,7 @@ class Layer:
         return []
 
     def init_weights(self, inputs: list[Shape], rng: np.random.Generator) -> list[np.ndarray]:
-        """Seeded random blobs: He-scaled weights, small biases (see ``synth.py``)."""
-        from ..synth import default_init
-
+        """Seeded random blobs: He-scaled weights, small biases (:func:`default_init`)."""
         return default_init(self.weight_shapes(inputs), rng)
 
     def accepts_blob(self, index: int, expected: Shape, blob) -> bool:
@@ -217,6 +229,44 @@ class Layer:
     def absorbs(self, node: "Node", next_node: "Node") -> bool:
         """Whether this layer folds ``next_node`` (its output's only reader) into its own
         module, as BatchNorm does with the Scale after it."""
+        return False
+
+    # -- input conventions (preprocess/fold.py) -----------------------------------------------
+    # The types of TYPES whose weights can take a net input's channel order, mean and scale
+    # (a Convolution or InnerProduct reading the input: its weights see every input channel).
+    FOLDS_INPUT: ClassVar[frozenset[str]] = frozenset()
+
+    def fold_gap(self, node: "Node", padding_matters: bool) -> str:
+        """For a FOLDS_INPUT type: why these parameters keep the input convention out of the
+        weights ("" when it folds exactly). ``padding_matters``: a mean is being folded, and
+        Caffe pads the normalized input with zeros."""
+        return ""
+
+    def reads_only_shape(self, bottom: int) -> bool:
+        """Whether this layer reads only the shape of bottom ``bottom`` (PriorBox reads the
+        image for its size): channel order, mean and scale do not change what it computes."""
+        return False
+
+    # -- reference engines (verify/) ----------------------------------------------------------
+    # Declared here, beside the layer, so that adding a type is one file: a test keeps every
+    # convertible type checked by an engine or by a numpy formula (tests/test_registry.py).
+    # The types of TYPES that OpenCV's dnn module runs as Caffe does
+    # (../shared/docs/opencv-reference.md, measured with OpenCV 4.12).
+    OPENCV: ClassVar[frozenset[str]] = frozenset()
+
+    def opencv_gap(self, node: "Node") -> str:
+        """Why OpenCV cannot check this layer ("" when it can): it lacks the type, or computes
+        something other than Caffe for these parameters (each case measured in tests/)."""
+        return "" if self.type in self.OPENCV else f"OpenCV has no {self.type} layer"
+
+    def opencv_top_gap(self, top: int) -> str:
+        """Why OpenCV's value of output ``top`` is not Caffe's ("" when it is)."""
+        return ""
+
+    def opencv_layer(self, layer) -> bool:
+        """Rewrite ``layer`` (a copy of this layer's LayerParameter) into what OpenCV reads
+        with the same semantics (a fork's type name, a field OpenCV ignores); returns whether
+        anything changed. The graph's other layers are not affected."""
         return False
 
 

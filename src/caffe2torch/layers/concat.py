@@ -10,6 +10,17 @@ from .reshape import no_inplace
 class Concat(Layer):
     TYPES = ("Concat",)
     BOTTOMS = (1, None)
+    OPENCV = frozenset({"Concat"})
+
+    def opencv_gap(self, node):
+        p = self.proto.concat_param
+        axis = p.axis if p.HasField("axis") else 1
+        if p.HasField("concat_dim") and not p.HasField("axis"):
+            axis = p.concat_dim
+        ndim = len(node.outputs[0].shape or ())
+        if ndim and axis % ndim == 0:
+            return "OpenCV cannot concatenate along the batch axis"
+        return super().opencv_gap(node)
 
     def __init__(self, proto):
         super().__init__(proto)
@@ -49,6 +60,15 @@ class Concat(Layer):
 class Slice(Layer):
     TYPES = ("Slice",)
     TOPS = (1, None)
+    OPENCV = frozenset({"Slice"})
+
+    def opencv_gap(self, node):
+        sp = self.proto.slice_param
+        if sp.HasField("slice_dim") and not sp.HasField("axis") and sp.slice_dim != 1:
+            return "OpenCV ignores Slice's slice_dim"
+        if not len(sp.slice_point) and len(node.outputs) > 1:
+            return "OpenCV cannot slice into equal parts without slice points"
+        return super().opencv_gap(node)
 
     def __init__(self, proto):
         super().__init__(proto)
@@ -100,6 +120,7 @@ class Slice(Layer):
 class Split(Layer):
     TYPES = ("Split",)
     TOPS = (1, None)
+    OPENCV = frozenset({"Split"})
 
     def __init__(self, proto):
         super().__init__(proto)
@@ -119,6 +140,7 @@ class Silence(Layer):
     TYPES = ("Silence",)
     BOTTOMS = (1, None)
     TOPS = (0, 0)
+    OPENCV = frozenset({"Silence"})
 
     def infer(self, inputs):
         return []

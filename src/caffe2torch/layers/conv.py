@@ -69,6 +69,8 @@ class Convolution(Layer):
     TYPES = ("Convolution", "Deconvolution", "ConvolutionDepthwise", "DepthwiseConvolution")
     BOTTOMS = (1, None)
     TOPS = (1, None)
+    OPENCV = frozenset(TYPES)
+    FOLDS_INPUT = frozenset({"Convolution"})
 
     def __init__(self, proto):
         super().__init__(proto)
@@ -231,6 +233,29 @@ class Convolution(Layer):
             else:
                 right.append(p)
         return right if needed else None
+
+    def fold_gap(self, node, padding_matters):
+        if self.group != 1 or self.axis != 1:
+            return f"'{node.id}' is a grouped convolution (group {self.group})"
+        if padding_matters:
+            _, _, pad, _ = self._geometry(len(node.inputs[0].shape) - 2)
+            if any(pad):
+                return (
+                    f"'{node.id}' pads its input by {max(pad)}: Caffe pads the normalized input "
+                    "with zeros, which are not the mean in pixels, so the borders would differ"
+                )
+        return ""
+
+    def opencv_gap(self, node):
+        if self.type == "Deconvolution" and any(d != 1 for d in self.proto.convolution_param.dilation):
+            return "OpenCV ignores Deconvolution's dilation"
+        return super().opencv_gap(node)
+
+    def opencv_layer(self, layer):
+        if layer.type == "DepthwiseConvolution":  # a fork's name for a grouped Convolution
+            layer.type = "Convolution"
+            return True
+        return False
 
     def emit(self, ctx):
         shape = ctx.in_shapes[0]

@@ -53,6 +53,7 @@ class Source(Layer):
 class Input(Source):
     TYPES = ("Input",)
     TOPS = (1, None)
+    OPENCV = frozenset({"Input"})
 
     def source_shapes(self):
         shapes = [tuple(s.dim) for s in self.proto.input_param.shape]

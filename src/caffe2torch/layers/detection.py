@@ -60,6 +60,9 @@ class PriorBox(Layer):
     def describe(self):
         return f"{self.num_priors} priors per position"
 
+    def reads_only_shape(self, bottom):
+        return True  # the feature map and the image give only their sizes
+
     def infer(self, inputs):
         feat, image = inputs
         # Caffe reads width() and height() (legacy accessors: at most 4 axes, missing ones 1).

@@ -8,6 +8,7 @@ from .base import Emission, NotConvertible, SameShape, num
 @register
 class Dropout(SameShape):
     TYPES = ("Dropout", "SeLuDropout")
+    OPENCV = frozenset({"Dropout"})
 
     def __init__(self, proto):
         super().__init__(proto)

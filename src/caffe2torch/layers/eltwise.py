@@ -9,6 +9,7 @@ from .base import Emission, Layer, LayerError, count, fmt_shape, num
 class Eltwise(Layer):
     TYPES = ("Eltwise",)
     BOTTOMS = (2, None)
+    OPENCV = frozenset({"Eltwise"})
 
     def __init__(self, proto):
         super().__init__(proto)
@@ -67,6 +68,13 @@ class Axpy(Layer):
 
     TYPES = ("Axpy",)
     BOTTOMS = (3, 3)
+    OPENCV = frozenset({"Axpy"})
+
+    def opencv_layer(self, layer):
+        # OpenCV computes b0 * b2 + b1 where SENet's Caffe (axpy_layer.cpp) computes
+        # top = b0 * b1 + b2: the last two bottoms swapped make OpenCV compute Caffe's.
+        layer.bottom[1], layer.bottom[2] = layer.bottom[2], layer.bottom[1]
+        return True
 
     def infer(self, inputs):
         a, x, y = inputs

@@ -12,6 +12,8 @@ from .base import DYNAMIC, Emission, Layer, LayerError, canonical_axis, fmt_shap
 @register
 class InnerProduct(Layer):
     TYPES = ("InnerProduct",)
+    OPENCV = frozenset({"InnerProduct"})
+    FOLDS_INPUT = frozenset({"InnerProduct"})
 
     def __init__(self, proto):
         super().__init__(proto)
@@ -25,6 +27,16 @@ class InnerProduct(Layer):
 
     def describe(self):
         return f"{self.num_output} out" + (" (transposed weights)" if self.transpose else "")
+
+    def fold_gap(self, node, padding_matters):
+        if self.transpose or self.axis != 1:
+            return f"'{node.id}' has transposed weights or axis {self.axis}"
+        return ""
+
+    def opencv_gap(self, node):
+        if self.transpose:
+            return "OpenCV ignores InnerProduct's transpose"
+        return super().opencv_gap(node)
 
     def _k(self, shape):
         axis = canonical_axis(self.axis, len(shape))

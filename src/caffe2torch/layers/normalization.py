@@ -24,6 +24,7 @@ def _channels(shape) -> int:
 @register
 class BatchNorm(SameShape):
     TYPES = ("BatchNorm",)
+    OPENCV = frozenset({"BatchNorm"})
 
     def __init__(self, proto):
         super().__init__(proto)
@@ -192,6 +193,12 @@ class BN(SameShape):
 @register
 class LRN(SameShape):
     TYPES = ("LRN",)
+    OPENCV = frozenset({"LRN"})
+
+    def opencv_gap(self, node):
+        if self.proto.lrn_param.k != 1:
+            return "OpenCV ignores LRN's k"
+        return super().opencv_gap(node)
 
     def __init__(self, proto):
         super().__init__(proto)
@@ -248,6 +255,12 @@ class MVN(Layer):
     accessors, so the input has at most 4 axes and the output is always 4-D."""
 
     TYPES = ("MVN",)
+    OPENCV = frozenset({"MVN"})
+
+    def opencv_gap(self, node):
+        if self.proto.mvn_param.normalize_variance:
+            return "OpenCV's MVN adds eps to the variance (Caffe: to the standard deviation)"
+        return super().opencv_gap(node)
 
     def __init__(self, proto):
         super().__init__(proto)
@@ -275,6 +288,7 @@ class Normalize(Layer):
     ``NormalizeBBox`` with ``normalize_bbox_param``)."""
 
     TYPES = ("Normalize", "NormalizeBBox")
+    OPENCV = frozenset({"Normalize"})
 
     def __init__(self, proto):
         super().__init__(proto)

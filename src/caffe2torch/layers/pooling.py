@@ -82,6 +82,7 @@ def caffe_pool2d(
 class Pooling(Layer):
     TYPES = ("Pooling",)
     TOPS = (1, 2)  # MAX pooling may also output its argmax mask (SegNet)
+    OPENCV = frozenset({"Pooling"})
 
     def __init__(self, proto):
         super().__init__(proto)
@@ -125,6 +126,22 @@ class Pooling(Layer):
             raise LayerError(f"pad {fmt_shape(self.pad)} must be smaller than kernel {fmt_shape(self.kernel)}")
         if self.n_tops == 2 and self.method != 0:
             raise LayerError("only MAX pooling has a second (mask) top")
+
+    def opencv_gap(self, node):
+        if self.method == 1 and self.kernel and any(s > k for s, k in zip(self.stride, self.kernel)):
+            return "OpenCV's AVE pooling differs where a window misses the input (stride > kernel)"
+        return super().opencv_gap(node)
+
+    def opencv_top_gap(self, top):
+        return "OpenCV makes MAX pooling's mask only for its own unpooling" if top == 1 else ""
+
+    def opencv_layer(self, layer):
+        if self.ceil:
+            return False
+        # BVLC's round_mode: FLOOR, which OpenCV ignores, as the older fork field it reads.
+        layer.pooling_param.ClearField("round_mode")
+        layer.pooling_param.ceil_mode = False
+        return True
 
     @staticmethod
     def _pair(p, name: str) -> tuple[int, int]:

@@ -84,6 +84,7 @@ def as_4d(ndim: int, x: str = "{0}") -> str:
 @register
 class Reshape(Layer):
     TYPES = ("Reshape",)
+    OPENCV = frozenset({"Reshape"})
 
     def __init__(self, proto):
         super().__init__(proto)
@@ -160,6 +161,7 @@ class Reshape(Layer):
 @register
 class Flatten(Layer):
     TYPES = ("Flatten",)
+    OPENCV = frozenset({"Flatten"})
 
     def __init__(self, proto):
         super().__init__(proto)
@@ -195,6 +197,7 @@ class Flatten(Layer):
 @register
 class Permute(Layer):
     TYPES = ("Permute",)
+    OPENCV = frozenset({"Permute"})
 
     def __init__(self, proto):
         super().__init__(proto)
@@ -229,6 +232,7 @@ class ShuffleChannel(Layer):
     input comes out 4-D."""
 
     TYPES = ("ShuffleChannel",)
+    OPENCV = frozenset({"ShuffleChannel"})
 
     def __init__(self, proto):
         super().__init__(proto)
@@ -282,6 +286,7 @@ class Crop(Layer):
 
     TYPES = ("Crop",)
     BOTTOMS = (2, 2)
+    OPENCV = frozenset({"Crop"})
 
     def __init__(self, proto):
         super().__init__(proto)

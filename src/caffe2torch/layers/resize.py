@@ -19,6 +19,7 @@ class Interp(Layer):
 
     TYPES = ("Interp",)
     BOTTOMS = (1, 2)
+    OPENCV = frozenset({"Interp"})
 
     def __init__(self, proto):
         super().__init__(proto)

@@ -92,6 +92,7 @@ class _Broadcast(Layer):
 @register
 class Scale(_Broadcast):
     TYPES = ("Scale",)
+    OPENCV = frozenset({"Scale"})
 
     def __init__(self, proto):
         super().__init__(proto)

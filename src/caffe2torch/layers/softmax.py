@@ -9,6 +9,7 @@ from .base import Emission, SameShape, canonical_axis
 class Softmax(SameShape):
     TYPES = ("Softmax",)
     SAVES_OUTPUT = True
+    OPENCV = frozenset({"Softmax"})
 
     def __init__(self, proto):
         super().__init__(proto)

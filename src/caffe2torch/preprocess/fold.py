@@ -13,13 +13,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import Graph, Node, Value
+from ..layers import known_types, layer_class
 from .spec import InputSpec, Preprocess, PreprocessError
 
 
 def _readers(v: Value, needed: set[str]) -> list[Node]:
+    """The layers that read ``v``'s values (not only its shape, as PriorBox does)."""
     out: list[Node] = []
     for n in v.consumers:
-        if n.id in needed and n not in out:
+        values = any(not n.op.reads_only_shape(i) for i, x in enumerate(n.inputs) if x is v)
+        if n.id in needed and values and n not in out:
             out.append(n)
     return out
 
@@ -32,36 +35,26 @@ def _shares_weights(node: Node, graph: Graph) -> bool:
     return sum(n.name == node.name for n in graph.nodes) > 1
 
 
+def _folding_types() -> str:
+    return " or ".join(t for t in known_types() if t in layer_class(t).FOLDS_INPUT)
+
+
 def _why_not(node: Node, v: Value, graph: Graph, blobs: dict, padding_matters: bool) -> str:
-    """Why the input convention cannot go into ``node``'s weights ("" when it can)."""
-    op = node.op
-    if node.type not in ("Convolution", "InnerProduct"):
-        return f"'{node.id}' ({node.type}) is not a Convolution or InnerProduct"
+    """Why the input convention cannot go into ``node``'s weights ("" when it can): what the
+    graph says here, what the parameters say in the layer's family (``Layer.fold_gap``)."""
+    if node.type not in node.op.FOLDS_INPUT:
+        return f"'{node.id}' ({node.type}) is not a {_folding_types()}"
     if node.inputs != [v]:  # its weights also serve its other bottoms
         return f"'{node.id}' ({node.type}) reads other bottoms with the same weights"
     if node.id not in blobs or not blobs[node.id]:
         return f"'{node.id}' has no weights"
     if _shares_weights(node, graph):
         return f"'{node.id}' shares its weights with another layer"
-    if node.type == "Convolution":
-        if op.group != 1 or op.axis != 1:
-            return f"'{node.id}' is a grouped convolution (group {op.group})"
-        if padding_matters:
-            _, _, pad, _ = op._geometry(len(v.shape) - 2)
-            if any(pad):
-                return (
-                    f"'{node.id}' pads its input by {max(pad)}: Caffe pads the normalized input "
-                    "with zeros, which are not the mean in pixels, so the borders would differ"
-                )
-        return ""
-    if node.type == "InnerProduct":
-        if op.transpose or op.axis != 1:
-            return f"'{node.id}' has transposed weights or axis {op.axis}"
-    return ""
+    return node.op.fold_gap(node, padding_matters)
 
 
 def _channel_view(node: Node, w: np.ndarray, channels: int) -> np.ndarray:
-    """The weights as (out, channels, rest) for a Convolution or InnerProduct."""
+    """The weights as (out, channels, rest): what FOLDS_INPUT promises of a layer's weights."""
     return w.reshape(w.shape[0], channels, -1)
 
 

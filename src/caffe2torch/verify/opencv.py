@@ -8,17 +8,13 @@ OpenCV needs it, with the semantics unchanged:
 
 - data layers (``Data``, ``ImageData``, ``MemoryData``...) become one ``Input`` layer with the
   shapes the graph inferred, and layers the phase excludes or that only train are left out;
-- ``DepthwiseConvolution`` (a fork's name for a grouped ``Convolution``) is renamed;
-- ``Axpy``: OpenCV computes ``b0 * b2 + b1`` where SENet's Caffe (axpy_layer.cpp) computes
-  ``top = b0 * b1 + b2``; its last two bottoms are swapped so that OpenCV computes Caffe's;
-- Pooling's ``round_mode: FLOOR`` (BVLC), which OpenCV ignores, becomes ``ceil_mode: false``
-  (the older fork field it reads).
+- each layer is rewritten by its family's ``Layer.opencv_layer`` where OpenCV reads the same
+  semantics under other names (``DepthwiseConvolution`` becomes ``Convolution``, Axpy's last
+  two bottoms are swapped, Pooling's ``round_mode: FLOOR`` becomes ``ceil_mode: false``).
 
-Known differences remain; for these the tests compare with Caffe's formula instead: OpenCV's
-MVN adds ``eps`` to the variance (Caffe: to the standard deviation); it ignores LRN's ``k``,
-Log's ``base``/``scale``/``shift``, InnerProduct's ``transpose``, Deconvolution's
-``dilation`` and Slice's ``slice_dim``; it cannot concatenate along the batch axis or slice
-into equal parts without slice points.
+What OpenCV can check is declared beside each layer (``Layer.OPENCV``, ``Layer.opencv_gap``,
+``Layer.opencv_top_gap``); where it computes something else, the tests compare with Caffe's
+formula instead.
 """
 
 from __future__ import annotations
@@ -32,6 +28,10 @@ from typing import Mapping
 
 import numpy as np
 
+from google.protobuf import text_format
+
+from ..caffe.prototxt import read_prototxt
+from ..caffe.schema import pb
 from ..errors import CaffeError
 
 
@@ -59,79 +59,34 @@ def cv2_error():
     return opencv().error
 
 
-RENAMED_TYPES = {"DepthwiseConvolution": "Convolution"}
-
-# What OpenCV 4.x runs (../shared/docs/opencv-reference.md, measured with 4.12).
-OPENCV_TYPES = frozenset(
-    """Input Convolution ConvolutionDepthwise DepthwiseConvolution Deconvolution InnerProduct
-    Pooling ReLU ReLU6 PReLU ELU BNLL Exp Log AbsVal Power TanH Sigmoid Swish Mish Softmax
-    BatchNorm Scale LRN MVN Normalize Eltwise Axpy Concat Slice Split Silence Flatten Reshape
-    Permute ShuffleChannel Crop Dropout Interp""".split()
-)
-
-
 def opencv_gap(node) -> str:
-    """Why OpenCV cannot check this layer ("" when it can): it lacks the type, or computes
-    something other than Caffe for these parameters (each case measured in tests/)."""
-    p = node.op.proto
-    t = node.type
-    if t not in OPENCV_TYPES:
-        return f"OpenCV has no {t} layer"
-    if t == "MVN" and p.mvn_param.normalize_variance:
-        return "OpenCV's MVN adds eps to the variance (Caffe: to the standard deviation)"
-    if t == "LRN" and p.lrn_param.k != 1:
-        return "OpenCV ignores LRN's k"
-    if t == "Log" and (p.log_param.base != -1 or p.log_param.scale != 1 or p.log_param.shift):
-        return "OpenCV ignores Log's base, scale and shift"
-    if t == "InnerProduct" and p.inner_product_param.transpose:
-        return "OpenCV ignores InnerProduct's transpose"
-    if t == "Deconvolution" and any(d != 1 for d in p.convolution_param.dilation):
-        return "OpenCV ignores Deconvolution's dilation"
-    if t == "Slice":
-        sp = p.slice_param
-        if sp.HasField("slice_dim") and not sp.HasField("axis") and sp.slice_dim != 1:
-            return "OpenCV ignores Slice's slice_dim"
-        if not len(sp.slice_point) and len(node.outputs) > 1:
-            return "OpenCV cannot slice into equal parts without slice points"
-    if t == "Concat":
-        axis = p.concat_param.axis if p.concat_param.HasField("axis") else 1
-        if p.concat_param.HasField("concat_dim") and not p.concat_param.HasField("axis"):
-            axis = p.concat_param.concat_dim
-        ndim = len(node.outputs[0].shape or ())
-        if ndim and axis % ndim == 0:
-            return "OpenCV cannot concatenate along the batch axis"
-    if t == "Pooling" and node.op.method == 1 and node.op.kernel:
-        if any(s > k for s, k in zip(node.op.stride, node.op.kernel)):
-            return "OpenCV's AVE pooling differs where a window misses the input (stride > kernel)"
-    return ""
+    """Why OpenCV cannot check this layer ("" when it can): the layer's family says
+    (``Layer.OPENCV`` and ``Layer.opencv_gap``, beside the layer)."""
+    return node.op.opencv_gap(node)
 
 
 def needs_rewrite(graph) -> bool:
     """Whether OpenCV must get :func:`reference_prototxt` instead of the original file."""
     if any(n.is_source and n.type != "Input" for n in graph.nodes):
         return True
-    if any(n.type in RENAMED_TYPES or n.type == "Axpy" for n in graph.nodes):
-        return True
-    if any(n.type == "Pooling" and not n.op.ceil for n in graph.nodes):
+    if any(n.op.opencv_layer(_copy(n)) for n in graph.nodes if not n.is_source):
         return True
     # Layers the graph left out (other phase, training only) are still in the file.
-    from ..caffe.prototxt import read_prototxt
-
     return len(read_prototxt(graph.path).net.layer) != len(graph.nodes)
+
+
+def _copy(node):
+    layer = type(node.op.proto)()
+    layer.CopyFrom(node.op.proto)
+    return layer
 
 
 def _layer_proto(node):
     """The layer as OpenCV should get it (same semantics, names OpenCV reads)."""
-    layer = type(node.op.proto)()
-    layer.CopyFrom(node.op.proto)
+    layer = _copy(node)
     layer.ClearField("include")
     layer.ClearField("exclude")
-    layer.type = RENAMED_TYPES.get(layer.type, layer.type)
-    if layer.type == "Axpy":
-        layer.bottom[1], layer.bottom[2] = layer.bottom[2], layer.bottom[1]
-    if layer.type == "Pooling" and not node.op.ceil:
-        layer.pooling_param.ClearField("round_mode")
-        layer.pooling_param.ceil_mode = False
+    node.op.opencv_layer(layer)
     return layer
 
 
@@ -146,10 +101,6 @@ def _input_layer(net, names: set[str], values: list[tuple[str, tuple]]):
 
 def reference_prototxt(graph) -> str:
     """The graph as a V2 deploy prototxt that OpenCV runs with Caffe's semantics."""
-    from google.protobuf import text_format
-
-    from ..caffe.schema import pb
-
     net = pb.NetParameter()
     net.name = graph.name
     _input_layer(net, {n.name for n in graph.nodes}, [(v.name, v.shape) for v in graph.inputs])
@@ -176,10 +127,6 @@ class ReferenceNet:
 def reference_net(graph, nodes, cuts: Mapping[str, str]) -> ReferenceNet:
     """``nodes`` (computing layers in graph order) without the ``cuts`` (layer id -> reason),
     whose outputs become inputs."""
-    from google.protobuf import text_format
-
-    from ..caffe.schema import pb
-
     run = [n for n in nodes if n.id not in cuts]
     taken: set[str] = set()
     blob: dict[int, str] = {}
