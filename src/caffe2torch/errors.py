@@ -251,3 +251,12 @@ def npy_header(path: str | Path, error: type[CaffeError], expected: str):
     if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise error("not an .npy array (its header is damaged)", file=path)
     return tuple(int(d) for d in shape), dtype, offset, st.st_size
+
+
+def safe_text(text: str, limit: int = 200) -> str:
+    """Text from an input file, for a comment or docstring of generated code: printable ASCII
+    only, no quotes or backslashes (nothing that could end the docstring), one line."""
+    out = "".join(
+        c if (c.isascii() and c.isprintable() and c not in "\"'\\") else "?" for c in text
+    )
+    return out[:limit]

@@ -28,7 +28,7 @@ import stat
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -397,6 +397,58 @@ class Digest(threading.Thread):
         return self.value
 
 
+# ----------------------------------------------------------------------------- manifest
+@dataclass
+class Manifest:
+    """``conversion.json``: what a folder holds and how it was made. Written by
+    :meth:`to_dict` in a fixed key order (byte-identical for the same conversion), read back
+    and checked field by field by :func:`read_manifest`.
+
+    ``inputs``/``outputs``: ``{"name", "shape"}`` per blob; ``layer_map``: Caffe layer ->
+    attribute of the model; ``sources``: the files read, with their sha256; ``options``: the
+    phase, stages and input flags; ``trace``: what each forward statement computes (the
+    contract with ``verify``, see :mod:`caffe2torch.verify.instrument`)."""
+
+    class_name: str
+    weights_file: str
+    inputs: list[dict]
+    outputs: list[dict]
+    trace: list[dict]
+    engine: dict = field(default_factory=lambda: {"name": "native"})
+    layer_map: dict[str, str] = field(default_factory=dict)
+    sources: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    preprocess: dict | None = None
+    verification: dict | None = None
+    versions: dict = field(default_factory=dict)
+    format: str = FORMAT
+    model_file: str = MODEL_FILE
+
+    def to_dict(self) -> dict:
+        return {
+            "format": self.format,
+            "engine": self.engine,
+            "class_name": self.class_name,
+            "model_file": self.model_file,
+            "weights_file": self.weights_file,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "layer_map": self.layer_map,
+            "sources": self.sources,
+            "options": self.options,
+            "notes": self.notes,
+            "preprocess": self.preprocess,
+            "verification": self.verification,
+            "versions": self.versions,
+            "trace": self.trace,
+        }
+
+    def source(self, key: str) -> dict:
+        """``sources[key]`` ("prototxt", "weights"), {} when absent."""
+        return self.sources.get(key) or {}
+
+
 # ------------------------------------------------------------------------------ reading
 def _first_line(e: BaseException) -> str:
     for line in str(e).splitlines():
@@ -467,7 +519,7 @@ def parse_json(text: str, path: Path, error: type[CaffeError]):
         raise error(f"is not JSON ({_json_error(e)})", file=path) from None
 
 
-def read_manifest(outdir: Path) -> dict:
+def read_manifest(outdir: Path) -> Manifest:
     """The validated ``conversion.json`` of a converted folder."""
     outdir = Path(outdir)
     try:
@@ -545,7 +597,26 @@ def read_manifest(outdir: Path) -> dict:
                     c.fail(at, "names a variable that is not a Python identifier")
                 c.str(ref[1], at)
                 c.int(ref[2], at, low=0)
-    return manifest
+    engine = c.dict(manifest.get("engine", {"name": "native"}), "engine")
+    notes = c.list(manifest.get("notes", []), "notes")
+    for i, note in enumerate(notes):
+        c.str(note, f"notes[{i}]")
+    return Manifest(
+        class_name=name,
+        weights_file=manifest["weights_file"],
+        inputs=manifest["inputs"],
+        outputs=manifest["outputs"],
+        trace=manifest["trace"],
+        engine=engine,
+        layer_map=layer_map,
+        sources=sources,
+        options=options,
+        notes=notes,
+        preprocess=pre,
+        verification=c.dict(manifest.get("verification"), "verification", allow_none=True),
+        versions=c.dict(manifest.get("versions", {}), "versions"),
+        format=fmt or FORMAT,
+    )
 
 
 def check_preprocess(pre: dict, c: _Check | None = None, path: Path | None = None) -> dict:
@@ -676,13 +747,13 @@ def import_file(path: Path, error: type[CaffeError], what: str, prefix: str):
     return module
 
 
-def import_model(outdir: Path, manifest: dict):
+def import_model(outdir: Path, manifest: Manifest):
     """A folder's model class, from its ``model.py`` (see :func:`import_file`)."""
     path = outdir / MODEL_FILE
     module = import_file(path, FolderError, "the model's code (model.py)", "caffe2torch_model")
-    cls = getattr(module, manifest["class_name"], None)
+    cls = getattr(module, manifest.class_name, None)
     if not isinstance(cls, type):
-        raise FolderError(f"has no class {manifest['class_name']} (conversion.json names it)", file=path)
+        raise FolderError(f"has no class {manifest.class_name} (conversion.json names it)", file=path)
     return cls
 
 
@@ -692,24 +763,24 @@ def load_converted(outdir: str | Path):
     outdir = Path(outdir)
     manifest = read_manifest(outdir)
     cls = import_model(outdir, manifest)
-    state = load_state(outdir / manifest["weights_file"])
+    state = load_state(outdir / manifest.weights_file)
     try:
         model = cls()
     except (Exception, SystemExit) as e:  # noqa: BLE001
         raise FolderError(
-            f"{manifest['class_name']}() fails: {type(e).__name__}: {_first_line(e)}",
+            f"{manifest.class_name}() fails: {type(e).__name__}: {_first_line(e)}",
             file=outdir / MODEL_FILE,
         ) from None
     import torch
 
     if not isinstance(model, torch.nn.Module):
-        raise FolderError(f"{manifest['class_name']} is not a torch nn.Module", file=outdir / MODEL_FILE)
+        raise FolderError(f"{manifest.class_name} is not a torch nn.Module", file=outdir / MODEL_FILE)
     try:
         model.load_state_dict(state)
     except Exception as e:  # noqa: BLE001 - missing/unexpected keys, wrong shapes
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         detail = lines[1] if len(lines) > 1 else _first_line(e)
         raise WeightsError(
-            f"does not fit {MODEL_FILE}: {detail}", file=outdir / manifest["weights_file"]
+            f"does not fit {MODEL_FILE}: {detail}", file=outdir / manifest.weights_file
         ) from None
     return model.eval()

@@ -172,7 +172,7 @@ def predict(
             "when this folder was converted: the images are not mean-subtracted, so the "
             "outputs may be wrong (convert again with --mean-file)"
         )
-    outputs = spec.get("outputs") or [{"name": o["name"], "softmax": False} for o in manifest["outputs"]]
+    outputs = spec.get("outputs") or [{"name": o["name"], "softmax": False} for o in manifest.outputs]
     results = []
     for image in images:
         image = Path(image)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import math
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Iterator, Optional
 
@@ -16,7 +16,18 @@ from rich.console import Console
 from rich.markup import escape
 
 from .. import __version__
+from ..api import load_graph, load_weights
 from ..errors import CaffeError, printable
+from ..folder import WRITTEN, Destination, dump_json
+from ..graph import parse_input_shapes
+from ..memory import CheckOptions, parse_size
+from ..predict import predict, read_labels
+from ..preprocess import Options as PreprocessOptions
+from ..preprocess import PreprocessError
+from ..summary import summarize
+from ..synth import write_synth_weights
+from ..verify.run import verify_folder, with_reference
+from .render import render_conversion, render_predictions, render_summary, render_verification
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -116,20 +127,37 @@ def _check_seed(seed: int) -> None:
         raise _bad("--seed", f"{seed}: give a whole number from 0 to 2^63 - 1")
 
 
-def _check_options(batch: int, max_memory: str | None):
-    from ..memory import CheckOptions, parse_size
-
+def _check_options(batch: int, max_memory: str | None) -> CheckOptions:
     if batch < 1:
         raise _bad("--check-batch", "must be at least 1")
     try:
         limit = parse_size(max_memory) if max_memory is not None else None
     except ValueError as e:
         raise _bad("--max-memory", str(e)) from None
-    from ..verify.run import with_reference
-
     return with_reference(
         CheckOptions(batch=batch, max_memory=limit, unlimited=max_memory is not None and limit is None)
     )
+
+
+# Choices -----------------------------------------------------------------------------------
+class PhaseName(str, Enum):
+    test = "test"
+    train = "train"
+
+
+class WeightsFormat(str, Enum):
+    pth = "pth"
+    safetensors = "safetensors"
+
+
+class EngineName(str, Enum):
+    native = "native"
+    mmdnn = "mmdnn"
+
+
+class ChannelOrder(str, Enum):
+    bgr = "bgr"
+    rgb = "rgb"
 
 
 # Shared options --------------------------------------------------------------------------
@@ -143,7 +171,7 @@ InputShape = Annotated[
     ),
 ]
 Phase = Annotated[
-    str, typer.Option("--phase", help="Keep the layers of this phase: test or train.")
+    PhaseName, typer.Option("--phase", help="Keep the layers of this phase.")
 ]
 Stage = Annotated[
     Optional[list[str]], typer.Option("--stage", help="Add a net stage (include/exclude rules).")
@@ -171,19 +199,22 @@ MaxMemory = Annotated[
 ]
 
 
-def _check_phase(phase: str) -> None:
-    if phase not in ("test", "train"):
-        raise typer.BadParameter("must be 'test' or 'train'", param_hint="--phase")
+Seed = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same file.")]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Replace the output if it exists (never an input).")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+Folder = Annotated[Path, typer.Argument(help="A folder written by convert.")]
 
 
-def _graph(prototxt: Path, input_shape, phase: str, stage):
-    from ..api import load_graph
-    from ..graph import parse_input_shapes
+def _inputs(help: str):
+    return typer.Option(help=help, rich_help_panel="Inputs (preprocess.json)")
 
-    _check_phase(phase)
+
+def _graph(prototxt: Path, input_shape, phase: PhaseName, stage):
     return load_graph(
         prototxt,
-        phase=phase,
+        phase=phase.value,
         stages=stage or (),
         input_shapes=parse_input_shapes(input_shape or []),
     )
@@ -197,9 +228,9 @@ def inspect(
         typer.Argument(help="Weights (.caffemodel or .caffemodel.h5) to check against the net."),
     ] = None,
     input_shape: InputShape = None,
-    phase: Phase = "test",
+    phase: Phase = PhaseName.test,
     stage: Stage = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Show every layer with its output shape and parameter count; check weights if given.
 
@@ -211,22 +242,16 @@ def inspect(
 
       caffe2torch inspect train_val.prototxt --phase test --input-shape data=10,3,227,227 --json
     """
-    from ..summary import summarize
-
     with _reported():
         graph = _graph(prototxt, input_shape, phase, stage)
         w = check = None
         if weights is not None:
-            from ..api import load_weights
-
             w, check = load_weights(graph, weights)
         summary = summarize(graph, w, check)
     if as_json:
         json.dump(summary, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
-    from .render import render_summary
-
     render_summary(out, summary)
 
 
@@ -234,13 +259,11 @@ def inspect(
 def synth_weights(
     prototxt: Annotated[Path, typer.Argument(help="The net (.prototxt).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The .caffemodel to write.")],
-    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same file.")] = 0,
+    seed: Seed = 0,
     input_shape: InputShape = None,
-    phase: Phase = "test",
+    phase: Phase = PhaseName.test,
     stage: Stage = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace the file if it exists (never an input).")
-    ] = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Write a V2 caffemodel with seeded random weights for every learnable layer.
 
@@ -252,16 +275,11 @@ def synth_weights(
 
       caffe2torch synth-weights VGG_ILSVRC_16_layers_deploy.prototxt -o vgg16.caffemodel --seed 0
     """
-    from ..folder import Destination
-    from ..synth import write_synth_weights
-
     _check_seed(seed)
     with _reported():
         dest = Destination.file(output, inputs=[prototxt], overwrite=overwrite)
         graph = _graph(prototxt, input_shape, phase, stage)
         values = write_synth_weights(graph, dest.path, seed=seed)
-        from ..folder import WRITTEN
-
         WRITTEN.append(dest.path)
     layers = sum(1 for n in graph.nodes if n.weight_shapes)
     size = output.stat().st_size
@@ -295,8 +313,8 @@ def convert(
         Optional[str], typer.Option("--class-name", help="Name of the model class (default: the net's name).")
     ] = None,
     weights_format: Annotated[
-        str, typer.Option("--format", help="Weights file: pth (torch.save) or safetensors.")
-    ] = "pth",
+        WeightsFormat, typer.Option("--format", help="Weights file: pth (torch.save) or safetensors.")
+    ] = WeightsFormat.pth,
     random_weights: Annotated[
         bool,
         typer.Option(
@@ -308,7 +326,7 @@ def convert(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace the output folder if it is not empty.")
     ] = False,
-    phase: Phase = "test",
+    phase: Phase = PhaseName.test,
     stage: Stage = None,
     verify: Annotated[
         bool,
@@ -318,12 +336,12 @@ def convert(
         ),
     ] = True,
     engine: Annotated[
-        str,
+        EngineName,
         typer.Option(
             "--engine",
             help="native (caffe2torch's own code) or mmdnn (Microsoft MMdnn's flow, fixed).",
         ),
-    ] = "native",
+    ] = EngineName.native,
     keep_intermediate: Annotated[
         bool,
         typer.Option(
@@ -342,53 +360,41 @@ def convert(
     ] = None,
     mean: Annotated[
         Optional[str],
-        typer.Option(
-            "--mean",
-            help="Mean pixel, one value or one per channel in the Caffe net's order "
-            "(\"104,117,123\" for BGR ImageNet nets), when the prototxt does not say.",
-            rich_help_panel="Inputs (preprocess.json)",
+        _inputs(
+            "Mean pixel, one value or one per channel in the Caffe net's order "
+            "(\"104,117,123\" for BGR ImageNet nets), when the prototxt does not say."
         ),
     ] = None,
     mean_file: Annotated[
         Optional[Path],
-        typer.Option(
-            "--mean-file",
-            help="Mean image (.binaryproto or .npy), when the prototxt does not name one.",
-            rich_help_panel="Inputs (preprocess.json)",
-        ),
+        _inputs("Mean image (.binaryproto or .npy), when the prototxt does not name one."),
     ] = None,
     scale: Annotated[
         Optional[float],
-        typer.Option(
-            "--scale",
-            help="Multiplies (pixel - mean), as Caffe's transform_param.scale (0.00390625 = 1/255).",
-            rich_help_panel="Inputs (preprocess.json)",
-        ),
+        _inputs("Multiplies (pixel - mean), as Caffe's transform_param.scale (0.00390625 = 1/255)."),
     ] = None,
     input_order: Annotated[
-        Optional[str],
+        Optional[ChannelOrder],
         typer.Option(
-            "--input-order",
+            case_sensitive=False,
             help="Channel order the converted model takes: bgr (as the Caffe net) or rgb (the "
             "swap folded into the first layer's weights where exact).",
             rich_help_panel="Inputs (preprocess.json)",
         ),
     ] = None,
     caffe_order: Annotated[
-        Optional[str],
+        Optional[ChannelOrder],
         typer.Option(
-            "--caffe-order",
+            case_sensitive=False,
             help="Channel order the Caffe net was trained on, if not Caffe's usual bgr.",
             rich_help_panel="Inputs (preprocess.json)",
         ),
     ] = None,
     fold_normalization: Annotated[
         bool,
-        typer.Option(
-            "--fold-normalization",
-            help="Fold mean and scale into the first convolution (only when exact): the model "
-            "then takes pixels 0..255.",
-            rich_help_panel="Inputs (preprocess.json)",
+        _inputs(
+            "Fold mean and scale into the first convolution (only when exact): the model "
+            "then takes pixels 0..255."
         ),
     ] = False,
     check_batch: CheckBatch = 1,
@@ -413,69 +419,55 @@ def convert(
 
       caffe2torch convert ResNet-50-deploy.prototxt --random-weights -o resnet50 --format safetensors
     """
-    from ..emit import convert as run_convert
-    from ..folder import Destination
-    from ..graph import parse_input_shapes
+    # Imported here, not above: they import torch (seconds), which the other commands and
+    # --help do not need.
+    from ..emit import ConvertOptions, convert as convert_net
+    from ..emit.names import check_class_name
+    from ..mmdnn.engine import convert_mmdnn
 
-    if weights_format not in ("pth", "safetensors"):
-        raise typer.BadParameter("must be 'pth' or 'safetensors'", param_hint="--format")
-    _check_phase(phase)
     _check_seed(seed)
-    check = _check_options(check_batch, max_memory)
-    if engine not in ("native", "mmdnn"):
-        raise typer.BadParameter("must be 'native' or 'mmdnn'", param_hint="--engine")
-    if engine == "native" and (keep_intermediate or mmdnn_python):
+    check = _check_options(check_batch, max_memory) if verify else None
+    mmdnn = engine is EngineName.mmdnn
+    if not mmdnn and (keep_intermediate or mmdnn_python):
         raise typer.BadParameter("needs --engine mmdnn", param_hint="--keep-intermediate/--mmdnn-python")
-    if engine == "mmdnn" and (outputs or class_name):
+    if mmdnn and (outputs or class_name):
         raise typer.BadParameter(
             "MMdnn's code has its own outputs and class (KitModel)", param_hint="--outputs/--class-name"
         )
-    for flag, value in (("--input-order", input_order), ("--caffe-order", caffe_order)):
-        if value is not None and value.lower() not in ("bgr", "rgb"):
-            raise typer.BadParameter("must be 'bgr' or 'rgb'", param_hint=flag)
     _finite(scale, "--scale")
     with _reported():
         if class_name is not None:
-            from ..emit.names import check_class_name
-
             check_class_name(class_name)
-        pre = _preprocess_options(mean, mean_file, scale, input_order, caffe_order, fold_normalization)
-        # Where the folder goes is checked first: nothing is read if it cannot be written.
-        dest = Destination.folder(output, inputs=[prototxt, weights, mean_file], overwrite=overwrite)
-        if engine == "mmdnn":
-            from ..mmdnn.engine import convert_mmdnn
-
-            run_convert = functools.partial(  # noqa: F811 - same call, the other engine
-                convert_mmdnn, keep_intermediate=keep_intermediate, python=mmdnn_python
-            )
-            extra = {}
-        else:
-            extra = {
-                "outputs": [o.strip() for o in outputs.split(",") if o.strip()] if outputs else None,
-                "class_name": class_name,
-            }
-        if verify:
-            if engine == "native":  # (the MMdnn engine checks it before running the check)
-                extra["before_weights"] = check.guard
-        conversion = run_convert(
-            prototxt,
-            weights,
+        options = ConvertOptions(
             random_weights=random_weights,
             seed=seed,
             input_shapes=parse_input_shapes(input_shape or []),
-            phase=phase,
-            stages=stage or (),
-            preprocess=pre,
-            **extra,
+            outputs=[o.strip() for o in outputs.split(",") if o.strip()] if outputs else None,
+            class_name=class_name,
+            phase=phase.value,
+            stages=tuple(stage or ()),
+            preprocess=PreprocessOptions(
+                mean=_mean_values(mean),
+                mean_file=mean_file,
+                scale=scale,
+                input_order=input_order.value if input_order else None,
+                caffe_order=caffe_order.value if caffe_order else None,
+                fold_normalization=fold_normalization,
+            ),
+            check=check,
+            unchecked="--no-verify",
         )
-        if verify:
-            _verify_conversion(conversion, check)
-        else:
-            conversion.verification_skipped = "--no-verify"
-        folder = conversion.write(dest, weights_format=weights_format)
-    from .render import render_conversion
-
-    render_conversion(out, conversion, folder, weights_format)
+        # Where the folder goes is checked first: nothing is read if it cannot be written.
+        dest = Destination.folder(output, inputs=[prototxt, weights, mean_file], overwrite=overwrite)
+        with err.status("converting, then checking against OpenCV layer by layer..." if verify else "converting..."):
+            if mmdnn:
+                conversion = convert_mmdnn(
+                    prototxt, weights, options, keep_intermediate=keep_intermediate, python=mmdnn_python
+                )
+            else:
+                conversion = convert_net(prototxt, weights, options)
+        folder = conversion.write(dest, weights_format=weights_format.value)
+    render_conversion(out, conversion, folder, weights_format.value)
     if conversion.verified_failed:
         first = conversion.verification.first_divergence
         err.print(
@@ -487,40 +479,19 @@ def convert(
         raise typer.Exit(EXIT_FAILED)
 
 
-def _preprocess_options(mean, mean_file, scale, input_order, caffe_order, fold):
-    from ..preprocess import Options, PreprocessError
-
-    values = None
-    if mean is not None:
-        try:
-            values = [float(x) for x in mean.replace(" ", ",").split(",") if x]
-        except ValueError:
-            raise PreprocessError(f"--mean '{mean}': give numbers, like 104,117,123") from None
-        if not values:
-            raise PreprocessError("--mean: give one value or one per channel")
-        if not all(math.isfinite(v) for v in values):
-            raise PreprocessError(f"--mean '{mean}': every value must be a finite number")
-    return Options(
-        mean=values,
-        mean_file=mean_file,
-        scale=scale,
-        input_order=input_order.lower() if input_order else None,
-        caffe_order=caffe_order.lower() if caffe_order else None,
-        fold_normalization=fold,
-    )
-
-
-def _verify_conversion(conversion, check) -> None:
-    """Run the check before writing; a reference that is missing or cannot run the net is
-    recorded as the reason the check was skipped."""
-    from ..verify.opencv import ReferenceError
-    from ..verify.run import verify_conversion
-
+def _mean_values(mean: str | None) -> list[float] | None:
+    """``--mean 104,117,123`` (or space-separated) as numbers."""
+    if mean is None:
+        return None
     try:
-        with err.status("verifying against OpenCV, layer by layer..."):
-            conversion.verification = verify_conversion(conversion, check=check)
-    except ReferenceError as e:
-        conversion.verification_skipped = str(e)
+        values = [float(x) for x in mean.replace(" ", ",").split(",") if x]
+    except ValueError:
+        raise PreprocessError(f"--mean '{mean}': give numbers, like 104,117,123") from None
+    if not values:
+        raise PreprocessError("--mean: give one value or one per channel")
+    if not all(math.isfinite(v) for v in values):
+        raise PreprocessError(f"--mean '{mean}': every value must be a finite number")
+    return values
 
 
 @app.command("verify")
@@ -587,8 +558,6 @@ def verify_cmd(
 
       caffe2torch verify googlenet --image cat.jpg
     """
-    from ..verify.run import verify_folder
-
     _finite(rtol, "--rtol", nonneg=True)
     _finite(atol, "--atol", nonneg=True)
     _check_seed(seed)
@@ -599,12 +568,8 @@ def verify_cmd(
             rtol=rtol, atol=atol, images=images or (), check=check, strict=strict,
         )
     if as_json:
-        from ..folder import dump_json
-
         sys.stdout.write(dump_json(result.to_dict()))
     else:
-        from .render import render_verification
-
         render_verification(out, result)
     if not result.passed:
         first = result.first_divergence
@@ -640,20 +605,14 @@ def predict_cmd(
 
       caffe2torch predict triplet 4_78.png --json
     """
-    from ..predict import predict, read_labels
-
     if top < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--top")
     with _reported():
         names = read_labels(labels) if labels is not None else None
         results = predict(outdir, images, labels=names, top=top, warn=_warn)
     if as_json:
-        from ..folder import dump_json
-
         sys.stdout.write(dump_json([r.to_dict() for r in results]))
     else:
-        from .render import render_predictions
-
         render_predictions(out, results)
 
 
@@ -697,8 +656,6 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def _interrupted() -> int:
-    from ..folder import WRITTEN
-
     if WRITTEN:  # Ctrl-C came after the output was in place
         where = ", ".join(escape(printable(str(p))) for p in WRITTEN)
         err.print(f"[bold red]interrupted[/bold red] after writing {where}, which is complete")

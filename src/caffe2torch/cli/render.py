@@ -9,6 +9,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ..folder import MANIFEST, MODEL_FILE, WEIGHT_FILES
+from ..preprocess.spec import input_lines
+
 
 def _shape(shape) -> str:
     if shape is None:
@@ -69,8 +72,6 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
 
 
 def render_conversion(console: Console, conversion, folder, weights_format: str) -> None:
-    from ..emit.conversion import MANIFEST, MODEL_FILE, WEIGHT_FILES
-
     state = conversion.generated.state
     params = sum(a.size for a in state.values())
     layer_map = conversion.generated.layer_map
@@ -92,8 +93,6 @@ def render_conversion(console: Console, conversion, folder, weights_format: str)
     console.print(f"  {MANIFEST}: layer map, inputs, outputs, sources (sha256), the check's result")
     console.print("  report.md: what was converted and the layer-by-layer parity table")
     if conversion.preprocess is not None:
-        from ..emit.conversion import input_lines
-
         console.print("  preprocess.json, preprocess.py: how an image becomes the input")
         for line in input_lines(conversion.preprocess):
             console.print(f"  {escape(line)}")

@@ -1,5 +1,5 @@
 """Graph to PyTorch: ``model.py``, a plain state_dict and ``conversion.json``."""
 
-from .conversion import Conversion, OutputError, convert, load_converted
+from .conversion import Conversion, ConvertOptions, OutputError, convert, load_converted
 
-__all__ = ["Conversion", "OutputError", "convert", "load_converted"]
+__all__ = ["Conversion", "ConvertOptions", "OutputError", "convert", "load_converted"]

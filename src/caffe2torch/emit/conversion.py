@@ -13,11 +13,12 @@ import json
 import os
 import platform
 import shutil
+import tempfile
 import types
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -27,6 +28,7 @@ from ..caffe.prototxt import read_prototxt
 from ..errors import CaffeError, OutputError, WeightsError
 from ..folder import (
     MANIFEST,
+    Manifest,
     MODEL_FILE,
     PREPROCESS_FILE,
     PREPROCESS_JSON,
@@ -40,39 +42,60 @@ from ..folder import (
     save_weights,
     sha256_file,
 )
+from ..errors import safe_text
 from ..graph import Graph, Shape, Value, build_graph, check_weights
 from ..layers import fmt_shape
+from ..memory import CheckOptions
+from ..preprocess import MEAN_FILE, PREPROCESS_PY, Preprocess, derive, fold, input_lines, save_mean
 from ..preprocess.spec import Options as PreprocessOptions
 from ..synth import synth_blobs
+from ..verify.layerwise import Verification
+from ..verify.opencv import ReferenceError
+from ..verify.report import render_report
+from ..verify.run import verify_conversion
 from .codegen import Generated, generate
 from .names import check_class_name
 from .names import class_name as make_class_name
-from .names import safe_text
 
 __all__ = [
-    "Conversion", "OutputError", "convert", "prepare", "load_converted", "load_state",
+    "Conversion", "ConvertOptions", "Prepared", "OutputError", "convert", "prepare",
+    "check_conversion", "options_of",
+    "load_converted", "load_state",
     "dump_json", "MANIFEST", "MODEL_FILE", "REPORT_FILE", "PREPROCESS_JSON", "PREPROCESS_FILE",
     "WEIGHT_FILES",
 ]
 
 
 @dataclass
+class Prepared:
+    """What every engine does first (:func:`prepare`): the graph, its outputs, the weights."""
+
+    graph: Graph
+    outputs: list[Value]
+    sources: dict  # "prototxt", "weights": file names and sha256, or the seed
+    notes: list[str]
+    blobs: dict[str, list[np.ndarray]]  # Caffe blobs by node id (empty: not loaded)
+    preprocess: Preprocess
+
+
+@dataclass
 class Conversion:
-    """A converted net, in memory."""
+    """A converted net, in memory, complete: made by :func:`convert` (or the MMdnn engine),
+    checked there unless the caller said not to (``verification_skipped`` says why)."""
 
     graph: Graph
     outputs: list[Value]
     generated: Generated
     sources: dict
+    preprocess: Preprocess  # written as preprocess.json and preprocess.py
     notes: list[str] = field(default_factory=list)
-    paths: dict = field(default_factory=dict)  # "prototxt", "weights": the files read
+    paths: dict[str, Path | None] = field(default_factory=dict)  # "prototxt", "weights": the files read
     options: dict = field(default_factory=dict)  # phase and stages the graph was built with
-    verification: object = None  # a verify.layerwise.Verification, once run
-    verification_skipped: str = ""  # why it was not run
-    extra_files: dict = field(default_factory=dict)  # relative path -> file (MMdnn's own files)
-    scratch: object = None  # a TemporaryDirectory holding extra_files
+    verification: Verification | None = None  # the check's result, when it ran
+    verification_skipped: str = "not run"  # why it did not
+    extra_files: dict[str, Path] = field(default_factory=dict)  # relative path -> file (MMdnn's)
+    scratch: tempfile.TemporaryDirectory | None = None  # the folder holding extra_files
     engine: dict = field(default_factory=lambda: {"name": "native"})
-    preprocess: object = None  # a preprocess.Preprocess: written as preprocess.json/.py
 
     @property
     def class_name(self) -> str:
@@ -98,7 +121,7 @@ class Conversion:
                 out[key] = torch.from_numpy(arr)
         return out
 
-    def manifest(self, weights_format: str = "pth", outdir: Path | None = None) -> dict:
+    def manifest(self, weights_format: str = "pth", outdir: Path | None = None) -> Manifest:
         import torch
 
         sources = json.loads(json.dumps(self.sources, default=str))
@@ -110,32 +133,30 @@ class Conversion:
                     except ValueError:  # another drive
                         continue
                     sources[key]["path"] = Path(rel).as_posix()
-        return {
-            "format": "caffe2torch-conversion/1",
-            "engine": self.engine,
-            "class_name": self.class_name,
-            "model_file": MODEL_FILE,
-            "weights_file": WEIGHT_FILES[weights_format],
-            "inputs": [{"name": v.name, "shape": list(v.shape)} for v in self.graph.inputs],
-            "outputs": [{"name": v.name, "shape": list(v.shape)} for v in self.outputs],
-            "layer_map": self.generated.layer_map,
-            "sources": sources,
-            "options": self.options,
-            "notes": self.notes + self.generated.notes,
-            "preprocess": self.preprocess.to_dict() if self.preprocess is not None else None,
-            "verification": self.verification_summary(),
-            "versions": {
+        return Manifest(
+            engine=self.engine,
+            class_name=self.class_name,
+            weights_file=WEIGHT_FILES[weights_format],
+            inputs=[{"name": v.name, "shape": list(v.shape)} for v in self.graph.inputs],
+            outputs=[{"name": v.name, "shape": list(v.shape)} for v in self.outputs],
+            layer_map=self.generated.layer_map,
+            sources=sources,
+            options=self.options,
+            notes=self.notes + self.generated.notes,
+            preprocess=self.preprocess.to_dict(),
+            verification=self.verification_summary(),
+            versions={
                 "caffe2torch": __version__,
                 "torch": torch.__version__,
                 "numpy": np.__version__,
                 "python": platform.python_version(),
             },
-            "trace": self.generated.trace,
-        }
+            trace=self.generated.trace,
+        )
 
     def verification_summary(self) -> dict:
         if self.verification is None:
-            return {"passed": None, "skipped": self.verification_skipped or "not run"}
+            return {"passed": None, "skipped": self.verification_skipped}
         return self.verification.to_dict(rows=False)
 
     @property
@@ -153,10 +174,7 @@ class Conversion:
 
     def input_paths(self) -> list[Path]:
         """The files this conversion read (an output must never replace them)."""
-        paths = [Path(p) for p in self.paths.values() if p is not None]
-        if self.preprocess is not None:
-            paths += self.preprocess.mean_files()
-        return paths
+        return [Path(p) for p in self.paths.values() if p is not None] + self.preprocess.mean_files()
 
     def write(
         self,
@@ -177,13 +195,10 @@ class Conversion:
         def fill(tmp: Path) -> None:
             (tmp / MODEL_FILE).write_text(self.code, encoding="utf-8")
             save_weights(self.state_dict(), tmp / WEIGHT_FILES[weights_format], weights_format)
-            text = dump_json(self.manifest(weights_format, dest.path))
+            text = dump_json(self.manifest(weights_format, dest.path).to_dict())
             (tmp / MANIFEST).write_text(text, encoding="utf-8")
-            from ..verify.report import render_report
-
             (tmp / REPORT_FILE).write_text(render_report(self, weights_format), encoding="utf-8")
-            if self.preprocess is not None:
-                self._write_preprocess(tmp)
+            self._write_preprocess(tmp)
             for rel, src in sorted(self.extra_files.items()):
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, tmp / rel)
@@ -191,8 +206,6 @@ class Conversion:
         return dest.write_folder(fill)
 
     def _write_preprocess(self, folder: Path) -> None:
-        from ..preprocess import MEAN_FILE, PREPROCESS_PY, save_mean
-
         (folder / PREPROCESS_JSON).write_text(dump_json(self.preprocess.to_dict()), encoding="utf-8")
         (folder / PREPROCESS_FILE).write_text(PREPROCESS_PY, encoding="utf-8")
         for spec in self.preprocess.image_inputs():  # derive() allows one mean image at most
@@ -201,96 +214,70 @@ class Conversion:
 
 
 # ------------------------------------------------------------------------------- convert
-def input_lines(pre) -> list[str]:
-    """One line per image input: what the model expects (preprocess.json has the details),
-    and what of it the prototxt does not say (assumed)."""
-    lines = []
-    for spec in pre.image_inputs():
-        parts = [spec.channel_order if spec.channel_order != "gray" else "grey"]
-        parts.append("pixels 0..255")
-        if spec.mean_image is not None:
-            parts.append("minus the mean image (mean.pth)")
-        elif spec.mean is not None:
-            parts.append("minus mean [" + ", ".join(f"{m:g}" for m in spec.mean) + "]")
-        elif spec.mean_missing:
-            parts.append(f"no mean (the prototxt's mean file {spec.mean_missing} is not here)")
-        if spec.scale != 1.0:
-            parts.append(f"times {spec.scale:g}")
-        if spec.folded.get("layers"):
-            what = []
-            if spec.folded.get("mean") is not None:
-                what.append("mean [" + ", ".join(f"{m:g}" for m in spec.folded["mean"]) + "]")
-            if spec.folded.get("scale", 1.0) != 1.0:
-                what.append(f"scale {spec.folded['scale']:g}")
-            parts.append(f"{' and '.join(what)} folded into {', '.join(spec.folded['layers'])}")
-        if spec.swap:
-            how = spec.folded.get("channel_order", "done by the model")
-            parts.append(f"the Caffe net reads {spec.caffe_order}: the swap is {how}")
-        line = f"Input {safe_text(spec.name)}: {', '.join(parts)}"
-        assumed = spec.assumption_text()
-        line += f" ({assumed}; preprocess.py makes it)" if assumed else " (preprocess.py makes it)"
-        lines.append(line)
-    return lines
+@dataclass(frozen=True)
+class ConvertOptions:
+    """How to convert: one value from the CLI (or a caller) through either engine.
+
+    ``check``: run the layer-by-layer check with these settings (its memory estimate comes
+    first, before any weights are read); None: do not, and ``unchecked`` says why."""
+
+    random_weights: bool = False
+    seed: int = 0
+    input_shapes: Mapping[str | None, Shape] | None = None
+    outputs: Sequence[str] | None = None
+    class_name: str | None = None
+    phase: str = "test"
+    stages: tuple[str, ...] = ()
+    preprocess: PreprocessOptions = field(default_factory=PreprocessOptions)
+    check: CheckOptions | None = None
+    unchecked: str = "not run"
+
+    def record(self) -> dict:
+        """The options conversion.json keeps (what verify rebuilds the graph with)."""
+        return {"phase": self.phase, "stages": list(self.stages), **self.preprocess.to_dict()}
+
+
+def options_of(options: ConvertOptions | None, **overrides) -> ConvertOptions:
+    """``options`` with keyword overrides (the keyword form of :func:`convert`)."""
+    if "stages" in overrides:
+        overrides["stages"] = tuple(overrides["stages"])
+    if overrides.get("preprocess", True) is None:
+        overrides["preprocess"] = PreprocessOptions()
+    return replace(options or ConvertOptions(), **overrides)
 
 
 def prepare(
     prototxt: Path,
     weights: str | Path | None,
+    options: ConvertOptions,
     *,
-    random_weights: bool,
-    seed: int,
-    input_shapes: Mapping[str | None, Shape] | None,
-    outputs: Sequence[str] | None,
-    phase: str,
-    stages: list[str],
     load_blobs: bool = True,
-    preprocess: PreprocessOptions | None = None,
     before_weights: Callable[[Graph], None] | None = None,
-):
+) -> Prepared:
     """What every engine does first: read the net, build the graph, choose the outputs, read
-    (or make) the weights, describe the inputs (preprocess.json). Returns (graph, outputs,
-    sources, notes, blobs by node id, the :class:`~caffe2torch.preprocess.Preprocess`)."""
-    from ..preprocess import derive
-
-    text = read_prototxt(prototxt)
+    (or make) the weights, describe the inputs (preprocess.json). ``before_weights`` sees the
+    graph before any weights are read (the check's memory estimate)."""
     graph = build_graph(
-        text, phase=phase, stages=stages, input_shapes=input_shapes, outputs=outputs
+        read_prototxt(prototxt),
+        phase=options.phase,
+        stages=list(options.stages),
+        input_shapes=options.input_shapes,
+        outputs=options.outputs,
     )
-    outs = graph.outputs
-    needed = graph.layers
     notes = list(graph.notes)
-    if before_weights is not None:  # e.g. the memory estimate of the check: before any reading
+    if before_weights is not None:
         before_weights(graph)
-
     sources: dict = {"prototxt": {"file": prototxt.name, "sha256": sha256_file(prototxt)}}
-    learnable = any(n.weight_shapes for n in needed)
-    if weights is not None and random_weights:
+    if weights is not None and options.random_weights:
         raise CaffeError("give either a weights file or --random-weights, not both", file=weights)
     blobs: dict = {}
     if weights is not None:
-        weights = Path(weights)
-        w = read_caffemodel(weights)
-        check = check_weights(graph, w)
-        notes.extend(check.notes)
+        sources["weights"], blobs = _read_weights(graph, Path(weights), notes, load_blobs)
+    elif options.random_weights:
         if load_blobs:
-            # double_data beyond float32 becomes infinity, as Caffe's Blob::FromProto makes it
-            with np.errstate(over="ignore"):
-                for node in graph.nodes:
-                    if node.id in check.matched:
-                        blobs[node.id] = [
-                            np.asarray(b.data, np.float32).reshape(s)
-                            for b, s in zip(check.matched[node.id], node.weight_shapes)
-                        ]
-        sources["weights"] = {
-            "file": weights.name,
-            "sha256": Digest(weights, w.raw),
-            "format": w.format,
-        }
-    elif random_weights:
-        if load_blobs:
-            blobs = synth_blobs(graph, seed)
-        sources["weights"] = {"random": True, "seed": seed}
-    elif learnable:
+            blobs = synth_blobs(graph, options.seed)
+        sources["weights"] = {"random": True, "seed": options.seed}
+    elif any(n.weight_shapes for n in graph.layers):
         raise WeightsError(
             "no weights given: pass the .caffemodel, or --random-weights to convert the "
             "architecture with seeded random weights",
@@ -298,68 +285,84 @@ def prepare(
         )
     else:
         sources["weights"] = None
-    pre = derive(graph, outs, preprocess or PreprocessOptions())
+    pre = derive(graph, graph.outputs, options.preprocess)
     notes.extend(pre.notes)
-    return graph, outs, sources, notes, blobs, pre
+    return Prepared(graph, graph.outputs, sources, notes, blobs, pre)
+
+
+def _read_weights(graph: Graph, weights: Path, notes: list[str], load_blobs: bool):
+    """The weights file's source record and its blobs by node id, matched to the graph."""
+    w = read_caffemodel(weights)
+    check = check_weights(graph, w)
+    notes.extend(check.notes)
+    blobs: dict = {}
+    if load_blobs:
+        # double_data beyond float32 becomes infinity, as Caffe's Blob::FromProto makes it
+        with np.errstate(over="ignore"):
+            for node in graph.nodes:
+                if node.id in check.matched:
+                    blobs[node.id] = [
+                        np.asarray(b.data, np.float32).reshape(s)
+                        for b, s in zip(check.matched[node.id], node.weight_shapes)
+                    ]
+    return {"file": weights.name, "sha256": Digest(weights, w.raw), "format": w.format}, blobs
 
 
 def convert(
     prototxt: str | Path,
     weights: str | Path | None = None,
-    *,
-    random_weights: bool = False,
-    seed: int = 0,
-    input_shapes: Mapping[str | None, Shape] | None = None,
-    outputs: Sequence[str] | None = None,
-    class_name: str | None = None,
-    phase: str = "test",
-    stages: Iterable[str] = (),
-    preprocess: PreprocessOptions | None = None,
-    before_weights: Callable[[Graph], None] | None = None,
+    options: ConvertOptions | None = None,
+    **overrides,
 ) -> Conversion:
-    """Convert ``prototxt`` (+ ``weights``, or seeded random weights) in memory.
-    ``preprocess``: the input flags (mean, scale, channel order, folding). ``before_weights``
-    is called with the graph before the weights are read (the memory estimate of the check)."""
-    from ..preprocess import fold
-
+    """Convert ``prototxt`` (+ ``weights``, or seeded random weights) in memory, checked when
+    ``options.check`` is given. Keyword arguments override fields of ``options``
+    (``convert(net, random_weights=True, outputs=["fc7"])``)."""
     prototxt = Path(prototxt)
-    stages = list(stages)
-    opts = preprocess or PreprocessOptions()
-    graph, outs, sources, notes, blobs, pre = prepare(
-        prototxt,
-        weights,
-        random_weights=random_weights,
-        seed=seed,
-        input_shapes=input_shapes,
-        outputs=outputs,
-        phase=phase,
-        stages=stages,
-        preprocess=opts,
-        before_weights=before_weights,
-    )
-    cls = class_name or make_class_name(graph.name)
-    if class_name is not None:
-        check_class_name(class_name)
-    needed = {n.id for n in graph.layers}
+    opts = options_of(options, **overrides)
+    if opts.class_name is not None:
+        check_class_name(opts.class_name)
+    check = opts.check
+    p = prepare(prototxt, weights, opts, before_weights=check.guard if check is not None else None)
+    pre = p.preprocess
+    cls = opts.class_name or make_class_name(p.graph.name)
     notes_before = len(pre.notes)
-    prologue = fold(graph, needed, blobs, pre, normalize=opts.fold_normalization)
-    notes.extend(pre.notes[notes_before:])
+    needed = {n.id for n in p.graph.layers}
+    prologue = fold(p.graph, needed, p.blobs, pre, normalize=opts.preprocess.fold_normalization)
     generated = generate(
-        graph,
-        outs,
-        blobs,
+        p.graph,
+        p.outputs,
+        p.blobs,
         class_name=cls,
-        header=_header(graph, outs, sources, cls, pre),
+        header=_header(p.graph, p.outputs, p.sources, cls, pre),
         prologue=prologue,
     )
-    paths = {"prototxt": prototxt, "weights": Path(weights) if weights is not None else None}
-    options = {"phase": phase, "stages": stages, **opts.to_dict()}
-    conversion = Conversion(graph, outs, generated, sources, notes, paths, options)
-    conversion.preprocess = pre
+    conversion = Conversion(
+        p.graph,
+        p.outputs,
+        generated,
+        p.sources,
+        pre,
+        notes=p.notes + pre.notes[notes_before:],
+        paths={"prototxt": prototxt, "weights": Path(weights) if weights is not None else None},
+        options=opts.record(),
+    )
+    return check_conversion(conversion, opts)
+
+
+def check_conversion(conversion: Conversion, options: ConvertOptions) -> Conversion:
+    """Run the check ``options`` asks for (either engine); a reference that is missing or
+    cannot run the net is recorded as the reason it was skipped."""
+    if options.check is None:
+        conversion.verification_skipped = options.unchecked
+        return conversion
+    try:
+        conversion.verification = verify_conversion(conversion, check=options.check)
+    except ReferenceError as e:
+        conversion.verification_skipped = str(e)
     return conversion
 
 
-def _header(graph: Graph, outputs: list[Value], sources: dict, cls: str, pre=None) -> list[str]:
+def _header(graph: Graph, outputs: list[Value], sources: dict, cls: str, pre: Preprocess) -> list[str]:
     src = sources["prototxt"]
     lines = [
         f"{safe_text(graph.name)}, converted from Caffe by caffe2torch {__version__}.",
@@ -376,7 +379,7 @@ def _header(graph: Graph, outputs: list[Value], sources: dict, cls: str, pre=Non
     outs = ", ".join(f"{safe_text(v.name)} {fmt_shape(v.shape)}" for v in outputs)
     lines += [
         f"Inputs: {ins} (the blobs the Caffe net reads, after its data layer)",
-        *(input_lines(pre) if pre is not None else []),
+        *input_lines(pre),
         f"Outputs: {outs}",
         "",
         f"    model = {cls}()",

@@ -13,6 +13,9 @@ import re
 
 from torch import nn
 
+from ..errors import CaffeError, safe_text
+from ..layers.base import HELPER_NAMES
+
 _INVALID = re.compile(r"[^0-9A-Za-z_]+")
 # Names generated code refers to, which a local variable must not shadow.
 CODE_NAMES = frozenset({"self", "torch", "nn", "F", "Tensor", "float", "tuple", "int", "super"})
@@ -45,9 +48,6 @@ def is_identifier(name: str) -> bool:
 def check_class_name(name: str) -> None:
     """A ``--class-name`` must be a plain identifier that does not shadow a name model.py
     uses (``nn``, ``torch``, ``F``, ``Tensor``, builtins, helpers such as ``Scale``)."""
-    from ..errors import CaffeError
-    from ..layers.base import HELPER_NAMES
-
     if not is_identifier(name) or keyword.issoftkeyword(name):
         raise CaffeError(f"--class-name '{safe_text(name, 60)}' is not a Python identifier")
     if name in CODE_NAMES or name in HELPER_NAMES or name.startswith("__") or name == "self":
@@ -74,12 +74,3 @@ class Namer:
 
     def free(self, name: str) -> None:
         self.used.discard(name)
-
-
-def safe_text(text: str, limit: int = 200) -> str:
-    """Text from an input file, for a comment or docstring of generated code: printable ASCII
-    only, no quotes or backslashes (nothing that could end the docstring), one line."""
-    out = "".join(
-        c if (c.isascii() and c.isprintable() and c not in "\"'\\") else "?" for c in text
-    )
-    return out[:limit]

@@ -30,12 +30,16 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from ..emit.codegen import Generated
+from ..emit.conversion import Conversion, ConvertOptions, check_conversion, options_of, prepare
 from ..errors import CaffeError, UnsupportedLayerError
-from ..graph import Graph, Node, Shape
+from ..folder import INTERMEDIATE_DIR
+from ..graph import Graph, Node, needed_nodes
+from ..synth import weights_file
+from ..verify.opencv import needs_rewrite, reference_prototxt
 
 ENV_VAR = "CAFFE2TORCH_MMDNN_PYTHON"
 DRIVER = Path(__file__).with_name("_driver.py")
-INTERMEDIATE_DIR = "mmdnn"
 CLASS_NAME = "KitModel"
 
 # Caffe types MMdnn 0.3.1's Caffe reader maps to its IR (mmdnn/conversion/caffe/mapper.py).
@@ -417,8 +421,6 @@ def mmdnn_trace(code: str, graph: Graph, outputs: Sequence) -> list[dict]:
     makes it (``conv1/7x7_s2`` -> ``conv1_7x7_s2``; an InnerProduct's is ``<name>_1``, after
     its flatten ``<name>_0``) and never writes in place, so each such variable is that
     layer's value at the end of the statement assigning it. The net's outputs are always in."""
-    from ..emit.codegen import needed_nodes
-
     tree = ast.parse(code)
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == CLASS_NAME)
     fwd = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "forward")
@@ -489,53 +491,37 @@ def mmdnn_trace(code: str, graph: Graph, outputs: Sequence) -> list[dict]:
 def convert_mmdnn(
     prototxt: str | Path,
     weights: str | Path | None = None,
+    options: ConvertOptions | None = None,
     *,
-    random_weights: bool = False,
-    seed: int = 0,
-    input_shapes: Mapping[str | None, Shape] | None = None,
-    phase: str = "test",
-    stages: Iterable[str] = (),
     keep_intermediate: bool = False,
     python: str | Path | None = None,
-    preprocess=None,
-):
-    """Convert with MMdnn; returns a :class:`~caffe2torch.emit.Conversion` (engine "mmdnn")."""
-    from ..emit.codegen import Generated, needed_nodes
-    from ..emit.conversion import Conversion, prepare
-    from ..preprocess.spec import Options as PreprocessOptions
-    from ..synth import weights_file
-    from ..verify.opencv import needs_rewrite, reference_prototxt
-
+    **overrides,
+) -> Conversion:
+    """Convert with MMdnn; returns a :class:`~caffe2torch.emit.Conversion` (engine "mmdnn"),
+    checked when ``options.check`` is given. Keyword arguments override fields of
+    ``options``, as for :func:`~caffe2torch.emit.convert`."""
     prototxt = Path(prototxt)
-    stages = list(stages)
-    opts = preprocess or PreprocessOptions()
+    options = options_of(options, **overrides)
+    if options.outputs or options.class_name:
+        raise MMdnnError("MMdnn's code has its own outputs and class (KitModel)", file=prototxt)
+    opts = options.preprocess
     if opts.input_order or opts.fold_normalization:
         raise MMdnnError(
             "--input-order and --fold-normalization change the first layers' weights: the "
             "native engine does that (MMdnn's code is kept as MMdnn wrote it)",
             file=prototxt,
         )
-    graph, outs, sources, notes, _blobs, pre = prepare(
-        prototxt,
-        weights,
-        random_weights=random_weights,
-        seed=seed,
-        input_shapes=input_shapes,
-        outputs=None,
-        phase=phase,
-        stages=stages,
-        load_blobs=False,
-        preprocess=opts,
-    )
+    p = prepare(prototxt, weights, options, load_blobs=False)
+    graph, outs, sources, notes, pre = p.graph, p.outputs, p.sources, p.notes, p.preprocess
     check_supported(graph, needed_nodes(graph, outs))
     exe = find_python(python)
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="c2t-mmdnn-")))
         net = prototxt
-        if needs_rewrite(graph) or input_shapes:  # a deploy net as MMdnn reads it
+        if needs_rewrite(graph) or options.input_shapes:  # a deploy net as MMdnn reads it
             net = tmp / f"{prototxt.stem}.deploy.prototxt"
             net.write_text(reference_prototxt(graph))
-        cm = stack.enter_context(weights_file(graph, weights, seed))
+        cm = stack.enter_context(weights_file(graph, weights, options.seed))
         work = tmp / "work"
         work.mkdir()
         report = run_driver(exe, net, cm, work)
@@ -586,23 +572,27 @@ def convert_mmdnn(
     arrays = {k: v.numpy() for k, v in state.items()}
     layer_map = {n.id: "input" if n.is_source else _mmdnn_attr(n, code) for n in graph.nodes}
     generated = Generated(CLASS_NAME, code, arrays, layer_map, [], trace)
-    paths = {"prototxt": prototxt, "weights": Path(weights) if weights is not None else None}
     conversion = Conversion(
-        graph, outs, generated, sources, notes, paths, {"phase": phase, "stages": stages}
+        graph,
+        outs,
+        generated,
+        sources,
+        pre,
+        notes=notes,
+        paths={"prototxt": prototxt, "weights": Path(weights) if weights is not None else None},
+        options=options.record(),
+        extra_files=extra,
+        scratch=scratch,  # the kept files' folder lives as long as the conversion
+        engine={
+            "name": "mmdnn",
+            "versions": report.get("versions", {}),
+            "squeezed": [f"{layer}.{key}" for layer, key, _, _ in squeezed],
+            "shaped": report.get("shaped", []),
+            "emitted": report.get("emitted", []),
+            "forward_weights": {attr: f"{layer}.{key}" for layer, key, attr in reads},
+        },
     )
-    conversion.preprocess = pre
-    conversion.options.update(opts.to_dict())
-    conversion.extra_files = extra
-    conversion.scratch = scratch  # the kept files' folder lives as long as the conversion
-    conversion.engine = {
-        "name": "mmdnn",
-        "versions": report.get("versions", {}),
-        "squeezed": [f"{layer}.{key}" for layer, key, _, _ in squeezed],
-        "shaped": report.get("shaped", []),
-        "emitted": report.get("emitted", []),
-        "forward_weights": {attr: f"{layer}.{key}" for layer, key, attr in reads},
-    }
-    return conversion
+    return check_conversion(conversion, options)
 
 
 __all__ = [

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CaffeError
+from ..errors import CaffeError, safe_text
 from ..graph import Graph, Value
 from .meanfile import read_mean
 
@@ -418,3 +418,35 @@ def _mean_image(arr: np.ndarray, channels: int, path) -> np.ndarray:
             f"the mean has {arr.shape[0]} channels, the input {channels}", file=path
         )
     return arr
+
+
+def input_lines(pre) -> list[str]:
+    """One line per image input: what the model expects (preprocess.json has the details),
+    and what of it the prototxt does not say (assumed)."""
+    lines = []
+    for spec in pre.image_inputs():
+        parts = [spec.channel_order if spec.channel_order != "gray" else "grey"]
+        parts.append("pixels 0..255")
+        if spec.mean_image is not None:
+            parts.append("minus the mean image (mean.pth)")
+        elif spec.mean is not None:
+            parts.append("minus mean [" + ", ".join(f"{m:g}" for m in spec.mean) + "]")
+        elif spec.mean_missing:
+            parts.append(f"no mean (the prototxt's mean file {spec.mean_missing} is not here)")
+        if spec.scale != 1.0:
+            parts.append(f"times {spec.scale:g}")
+        if spec.folded.get("layers"):
+            what = []
+            if spec.folded.get("mean") is not None:
+                what.append("mean [" + ", ".join(f"{m:g}" for m in spec.folded["mean"]) + "]")
+            if spec.folded.get("scale", 1.0) != 1.0:
+                what.append(f"scale {spec.folded['scale']:g}")
+            parts.append(f"{' and '.join(what)} folded into {', '.join(spec.folded['layers'])}")
+        if spec.swap:
+            how = spec.folded.get("channel_order", "done by the model")
+            parts.append(f"the Caffe net reads {spec.caffe_order}: the swap is {how}")
+        line = f"Input {safe_text(spec.name)}: {', '.join(parts)}"
+        assumed = spec.assumption_text()
+        line += f" ({assumed}; preprocess.py makes it)" if assumed else " (preprocess.py makes it)"
+        lines.append(line)
+    return lines

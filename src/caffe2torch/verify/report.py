@@ -4,6 +4,8 @@ Markdown, fixed formatting (two significant digits), no timestamps: diff-friendl
 from __future__ import annotations
 
 from .. import __version__
+from ..folder import MANIFEST, MODEL_FILE, WEIGHT_FILES
+from ..preprocess.spec import input_lines
 from .layerwise import Verification
 
 
@@ -60,8 +62,8 @@ def parity_markdown(v: Verification) -> list[str]:
 
 
 def render_report(conversion, weights_format: str) -> str:
-    from ..emit.conversion import MANIFEST, MODEL_FILE, WEIGHT_FILES
-
+    """report.md of a :class:`~caffe2torch.emit.Conversion` (the caller's object: verify
+    does not import emit)."""
     src = conversion.sources["prototxt"]
     w = conversion.sources.get("weights")
     if w and w.get("random"):
@@ -89,8 +91,6 @@ def render_report(conversion, weights_format: str) -> str:
     lines += [f"| input | `{_cell(v.name)}` | {_shape(v.shape)} |" for v in conversion.graph.inputs]
     lines += [f"| output | `{_cell(v.name)}` | {_shape(v.shape)} |" for v in conversion.outputs]
     if conversion.preprocess is not None:
-        from ..emit.conversion import input_lines
-
         lines += ["", "`preprocess.json` and `preprocess.py` turn an image into the input:", ""]
         lines += [f"- {_cell(line)}" for line in input_lines(conversion.preprocess)]
     lines += ["", "## Parity with Caffe", ""]

@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from ..errors import PROTO_BINARY_LIMIT, CaffeError, WeightsError, check_file, npy_header, read_text, reading
-from ..folder import MANIFEST, Digest, FolderError, load_state, read_manifest
+from ..api import load_graph
+from ..folder import MANIFEST, Digest, FolderError, Manifest, load_state, read_manifest
 from ..memory import CheckOptions
-from ..preprocess.spec import pixel_inputs
+from ..predict import image_batch
+from ..preprocess.spec import adapt_with_manifest, caffe_input, pixel_inputs
 from ..synth import weights_file
 from .instrument import TraceError, parse_trace
 from .layerwise import Verification, check_inputs, verify_model
+from .opencv import opencv_gap
 from .parity import ATOL, RTOL, random_inputs
 
 
@@ -107,10 +111,6 @@ def verify_conversion(
 
 def with_reference(check: CheckOptions | None) -> CheckOptions:
     """The check's options, knowing which layers the reference (OpenCV) cannot run."""
-    from dataclasses import replace
-
-    from .opencv import opencv_gap
-
     check = check or CheckOptions()
     return check if check.cut is not None else replace(check, cut=lambda n: bool(opencv_gap(n)))
 
@@ -193,10 +193,10 @@ def load_input_arrays(headers: Mapping[str, tuple]) -> dict[str, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------ folder
-def _source(outdir: Path, manifest: dict, key: str, given: Path | None, flag: str):
+def _source(outdir: Path, manifest: Manifest, key: str, given: Path | None, flag: str):
     """The source file, and a check of its sha256 against the manifest's (computed in the
     background: call it to wait and raise on a mismatch)."""
-    src = (manifest.get("sources") or {}).get(key) or {}
+    src = manifest.source(key)
     if given is None:
         rel = src.get("path")
         if not rel:
@@ -241,16 +241,12 @@ def verify_folder(
     """Check a converted folder as written (``model.py``, its weights) against OpenCV running
     the Caffe files it was converted from. ``images``: image files made into the input by the
     folder's ``preprocess.py`` (a batch), instead of ``inputs`` or a random input."""
-
-    from ..api import load_graph
-    from ..preprocess.spec import adapt_with_manifest
-
     check = with_reference(check)
     outdir = Path(outdir)
     manifest = read_manifest(outdir)
     prototxt, check_prototxt = _source(outdir, manifest, "prototxt", net, "--net")
     check_prototxt()
-    w = (manifest.get("sources") or {}).get("weights") or {}
+    w = manifest.source("weights")
     caffemodel, check_weights = None, lambda: None
     if w.get("random"):
         if weights is not None:
@@ -260,23 +256,20 @@ def verify_folder(
     if images and inputs:
         raise VerifyInputError("give --image or --input, not both")
     arrays = None
-    shapes = {i["name"]: tuple(i["shape"]) for i in manifest["inputs"]}
-    headers = read_input_arrays(list(inputs), manifest["inputs"]) if inputs else {}
+    shapes = {i["name"]: tuple(i["shape"]) for i in manifest.inputs}
+    headers = read_input_arrays(list(inputs), manifest.inputs) if inputs else {}
     shapes.update({k: h[1] for k, h in headers.items()})
     if images:
-        from ..predict import image_batch
-        from ..preprocess.spec import caffe_input
-
         name, batch, how = image_batch(outdir, list(images))
         arrays = {name: caffe_input(how, batch)}
         shapes[name] = tuple(arrays[name].shape)
-    options = manifest.get("options") or {}
+    options = manifest.options
     graph = load_graph(
         prototxt,
         phase=options.get("phase", "test"),
         stages=options.get("stages", ()),
         input_shapes=shapes,
-        outputs=[o["name"] for o in manifest["outputs"]],
+        outputs=[o["name"] for o in manifest.outputs],
     )
     batch_note = ""
     if not headers and arrays is None:
@@ -287,10 +280,10 @@ def verify_folder(
     pixels: list[str] = []
     if arrays is None:
         arrays = random_inputs(graph.inputs, seed)
-        arrays, pixels = pixel_inputs(manifest.get("preprocess"), arrays, seed)
-    model_file = outdir / manifest["model_file"]
+        arrays, pixels = pixel_inputs(manifest.preprocess, arrays, seed)
+    model_file = outdir / manifest.model_file
     code = read_text(model_file, FolderError, "the model's code (model.py)")
-    state_file = outdir / manifest["weights_file"]
+    state_file = outdir / manifest.weights_file
     if not os.path.isfile(state_file):
         raise WeightsError("is missing", file=state_file)
 
@@ -302,20 +295,20 @@ def verify_folder(
     with weights_file(graph, caffemodel, w.get("seed") or 0) as cm:
         result = verify_model(
             code,
-            manifest["class_name"],
+            manifest.class_name,
             state,
-            parse_trace(manifest["trace"]),
+            parse_trace(manifest.trace),
             graph,
             cm,
             arrays,
             inputs_text=_inputs_text(
-                seed, [*inputs, *images], manifest.get("preprocess"), pixels, batch_note
+                seed, [*inputs, *images], manifest.preprocess, pixels, batch_note
             ),
             rtol=rtol,
             atol=atol,
             model_file=str(model_file),
-            layer_map=manifest.get("layer_map") or {},
-            model_arrays=adapt_with_manifest(manifest.get("preprocess"), arrays),
+            layer_map=manifest.layer_map,
+            model_arrays=adapt_with_manifest(manifest.preprocess, arrays),
             strict=strict,
         )
     check_weights()
