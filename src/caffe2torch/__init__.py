@@ -9,13 +9,13 @@ folders load into one process, and its weights with ``weights_only=True``.
 
 __version__ = "0.1.0"
 
+from .folder import load_converted  # noqa: E402 - after __version__, which modules import
+
 
 def load(folder):
     """The model of a converted folder, weights loaded (``weights_only``), in eval mode. Any
     problem with the folder's files raises :class:`caffe2torch.errors.CaffeError` with one
     line naming the file."""
-    from .folder import load_converted
-
     return load_converted(folder)
 
 

@@ -8,7 +8,6 @@ The same seed gives the same bytes.
 from __future__ import annotations
 
 import contextlib
-import math
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -17,7 +16,6 @@ import numpy as np
 
 from .caffe.caffemodel import LayerRecord, binary_caffemodel, write_caffemodel
 from .graph import Graph, Node
-from .layers.base import default_init
 
 
 def iter_synth_blobs(graph: Graph, seed: int = 0) -> Iterator[tuple[Node, list[np.ndarray]]]:

@@ -276,6 +276,7 @@ def _parse_layer(buf, off: int, end: int, version: str) -> LayerWeights:
     if v0_span is not None and name is None and not blob_spans:
         return _parse_layer(buf, v0_span[0], v0_span[0] + v0_span[1], "V0")
     if version == "V0" and typ is not None:
+        # (imported here: the binary reader needs protobuf only for V0/V1 type names)
         from .upgrade import V0_TYPES, V1_TYPES
 
         typ = V1_TYPES.get(V0_TYPES.get(typ, ""), typ)
@@ -290,6 +291,7 @@ def _parse_layer(buf, off: int, end: int, version: str) -> LayerWeights:
 
 
 def _v1_type_name(value: int) -> str:
+    # (imported here: the binary reader needs protobuf only for V0/V1 type names)
     from .schema import pb
     from .upgrade import V1_TYPES
 

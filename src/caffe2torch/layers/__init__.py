@@ -56,4 +56,7 @@ for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if _mod != "base":
         importlib.import_module(f"{__name__}.{_mod}")
 
-__all__ = ["DYNAMIC", "Layer", "LayerError", "Shape", "fmt_shape", "layer_class", "known_types", "emits", "convertible_types", "register"]
+__all__ = [
+    "DYNAMIC", "Layer", "LayerError", "Shape", "fmt_shape", "layer_class", "known_types", "emits",
+    "convertible_types", "register",
+]

@@ -6,6 +6,7 @@ import numpy as np
 from . import register
 from .base import Emission, Helper, Layer, LayerError, NotConvertible, SameShape, fmt_shape, num
 from .reshape import as_4d, legacy_4d
+from .scale import SCALE, Scale
 
 _BATCHNORM = {2: "BatchNorm1d", 3: "BatchNorm1d", 4: "BatchNorm2d", 5: "BatchNorm3d"}
 TORCH_BN_EPS = np.float32(1e-5)
@@ -67,8 +68,6 @@ class BatchNorm(SameShape):
     def absorbs(self, node, next_node):
         """The Scale that follows a BatchNorm in nearly every Caffe net becomes its affine
         part: one ``nn.BatchNorm2d`` as a hand-written model would have."""
-        from .scale import Scale
-
         out = node.outputs[0]
         op = next_node.op
         return (
@@ -169,8 +168,6 @@ class BN(SameShape):
                     "an inference net first (SegNet's compute_bn_statistics.py sets "
                     "bn_mode: INFERENCE)"
                 )
-            from .scale import SCALE
-
             bshape = (c,) + (1,) * (len(shape) - 2)
             return Emission(
                 ["{m}({0})"], module=f"Scale({bshape})", helpers=(SCALE,),

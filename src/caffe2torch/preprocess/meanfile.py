@@ -9,6 +9,7 @@ import numpy as np
 
 from ..caffe.caffemodel import read_blobproto
 from ..errors import WeightsError, npy_header, reading
+from ..folder import load_state
 
 
 def read_mean(path: str | Path) -> np.ndarray:
@@ -65,8 +66,6 @@ def save_mean(arr: np.ndarray, path: str | Path) -> None:
 
 
 def load_mean(path: str | Path) -> np.ndarray:
-    from ..folder import load_state
-
     state = load_state(Path(path))
     if "mean" not in state:
         raise WeightsError("holds no 'mean' tensor", file=path)
