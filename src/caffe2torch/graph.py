@@ -245,23 +245,54 @@ def build_graph(
     type caffe2torch does not know, or a Python layer.
     """
     path = text.path
-    net = text.net
     if phase not in PHASES:
         raise ValueError(f"phase must be 'train' or 'test', not {phase!r}")
+    stages = list(stages)
+    notes = list(text.notes)
+    all_names = {layer.name for layer in text.net.layer}  # before unnamed layers get a name
+    kept, excluded = _select_layers(text, phase, stages, notes)
+    nodes, protos, current = _connect(text, kept, excluded, all_names)
+    classes = {k: cls for k, (_, cls) in protos.items()}
+    outs = _select_outputs(path, nodes, current, classes, outputs)
+    order = [n.id for n in nodes]
+    nodes, pruned = _prune(nodes, outs)
+    _make_ops(path, nodes, protos)
+    inputs = _find_inputs(path, nodes, notes)
+    _set_input_shapes(path, nodes, _input_overrides(path, inputs, input_shapes))
+    _infer_shapes(path, nodes)
+    _note_shared_names(nodes, notes)
+    graph = Graph(
+        name=text.net.name or path.stem,
+        path=path,
+        format=text.format,
+        phase=phase,
+        nodes=nodes,
+        inputs=inputs,
+        outputs=outs,
+        notes=notes,
+    )
+    graph.pruned = [(n.id, n.type) for n in pruned]
+    graph.order = order
+    graph.text = text
+    graph.build_args = {"phase": phase, "stages": list(stages), "outputs": list(outputs or [])}
+    graph.named_outputs = bool(outputs)
+    _note_pruned(pruned, classes, outs, bool(outputs), notes)
+    return graph
+
+
+def _located(err: CaffeError, path: Path, name=None, type_=None, line=None) -> CaffeError:
+    """``err`` with the file, line and layer filled in where still unknown."""
+    return err.located(file=path, line=line, layer=name, layer_type=type_)
+
+
+def _select_layers(text: NetText, phase: str, stages: list[str], notes: list[str]):
+    """Phase 1: the layers of the phase, named and typed, without the training-only ones."""
+    net = text.net
     phase_id = PHASES[phase]
     level = net.state.level
-    stages = list(stages)
     stage_set = set(net.state.stage) | set(stages)
-    notes = list(text.notes)
-
-    def fail(err: CaffeError, name=None, type_=None, line=None) -> CaffeError:
-        return err.located(file=path, line=line, layer=name, layer_type=type_)
-
-    # 1. Phase rules, names, types, training-only layers.
     kept: list[tuple[int, object, type[Layer] | None]] = []
     excluded: dict[str, str] = {}  # blob -> why it is not available
-    all_names = {layer.name for layer in net.layer}
-    name_uses: dict[str, int] = {}
     excluded_layers, dropped = [], []
     for i, layer in enumerate(net.layer):
         line = text.line_of(i)
@@ -282,7 +313,7 @@ def build_graph(
                 )
             continue
         if not layer.type:
-            raise fail(PrototxtError("has no type"), layer.name, None, line)
+            raise _located(PrototxtError("has no type"), text.path, layer.name, None, line)
         cls = layer_class(layer.type)
         if cls is not None and cls.TRAINING_ONLY:
             dropped.append(f"{layer.name} ({layer.type})")
@@ -297,17 +328,20 @@ def build_graph(
         )
     if dropped:
         notes.append(f"dropped {len(dropped)} training-only layer(s): " + ", ".join(dropped))
+    return kept, excluded
 
+
+def _connect(text: NetText, kept, excluded: dict[str, str], all_names: set[str]):
+    """Phase 2: nodes, values and in-place chains (the connections only, no parameter read)."""
     # Which kept layer produces each blob name first, to explain references to later layers.
     later_producer: dict[str, tuple[str, int | None]] = {}
     for i, layer, _ in kept:
         for t in layer.top:
             later_producer.setdefault(t, (layer.name, text.line_of(i)))
-
-    # 2. Nodes, values and in-place chains: the connections only (no parameter is read yet).
     nodes: list[Node] = []
     protos: dict[int, tuple[object, type[Layer] | None]] = {}
     current: dict[str, Value] = {}
+    name_uses: dict[str, int] = {}
     for i, layer, cls in kept:
         line = text.line_of(i)
         uses = name_uses.get(layer.name, 0) + 1
@@ -321,59 +355,73 @@ def build_graph(
         node = Node(layer.name, layer.type, None, [], [], line=line, id=node_id)  # type: ignore[arg-type]
         node.param_names = [p.name for p in layer.param]
         protos[id(node)] = (layer, cls)
-        for b in layer.bottom:
-            v = current.get(b)
-            if v is None:
-                if b in excluded:
-                    msg = f"bottom '{b}' comes from {excluded[b]}"
-                elif b in later_producer and later_producer[b][0] != layer.name:
-                    who, at = later_producer[b]
-                    where = f" (line {at})" if at else ""
-                    msg = (
-                        f"bottom '{b}' is produced only later, by layer '{who}'{where}: "
-                        "layers must come after the layers they read (is there a cycle?)"
-                    )
-                else:
-                    msg = f"bottom '{b}' is not produced by any layer"
-                raise fail(PrototxtError(msg), layer.name, layer.type, line)
-            node.inputs.append(v)
-            v.consumers.append(node)
-        for j, t in enumerate(layer.top):
-            if j < len(layer.bottom) and layer.bottom[j] == t:
-                node.inplace = True
-                version = current[t].version + 1
-            elif t in current:
-                raise fail(
-                    PrototxtError(
-                        f"top '{t}' is already produced by layer '{current[t].producer.name}'; "
-                        "a blob name can be "
-                        "reused only in place (top i = bottom i)"
-                    ),
-                    layer.name, layer.type, line,
-                )
-            else:
-                version = 0
-            if t in (o.name for o in node.outputs):
-                raise fail(PrototxtError(f"top '{t}' is listed twice"), layer.name, layer.type, line)
-            v = Value(t, version, node)
-            node.outputs.append(v)
+        _link_bottoms(text.path, node, layer, current, excluded, later_producer)
+        _add_tops(text.path, node, layer, current)
         for v in node.outputs:
             current[v.name] = v
         nodes.append(node)
+    return nodes, protos, current
 
-    # 3. The outputs, and the layers they need.
-    classes = {k: cls for k, (_, cls) in protos.items()}
-    outs = _select_outputs(path, nodes, current, classes, outputs)
+
+def _link_bottoms(path: Path, node: Node, layer, current, excluded, later_producer) -> None:
+    """The node reads the current value of each bottom."""
+    for b in layer.bottom:
+        v = current.get(b)
+        if v is None:
+            if b in excluded:
+                msg = f"bottom '{b}' comes from {excluded[b]}"
+            elif b in later_producer and later_producer[b][0] != layer.name:
+                who, at = later_producer[b]
+                where = f" (line {at})" if at else ""
+                msg = (
+                    f"bottom '{b}' is produced only later, by layer '{who}'{where}: "
+                    "layers must come after the layers they read (is there a cycle?)"
+                )
+            else:
+                msg = f"bottom '{b}' is not produced by any layer"
+            raise _located(PrototxtError(msg), path, layer.name, layer.type, node.line)
+        node.inputs.append(v)
+        v.consumers.append(node)
+
+
+def _add_tops(path: Path, node: Node, layer, current: dict[str, Value]) -> None:
+    """A new value for each top: the next version of its blob when written in place."""
+    for j, t in enumerate(layer.top):
+        if j < len(layer.bottom) and layer.bottom[j] == t:
+            node.inplace = True
+            version = current[t].version + 1
+        elif t in current:
+            raise _located(
+                PrototxtError(
+                    f"top '{t}' is already produced by layer '{current[t].producer.name}'; "
+                    "a blob name can be "
+                    "reused only in place (top i = bottom i)"
+                ),
+                path, layer.name, layer.type, node.line,
+            )
+        else:
+            version = 0
+        if t in (o.name for o in node.outputs):
+            raise _located(
+                PrototxtError(f"top '{t}' is listed twice"), path, layer.name, layer.type, node.line
+            )
+        v = Value(t, version, node)
+        node.outputs.append(v)
+
+
+def _prune(nodes: list[Node], outs: list[Value]) -> tuple[list[Node], list[Node]]:
+    """Phase 3: the layers the outputs need, and those left out."""
     needed = _ancestors(nodes, outs)
     needed_ids = {id(n) for n in needed}
     pruned = [n for n in nodes if id(n) not in needed_ids]
-    order = [n.id for n in nodes]
     for n in needed:
         for v in n.inputs:
             v.consumers = [c for c in v.consumers if id(c) in needed_ids]
-    nodes = needed
+    return needed, pruned
 
-    # 4. Layers the outputs need: types, parameters and arity, every problem at once.
+
+def _make_ops(path: Path, nodes: list[Node], protos) -> None:
+    """Phase 4: each needed layer's type, parameters and arity, every problem at once."""
     problems: list[tuple[Node, CaffeError]] = []
     for node in nodes:
         layer, cls = protos[id(node)]
@@ -386,28 +434,38 @@ def build_graph(
         except UnsupportedLayerError as e:
             problems.append((node, e))
         except CaffeError as e:
-            raise fail(e, node.name, node.type if cls is not None else None, node.line) from None
+            raise _located(
+                e, path, node.name, node.type if cls is not None else None, node.line
+            ) from None
+    if problems:
+        _raise_problems(path, nodes, protos, problems)
+
+
+def _raise_problems(path: Path, nodes: list[Node], protos, problems) -> None:
+    """Raise the layers that cannot be converted: one as itself, several in one message."""
     if len(problems) == 1:
         node, e = problems[0]
         cls = protos[id(node)][1]
         e.message += cut_hint(nodes, [node])
-        raise fail(e, node.name, node.type if cls is not None else None, node.line) from None
-    if problems:
-        bad = "; ".join(
-            f"'{n.name}' ({_problem_kind(n, protos[id(n)][0])}{f', line {n.line}' if n.line else ''}): "
-            + ("unknown layer type" if protos[id(n)][1] is None else _short_problem(n, e))
-            for n, e in problems
-        )
-        raise UnsupportedLayerError(
-            f"{len(problems)} layers cannot be converted: {bad}"
-            + cut_hint(nodes, [n for n, _ in problems]),
-            file=path,
-        )
+        raise _located(
+            e, path, node.name, node.type if cls is not None else None, node.line
+        ) from None
+    bad = "; ".join(
+        f"'{n.name}' ({_problem_kind(n, protos[id(n)][0])}{f', line {n.line}' if n.line else ''}): "
+        + ("unknown layer type" if protos[id(n)][1] is None else _short_problem(n, e))
+        for n, e in problems
+    )
+    raise UnsupportedLayerError(
+        f"{len(problems)} layers cannot be converted: {bad}"
+        + cut_hint(nodes, [n for n, _ in problems]),
+        file=path,
+    )
 
-    # 5. Inputs: the tops of data layers that something reads.
-    overrides = dict(input_shapes or {})
+
+def _find_inputs(path: Path, nodes: list[Node], notes: list[str]) -> list[Value]:
+    """Phase 5: the inputs, the tops of data layers that something reads."""
     inputs: list[Value] = []
-    unused: list[str] = []
+    unused: list[Value] = []
     for node in nodes:
         if node.is_source:
             for v in node.outputs:
@@ -416,6 +474,12 @@ def build_graph(
         raise PrototxtError("the net has no inputs (no Input or data layer, no 'input:')", file=path)
     if unused:
         notes.append("unused input(s) dropped: " + ", ".join(v.name for v in unused))
+    return inputs
+
+
+def _input_overrides(path: Path, inputs: list[Value], input_shapes) -> dict[str, Shape]:
+    """``input_shapes`` by input name, checked against the net's inputs."""
+    overrides = dict(input_shapes or {})
     input_names = [v.name for v in inputs]
     for key in overrides:
         if key is not None and key not in input_names:
@@ -431,13 +495,18 @@ def build_graph(
                 file=path,
             )
         overrides[inputs[0].name] = overrides.pop(None)
+    return overrides
+
+
+def _set_input_shapes(path: Path, nodes: list[Node], overrides: dict[str, Shape]) -> None:
+    """The shape of each input read: given, else declared by its data layer."""
     for node in nodes:
         if not node.is_source:
             continue
         try:
             declared = node.op.source_shapes()
         except CaffeError as e:
-            raise fail(e, node.name, node.type, node.line) from None
+            raise _located(e, path, node.name, node.type, node.line) from None
         for v, (shape, known) in zip(node.outputs, declared):
             if v.name in overrides:
                 shape = overrides[v.name]
@@ -445,20 +514,22 @@ def build_graph(
                 if not v.consumers:
                     continue
                 hint = f" ({known})" if known else ""
-                raise fail(
+                raise _located(
                     InputShapeError(
                         f"input '{v.name}' has no declared shape{hint}: pass --input-shape "
                         f"{v.name}=N,C,H,W"
                     ),
-                    node.name, node.type, node.line,
+                    path, node.name, node.type, node.line,
                 )
             try:
                 _check_dims(tuple(shape), f"input '{v.name}' shape", dynamic=False)
             except LayerError as e:
-                raise fail(e, node.name, node.type, node.line) from None
+                raise _located(e, path, node.name, node.type, node.line) from None
             v.shape = tuple(shape)
 
-    # 6. Shape inference, in order.
+
+def _infer_shapes(path: Path, nodes: list[Node]) -> None:
+    """Phase 6: every output and weight shape, in order."""
     for node in nodes:
         if node.is_source:
             continue
@@ -479,8 +550,11 @@ def build_graph(
                         "at most 2^31 - 1 (INT_MAX)"
                     )
         except CaffeError as e:
-            raise fail(e, node.name, node.type, node.line) from None
+            raise _located(e, path, node.name, node.type, node.line) from None
 
+
+def _note_shared_names(nodes: list[Node], notes: list[str]) -> None:
+    """A note for each name that several layers with weights share."""
     uses_by_name: dict[str, list[Node]] = {}
     for n in nodes:
         uses_by_name.setdefault(n.name, []).append(n)
@@ -490,35 +564,23 @@ def build_graph(
                 f"{len(same)} layers are named '{name}': they share one set of weights (as OpenCV "
                 "reads such nets; Caffe would load weights into the first only)"
             )
-    graph = Graph(
-        name=net.name or path.stem,
-        path=path,
-        format=text.format,
-        phase=phase,
-        nodes=nodes,
-        inputs=inputs,
-        outputs=outs,
-        notes=notes,
-    )
-    graph.pruned = [(n.id, n.type) for n in pruned]
-    graph.order = order
-    graph.text = text
-    graph.build_args = {"phase": phase, "stages": list(stages), "outputs": list(outputs or [])}
-    graph.named_outputs = bool(outputs)
+
+
+def _note_pruned(pruned: list[Node], classes, outs: list[Value], named: bool, notes: list[str]) -> None:
+    """Notes on the layers left out, and on the outputs only a Silence layer reads."""
     silenced = [n for n in pruned if _is_silence(classes.get(id(n)))]
     left_out = [n for n in pruned if not _is_silence(classes.get(id(n)))]
-    if outputs and left_out:
+    if named and left_out:
         notes.append(
             f"{len(left_out)} layer(s) not needed for the outputs are left out: "
             + ", ".join(n.id for n in left_out)
         )
-    if silenced and not outputs:
+    if silenced and not named:
         blobs = sorted({v.name for n in silenced for v in n.inputs if any(v is o for o in outs)})
         if blobs:
             notes.append(
                 f"{', '.join(blobs)}: read only by a Silence layer, so returned as output(s)"
             )
-    return graph
 
 
 def _select_outputs(path, nodes, current, classes, names) -> list[Value]:

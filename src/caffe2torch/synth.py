@@ -49,16 +49,20 @@ def synth_blobs(graph: Graph, seed: int = 0) -> dict[str, list[np.ndarray]]:
     return {node.id: arrays for node, arrays in iter_synth_blobs(graph, seed) if arrays}
 
 
-def write_synth_weights(graph: Graph, out: str | Path, seed: int = 0) -> int:
-    """Write a V2 caffemodel with seeded random weights, streaming one layer at a time.
+def write_synth_weights(
+    graph: Graph, out: str | Path, seed: int = 0, blobs: dict[str, list[np.ndarray]] | None = None
+) -> int:
+    """Write a V2 caffemodel with seeded random weights, streaming one layer at a time
+    (``blobs``: the ones already made for this graph and seed, by node id).
 
     Like Caffe's own snapshots it lists every layer, with blobs for the learnable ones.
     Returns the number of values written."""
     total = 0
+    made = iter_synth_blobs(graph, seed) if blobs is None else ((n, blobs.get(n.id, [])) for n in graph.nodes)
 
     def records():
         nonlocal total
-        for node, arrays in iter_synth_blobs(graph, seed):
+        for node, arrays in made:
             total += sum(a.size for a in arrays)
             yield LayerRecord(
                 name=node.name,
@@ -73,15 +77,18 @@ def write_synth_weights(graph: Graph, out: str | Path, seed: int = 0) -> int:
 
 
 @contextlib.contextmanager
-def weights_file(graph: Graph, weights: str | Path | None, seed: int = 0) -> Iterator[Path]:
+def weights_file(
+    graph: Graph, weights: str | Path | None, seed: int = 0, blobs: dict | None = None
+) -> Iterator[Path]:
     """A binary caffemodel for an engine that reads one (OpenCV, MMdnn): ``weights`` (an HDF5
     snapshot written as binary), or, without it, the seeded random weights a conversion with
-    ``--random-weights --seed`` used, written to a temporary file."""
+    ``--random-weights --seed`` used (``blobs``: as that conversion made them), written to a
+    temporary file."""
     if weights is not None:
         with binary_caffemodel(weights) as path:
             yield path
         return
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "random.caffemodel"
-        write_synth_weights(graph, path, seed=seed)
+        write_synth_weights(graph, path, seed=seed, blobs=blobs)
         yield path

@@ -202,27 +202,52 @@ def generate(
     ``blobs`` maps node ids to their Caffe blobs in the shapes the graph expects. Raises
     :class:`UnsupportedLayerError` naming every layer that has no PyTorch form. ``prologue``
     maps an input's name to a statement on it (``"{x} = {x}.flip(1)"``) run first."""
-    nodes = needed_nodes(graph, outputs)
-    steps = plan(nodes, outputs)
-    fwd = _Forward(steps, graph.inputs, outputs)
-    attrs = Namer(reserved=MODULE_ATTRS | HELPER_NAMES | {class_name})
-    shared: dict[tuple, tuple[str, str]] = {}
-    init_lines: list[str] = []
-    body: list[str] = []
-    helpers: dict[str, Helper] = {}
-    state: dict[str, np.ndarray] = {}
-    layer_map: dict[str, str] = {}
-    notes: list[str] = []
-    problems: list[tuple[Node, str]] = []
-    trace: list[dict] = []
-    statements = 0
-    for v in graph.inputs:
-        if prologue and v.name in prologue:
-            body.append("# the model reads the channels in the reverse order of the Caffe net")
-            body.append(prologue[v.name].format(x=fwd.var[id(v)]))
-            statements += 1
-
+    steps = plan(needed_nodes(graph, outputs), outputs)
+    out = _Writer(steps, graph.inputs, outputs, class_name)
+    out.add_prologue(graph.inputs, prologue)
     for i, step in enumerate(steps):
+        emission = out.emit(i, step, blobs)
+        if emission is not None:
+            module_ref = out.add_module(step, emission)
+            out.add_forward(i, step, emission, module_ref)
+    if out.problems:
+        _raise_problems(graph, out.problems)
+    layer_map = _full_layer_map(graph, out.layer_map)
+    results = [out.fwd.var[id(v)] for v in outputs]
+    out.body.append("return " + ", ".join(results))
+    code = _assemble(
+        class_name, header, out.helpers, out.init_lines, out.body, graph.inputs, out.fwd, len(results)
+    )
+    return Generated(class_name, code, out.state, layer_map, out.notes, out.trace)
+
+
+class _Writer:
+    """The parts of ``model.py`` as :func:`generate` writes them, step by step."""
+
+    def __init__(self, steps: list[Step], inputs: list[Value], outputs: list[Value], class_name: str):
+        self.fwd = _Forward(steps, inputs, outputs)
+        self.attrs = Namer(reserved=MODULE_ATTRS | HELPER_NAMES | {class_name})
+        self.shared: dict[tuple, tuple[str, str]] = {}
+        self.init_lines: list[str] = []
+        self.body: list[str] = []
+        self.helpers: dict[str, Helper] = {}
+        self.state: dict[str, np.ndarray] = {}
+        self.layer_map: dict[str, str] = {}
+        self.notes: list[str] = []
+        self.problems: list[tuple[Node, str]] = []
+        self.trace: list[dict] = []
+        self.statements = 0
+
+    def add_prologue(self, inputs: list[Value], prologue: Mapping[str, str] | None) -> None:
+        """The statements run on the inputs first (the channel flip)."""
+        for v in inputs:
+            if prologue and v.name in prologue:
+                self.body.append("# the model reads the channels in the reverse order of the Caffe net")
+                self.body.append(prologue[v.name].format(x=self.fwd.var[id(v)]))
+                self.statements += 1
+
+    def emit(self, i: int, step: Step, blobs: dict[str, list[np.ndarray]]) -> Emission | None:
+        """The step's emission; None once a layer has failed (the others are only checked)."""
         node = step.node
         ctx = EmitContext(
             node=node,
@@ -232,87 +257,97 @@ def generate(
             absorbed=[(n, [np.asarray(b) for b in blobs.get(n.id, [])]) for n in step.absorbed],
         )
         ctx.inplace = (
-            not problems
+            not self.problems
             and node.inplace
             and node.op.INPLACE
             and len(node.inputs) == 1
-            and fwd.may_overwrite(i)
+            and self.fwd.may_overwrite(i)
         )
         try:
             emission = node.op.emit(ctx)
         except LayerError as e:
-            problems.append((node, e.message))
+            self.problems.append((node, e.message))
             step.emission = Emission([])
-            continue
+            return None
         step.emission = emission
-        if problems:
-            continue
+        if self.problems:
+            return None
         for h in emission.helpers:
-            helpers.setdefault(h.name, h)
+            self.helpers.setdefault(h.name, h)
+        return emission
+
+    def add_module(self, step: Step, emission: Emission) -> str | None:
+        """The step's submodule in ``__init__`` (shared when the weights are); its reference."""
+        node = step.node
         module_ref = None
         if emission.module is not None:
             key = ("fused", tuple(step.names)) if step.absorbed else _share_key(node)
+            shared = self.shared
             if key in shared and shared[key][1] == emission.module:
                 step.attr = shared[key][0]
             else:
                 if key in shared:
-                    notes.append(
+                    self.notes.append(
                         f"layer '{node.id}' shares weights with '{shared[key][0]}' in Caffe but "
                         "differs in settings: it has its own copy"
                     )
-                step.attr = attrs.take(node.name)
+                step.attr = self.attrs.take(node.name)
                 shared.setdefault(key, (step.attr, emission.module))
                 if emission.comment:
-                    init_lines.append(f"# {safe_text(emission.comment)}")
-                init_lines.append(f"self.{step.attr} = {emission.module}")
+                    self.init_lines.append(f"# {safe_text(emission.comment)}")
+                self.init_lines.append(f"self.{step.attr} = {emission.module}")
                 for k, arr in emission.state.items():
-                    state[f"{step.attr}.{k}"] = arr
+                    self.state[f"{step.attr}.{k}"] = arr
             module_ref = f"self.{step.attr}"
         for name in step.names:
-            layer_map[name] = step.attr or "functional"
+            self.layer_map[name] = step.attr or "functional"
+        return module_ref
 
+    def add_forward(self, i: int, step: Step, emission: Emission, module_ref: str | None) -> None:
+        """The step's statements in ``forward``, its trace entry, and the ``del`` after it."""
+        fwd = self.fwd
         args = [fwd.var[id(v)] for v in step.inputs]
         targets, dead = fwd.assign(i, step, emission)
         if emission.module is None and emission.comment:
-            body.append(f"# {safe_text(emission.comment)}")
+            self.body.append(f"# {safe_text(emission.comment)}")
         lhs = ", ".join(targets)
-        start = statements
+        start = self.statements
         for k, expr in enumerate(emission.forward):
             inputs = args if k == 0 else [targets[0]] + args[1:]
-            body.append(f"{lhs} = {expr.format(*inputs, m=module_ref)}")
-            statements += 1
-        last = step.absorbed[-1] if step.absorbed else node
-        trace.append(
+            self.body.append(f"{lhs} = {expr.format(*inputs, m=module_ref)}")
+            self.statements += 1
+        last = step.absorbed[-1] if step.absorbed else step.node
+        self.trace.append(
             {
                 "layers": step.names,
-                "statements": [start, statements],
+                "statements": [start, self.statements],
                 "reads": [_value_ref(var, v) for var, v in zip(args, step.inputs)],
                 "writes": [[fwd.var[id(v)], last.id, k] for k, v in enumerate(step.outputs)],
             }
         )
         if dead:
-            body.append("del " + ", ".join(dead))
-            statements += 1
+            self.body.append("del " + ", ".join(dead))
+            self.statements += 1
         fwd.release(dead)
 
-    if problems:
-        groups: dict[tuple[str, str], list[str]] = {}
-        for node, message in problems:
-            groups.setdefault((node.type, message), []).append(f"'{node.id}'")
-        text = "; ".join(f"{', '.join(ids)} ({t}): {m}" for (t, m), ids in groups.items())
-        raise UnsupportedLayerError(
-            f"{len(problems)} layer(s) cannot be converted: {text}"
-            + cut_hint(graph.nodes, [n for n, _ in problems]),
-            file=graph.path,
-        )
 
+def _raise_problems(graph: Graph, problems: list[tuple[Node, str]]) -> None:
+    """Raise every layer that has no PyTorch form, grouped by type and message."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for node, message in problems:
+        groups.setdefault((node.type, message), []).append(f"'{node.id}'")
+    text = "; ".join(f"{', '.join(ids)} ({t}): {m}" for (t, m), ids in groups.items())
+    raise UnsupportedLayerError(
+        f"{len(problems)} layer(s) cannot be converted: {text}"
+        + cut_hint(graph.nodes, [n for n, _ in problems]),
+        file=graph.path,
+    )
+
+
+def _full_layer_map(graph: Graph, layer_map: dict[str, str]) -> dict[str, str]:
+    """Every layer of the phase, in order: its attribute, or functional, input or dropped."""
     kinds = {n.id: "input" if n.is_source else layer_map.get(n.id, "dropped") for n in graph.nodes}
-    layer_map = {i: kinds.get(i, "dropped") for i in graph.order or list(kinds)}
-
-    results = [fwd.var[id(v)] for v in outputs]
-    body.append("return " + ", ".join(results))
-    code = _assemble(class_name, header, helpers, init_lines, body, graph.inputs, fwd, len(results))
-    return Generated(class_name, code, state, layer_map, notes, trace)
+    return {i: kinds.get(i, "dropped") for i in graph.order or list(kinds)}
 
 
 def _value_ref(var: str, v: Value) -> list:

@@ -96,6 +96,9 @@ class Conversion:
     extra_files: dict[str, Path] = field(default_factory=dict)  # relative path -> file (MMdnn's)
     scratch: tempfile.TemporaryDirectory | None = None  # the folder holding extra_files
     engine: dict = field(default_factory=lambda: {"name": "native"})
+    # Seeded random Caffe blobs by node id, before input folding: the reference runs these
+    # (written once as a caffemodel) instead of making them again.
+    random_blobs: dict[str, list[np.ndarray]] | None = None
 
     @property
     def class_name(self) -> str:
@@ -327,6 +330,7 @@ def convert(
     cls = opts.class_name or make_class_name(p.graph.name)
     notes_before = len(pre.notes)
     needed = {n.id for n in p.graph.layers}
+    random_blobs = dict(p.blobs) if opts.random_weights else None  # (fold replaces entries)
     prologue = fold(p.graph, needed, p.blobs, pre, normalize=opts.preprocess.fold_normalization)
     generated = generate(
         p.graph,
@@ -345,6 +349,7 @@ def convert(
         notes=p.notes + pre.notes[notes_before:],
         paths={"prototxt": prototxt, "weights": Path(weights) if weights is not None else None},
         options=opts.record(),
+        random_blobs=random_blobs,
     )
     return check_conversion(conversion, opts)
 

@@ -26,8 +26,10 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from ..caffe.caffemodel import read_caffemodel
 from ..errors import CaffeError
-from ..graph import Graph, Node, Value
+from ..graph import Graph, Node, Value, check_weights, needed_nodes
+from ..memory import segmenter
 from .instrument import TraceError, TraceStep, instrument
 from .opencv import ReferenceError, SegmentedReference, opencv, opencv_gap
 from .parity import ATOL, RTOL  # the project's tolerance, one definition
@@ -233,8 +235,6 @@ class _Run:
         self.trace = trace
         self.steps_nodes = [[nodes[i] for i in step.layers] for step in trace]
         # Every layer the traced values need (a trace may name only the outputs).
-        from ..emit.codegen import needed_nodes
-
         written = [self.value(r.layer, r.top) for step in trace for _, r in step.writes]
         self.order = needed_nodes(graph, written)
         self.cuts = {n.id: gap for n in self.order if (gap := opencv_gap(n))}
@@ -305,9 +305,6 @@ class _CaffeBlobs:
         if not node.weight_shapes:
             return []
         if self._matched is None:
-            from ..caffe.caffemodel import read_caffemodel
-            from ..graph import check_weights
-
             try:
                 self._matched = check_weights(self.graph, read_caffemodel(self.caffemodel)).matched
             except CaffeError:
@@ -348,31 +345,83 @@ def _verify_once(
 ) -> tuple[Verification, dict[str, str]]:
     """One run of both engines (see :func:`verify_model`); returns the result and the layers
     found to be the reference's fault in it (id -> why)."""
-    import torch
+    check = _Check(code, class_name, trace, graph, arrays, options, faults, blobs)
+    check.open_reference(caffemodel, state, opened)
+    check.feed_reference()
+    check.start_reference()
+    check.compare()
+    if any(r.status == FAIL for r in check.result.rows):
+        check.compare_locally()
+    if check.faults and not check.found:
+        check.result.explanation += _explain_faults(check.result, check.faults)
+    return check.result, check.found
 
-    inputs_text, rtol, atol, model_file = (
-        options.inputs_text, options.rtol, options.atol, options.model_file
-    )
-    layer_map, model_arrays, strict = options.layer_map, options.model_arrays, options.strict
-    segment_bytes = options.segment_bytes
 
-    cv2 = opencv()
-    faults = dict(faults or {})
-    run = _Run(graph, trace)
-    run.cuts.update(faults)
-    makers = {False: instrument(code, class_name, trace, filename=model_file)}
-    result = Verification(f"OpenCV {cv2.__version__} (cv2.dnn)", inputs_text, rtol, atol)
-    result.strict = strict
-    found: dict[str, str] = {}
-    own = model_arrays if model_arrays is not None else arrays
-    xs = [torch.from_numpy(np.ascontiguousarray(own[v.name], np.float32)) for v in graph.inputs]
+class _Check:
+    """The state of one run of both engines: the model, the reference, the rows."""
 
-    def build(tap, feed=None):
+    def __init__(
+        self,
+        code: str,
+        class_name: str,
+        trace: list[TraceStep],
+        graph: Graph,
+        arrays: Mapping[str, np.ndarray],
+        options: _Options,
+        faults: Mapping[str, str],
+        blobs: _CaffeBlobs,
+    ) -> None:
+        import torch
+
+        cv2 = opencv()
+        self.code, self.class_name, self.trace, self.graph = code, class_name, trace, graph
+        self.arrays, self.options, self.blobs = arrays, options, blobs
+        self.faults = dict(faults or {})
+        self.run = _Run(graph, trace)
+        self.run.cuts.update(self.faults)
+        self.makers = {False: instrument(code, class_name, trace, filename=options.model_file)}
+        self.result = Verification(
+            f"OpenCV {cv2.__version__} (cv2.dnn)", options.inputs_text, options.rtol, options.atol
+        )
+        self.result.strict = options.strict
+        self.found: dict[str, str] = {}
+        own = options.model_arrays if options.model_arrays is not None else arrays
+        self.xs = [torch.from_numpy(np.ascontiguousarray(own[v.name], np.float32)) for v in graph.inputs]
+        self.state: Mapping | None = None
+        self.seg: SegmentedReference | None = None
+        self.feeds: dict[int, np.ndarray] = {}  # value -> what the reference is given for it
+        self.wanted: set[int] = set()  # the values the reference needs from the model
+        self.counts: dict[str, int] = {}  # layer name -> how many of the reference's layers have it
+        self.rows: dict[tuple[int, int], Row] = {}  # (step, output) -> its row
+        self.reached = -1  # the last step tapped
+        self.local_inputs: dict[int, dict[int, np.ndarray | None]] = {}
+
+    def open_reference(self, caffemodel: str | Path, state, opened: list) -> None:
+        """The reference's segments, and the model's weights."""
+        graph, run = self.graph, self.run
+        seg = SegmentedReference(
+            graph, run.order, run.cuts, caffemodel, graph.path, segmenter(self.options.segment_bytes)
+        )
+        opened.append(seg)
+        self.seg = seg
+        if callable(state):  # loaded while OpenCV reads its weights
+            try:
+                state = state()
+            except BaseException:
+                seg.close()
+                raise
+        self.state = state
+        self.result.state = state
+
+    def build(self, tap, feed=None):
         """The instrumented model with ``state``. Built on the meta device and given the
         loaded tensors themselves: no random init, no copy."""
-        if feed is not None and True not in makers:
-            makers[True] = instrument(code, class_name, trace, feed=True, filename=model_file)
-        cls = makers[feed is not None](tap, feed)
+        import torch
+
+        code, class_name, model_file = self.code, self.class_name, self.options.model_file
+        if feed is not None and True not in self.makers:
+            self.makers[True] = instrument(code, class_name, self.trace, feed=True, filename=model_file)
+        cls = self.makers[feed is not None](tap, feed)
         try:
             with torch.device("meta"):
                 model = cls()
@@ -384,122 +433,137 @@ def _verify_once(
         if not isinstance(model, torch.nn.Module):
             raise TraceError(f"{class_name} is not a torch nn.Module", file=model_file)
         try:
-            model.load_state_dict(state, strict=True, assign=True)
+            model.load_state_dict(self.state, strict=True, assign=True)
         except RuntimeError as e:
             raise TraceError(
                 f"the weights do not fit model.py: {_first_error_line(e)}", file=model_file
             ) from None
         if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
             model = cls()  # a tensor outside the state_dict: build it the plain way
-            model.load_state_dict(state)
+            model.load_state_dict(self.state)
         return model.eval()
 
-    def forward(model, raising: bool = True) -> str:
+    def forward(self, model, raising: bool = True) -> str:
         """Run; a model that raises stops here (``raising``) or returns the error's line."""
+        import torch
+
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the model's own deprecation notes (MMdnn's code)
             try:
-                model(*xs)
+                model(*self.xs)
             except CaffeError:  # the reference's own failure (raised in a tap), not the model's
                 raise
             except (Exception, SystemExit) as e:  # noqa: BLE001 - the model's failure is the finding
                 line = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 if raising:
                     raise ReferenceError(
-                        f"the converted model fails on the input: {line}", file=model_file
+                        f"the converted model fails on the input: {line}", file=self.options.model_file
                     ) from None
                 return line
         return ""
 
-    from ..memory import segmenter
+    def feed_reference(self) -> None:
+        """Phase 1: the values the reference cannot make itself, from the converted model."""
+        seg = self.seg
+        self.feeds = {id(v): self.arrays[v.name] for v in self.graph.inputs}
+        self.wanted = {id(v) for v in seg.inputs} - set(self.feeds)
+        if self.wanted and seg.nets:
+            self.forward(self.build(self.keep))
+            missing = [v for v in seg.inputs if id(v) not in self.feeds]
+            if missing:
+                seg.close()
+                raise ReferenceError(
+                    f"OpenCV cannot compute '{missing[0].label}' and the model does not expose "
+                    "it, so the layers after it cannot be checked",
+                    file=self.options.model_file,
+                )
 
-    seg = SegmentedReference(
-        graph, run.order, run.cuts, caffemodel, graph.path, segmenter(segment_bytes)
-    )
-    opened.append(seg)
-    if callable(state):  # loaded while OpenCV reads its weights
-        try:
-            state = state()
-        except BaseException:
-            seg.close()
-            raise
-    result.state = state
-    # 1. The values the reference cannot make itself, from the converted model.
-    feeds: dict[int, np.ndarray] = {id(v): arrays[v.name] for v in graph.inputs}
-    wanted = {id(v) for v in seg.inputs} - set(feeds)
-    if wanted and seg.nets:
+    def keep(self, i, k, t) -> None:
+        """Tap of phase 1: keep the values the reference wants."""
+        import torch
 
-        def keep(i, k, t):
-            v = run.value(*_ref(trace[i].writes[k]))
-            if id(v) in wanted:
-                feeds[id(v)] = t.detach().to(torch.float32).numpy().copy()
+        v = self.run.value(*_ref(self.trace[i].writes[k]))
+        if id(v) in self.wanted:
+            self.feeds[id(v)] = t.detach().to(torch.float32).numpy().copy()
 
-        forward(build(keep))
-        missing = [v for v in seg.inputs if id(v) not in feeds]
-        if missing:
-            seg.close()
-            raise ReferenceError(
-                f"OpenCV cannot compute '{missing[0].label}' and the model does not expose "
-                "it, so the layers after it cannot be checked",
-                file=model_file,
-            )
-    # 2. The reference, every layer (segment by segment, as the comparison reaches them).
-    seg.start(feeds)
-    counts: dict[str, int] = {}
-    for n in seg.layers:
-        counts[n.name] = counts.get(n.name, 0) + 1
+    def start_reference(self) -> None:
+        """Phase 2: the reference, every layer (segment by segment, as the comparison reaches them)."""
+        self.seg.start(self.feeds)
+        for n in self.seg.layers:
+            self.counts[n.name] = self.counts.get(n.name, 0) + 1
 
-    def reference(layer: str, top: int, read: bool = False) -> tuple[np.ndarray | None, str]:
+    def reference(self, layer: str, top: int, read: bool = False) -> tuple[np.ndarray | None, str]:
         """The reference's value of output ``top`` of ``layer`` (``read``: as a later layer
         reads it, which may be carried from an earlier segment)."""
+        run, seg = self.run, self.seg
         node = run.nodes[layer]
         if node.id in run.cuts:
             return None, run.cuts[node.id]
-        if counts.get(node.name, 0) > 1:
+        if self.counts.get(node.name, 0) > 1:
             return None, f"the layer name '{node.name}' repeats: OpenCV's outputs are ambiguous"
         if read and top < len(node.outputs):
             got = seg.value(node.outputs[top])
-            if got is not None and not (node.type == "Pooling" and top == 1):
+            if got is not None and not node.op.opencv_top_gap(top):
                 return got, ""
         outs = seg.outputs(node)
-        if node.type == "Pooling" and top == 1:
-            return None, "OpenCV makes MAX pooling's mask only for its own unpooling"
+        if gap := node.op.opencv_top_gap(top):
+            return None, gap
         if outs is None or top >= len(outs):
             return None, "OpenCV gives no value for this output"
         return outs[top], ""
 
-    # 3. The converted model, compared value by value.
-    rows: dict[tuple[int, int], Row] = {}
-    for i, (step, nodes) in enumerate(zip(trace, run.steps_nodes)):
-        for node in nodes[:-1]:  # fused into the step's submodule: no value of its own
-            for v in node.outputs:
-                what = (layer_map or {}).get(step.layers[0], "one submodule")
-                result.rows.append(
-                    Row(
-                        node.id,
-                        node.type,
-                        v.name,
-                        tuple(v.shape or ()),
-                        SKIP,
-                        note=f"fused with {nodes[-1].id} into {_attr(what)}; compared after it",
+    def compare(self) -> None:
+        """Phase 3: the converted model, compared value by value."""
+        result, atol = self.result, self.options.atol
+        self.add_rows()
+        start = time.perf_counter()
+        crash = self.forward(self.build(self.tap), raising=False)
+        result.seconds["model_run"] = time.perf_counter() - start
+        if crash:  # the step after the last one tapped raised: it fails, later ones never ran
+            stop = self.reached + 1
+            for (i, _k), row in self.rows.items():
+                if i == stop:
+                    row.status, row.note = FAIL, f"raised {crash}"
+                    row.max_abs, row.ref_max, row.bound = math.inf, 0.0, atol
+                elif i > stop:
+                    row.status, row.note = SKIP, f"not reached: '{self.trace[stop].layers[-1]}' raised"
+        if not result.compared:
+            reasons = sorted({r.note for r in result.rows if r.note})
+            result.explanation = ["OpenCV can check none of these values: " + "; ".join(reasons)]
+
+    def add_rows(self) -> None:
+        """A row for each value of the trace, in order (skipped for the layers fused away)."""
+        run, layer_map = self.run, self.options.layer_map
+        for i, (step, nodes) in enumerate(zip(self.trace, run.steps_nodes)):
+            for node in nodes[:-1]:  # fused into the step's submodule: no value of its own
+                for v in node.outputs:
+                    what = (layer_map or {}).get(step.layers[0], "one submodule")
+                    self.result.rows.append(
+                        Row(
+                            node.id,
+                            node.type,
+                            v.name,
+                            tuple(v.shape or ()),
+                            SKIP,
+                            note=f"fused with {nodes[-1].id} into {_attr(what)}; compared after it",
+                        )
                     )
-                )
-        for k, (_, vref) in enumerate(step.writes):
-            v = run.value(vref.layer, vref.top)
-            row = Row(vref.layer, run.nodes[vref.layer].type, v.name, tuple(v.shape or ()))
-            row.fused = [n.id for n in nodes[:-1]]
-            rows[(i, k)] = row
-            result.rows.append(row)
+            for k, (_, vref) in enumerate(step.writes):
+                v = run.value(vref.layer, vref.top)
+                row = Row(vref.layer, run.nodes[vref.layer].type, v.name, tuple(v.shape or ()))
+                row.fused = [n.id for n in nodes[:-1]]
+                self.rows[(i, k)] = row
+                self.result.rows.append(row)
 
-    reached = [-1]
-
-    def tap(i, k, t):
-        reached[0] = i
-        row = rows[(i, k)]
+    def tap(self, i, k, t) -> None:
+        """Tap of phase 3: compare output ``k`` of step ``i`` with the reference's."""
+        rtol, atol = self.options.rtol, self.options.atol
+        self.reached = i
+        row = self.rows[(i, k)]
         row.shape = tuple(t.shape)
-        theirs, why = reference(*_ref(trace[i].writes[k]))
+        theirs, why = self.reference(*_ref(self.trace[i].writes[k]))
         if theirs is None:
-            row.status, row.note = (REFERR if row.layer in faults else SKIP), why
+            row.status, row.note = (REFERR if row.layer in self.faults else SKIP), why
             return
         if t.numel():
             row.y_max = float(t.detach().abs().max())
@@ -513,74 +577,62 @@ def _verify_once(
         row.bound = atol + rtol * row.ref_max
         row.status = PASS if row.max_abs <= row.bound else FAIL
 
-    start = time.perf_counter()
-    crash = forward(build(tap), raising=False)
-    result.seconds["model_run"] = time.perf_counter() - start
-    if crash:  # the step after the last one tapped raised: it fails, later ones never ran
-        stop = reached[0] + 1
-        for (i, _k), row in rows.items():
-            if i == stop:
-                row.status, row.note = FAIL, f"raised {crash}"
-                row.max_abs, row.ref_max, row.bound = math.inf, 0.0, atol
-            elif i > stop:
-                row.status, row.note = SKIP, f"not reached: '{trace[stop].layers[-1]}' raised"
-    if not result.compared:
-        reasons = sorted({r.note for r in result.rows if r.note})
-        result.explanation = ["OpenCV can check none of these values: " + "; ".join(reasons)]
-    # 4. After a failure: each layer on the reference's inputs.
-    if any(r.status == FAIL for r in result.rows):
-
-        local_inputs: dict[int, dict[int, np.ndarray | None]] = {}
-
-        def feed(i, k, x):
-            vref = trace[i].reads[k][1]
-            node = run.nodes[vref.layer]
-            given = local_inputs.setdefault(i, {})
-            if node.is_source:
-                v = run.value(vref.layer, vref.top)
-                given[k] = np.asarray(arrays[v.name]) if v.name in arrays else None
-                return x
-            theirs, _ = reference(vref.layer, vref.top, read=True)
-            given[k] = None
-            if theirs is None:
-                return x
-            # In Caffe's shape (the model's own may be wrong; OpenCV's may lack trailing 1s).
-            shape = run.value(vref.layer, vref.top).shape
-            if shape is None or theirs.size != math.prod(shape):
-                return x
-            given[k] = theirs.reshape(shape)
-            return torch.from_numpy(theirs.reshape(shape).copy()).to(x.dtype)
-
-        def local_tap(i, k, t):
-            row = rows[(i, k)]
-            if row.status != FAIL:
-                return
-            theirs, _ = reference(*_ref(trace[i].writes[k]))
-            errs = _errors(t, theirs)
-            if errs is None:
-                row.local, row.local_ok = math.inf, False
-                return
-            err, ref_max = errs
-            row.local = err / ref_max if ref_max else err
-            row.local_ok = err <= atol + rtol * ref_max
-            if row.local_ok:
-                row.status = DRIFT
-                return
-            why = _reference_fault(
-                run.nodes[row.layer], k, t, theirs, local_inputs.get(i), blobs, rtol, atol
-            )
-            if why:
-                found[row.layer] = why
-
+    def compare_locally(self) -> None:
+        """Phase 4, after a failure: each layer on the reference's inputs."""
         start = time.perf_counter()
-        seg.rewind()
-        forward(build(local_tap, feed), raising=False)
-        result.seconds["model_local_run"] = time.perf_counter() - start
-        if not found:
-            result.explanation = _explain(result, run, code, layer_map or {})
-    if faults and not found:
-        result.explanation += _explain_faults(result, faults)
-    return result, found
+        self.seg.rewind()
+        self.forward(self.build(self.local_tap, self.feed), raising=False)
+        self.result.seconds["model_local_run"] = time.perf_counter() - start
+        if not self.found:
+            self.result.explanation = _explain(
+                self.result, self.run, self.code, self.options.layer_map or {}
+            )
+
+    def feed(self, i, k, x):
+        """Feed of phase 4: input ``k`` of step ``i`` as the reference has it."""
+        import torch
+
+        run = self.run
+        vref = self.trace[i].reads[k][1]
+        node = run.nodes[vref.layer]
+        given = self.local_inputs.setdefault(i, {})
+        if node.is_source:
+            v = run.value(vref.layer, vref.top)
+            given[k] = np.asarray(self.arrays[v.name]) if v.name in self.arrays else None
+            return x
+        theirs, _ = self.reference(vref.layer, vref.top, read=True)
+        given[k] = None
+        if theirs is None:
+            return x
+        # In Caffe's shape (the model's own may be wrong; OpenCV's may lack trailing 1s).
+        shape = run.value(vref.layer, vref.top).shape
+        if shape is None or theirs.size != math.prod(shape):
+            return x
+        given[k] = theirs.reshape(shape)
+        return torch.from_numpy(theirs.reshape(shape).copy()).to(x.dtype)
+
+    def local_tap(self, i, k, t) -> None:
+        """Tap of phase 4: a failed value's error on the reference's inputs (drift, or whose fault)."""
+        rtol, atol = self.options.rtol, self.options.atol
+        row = self.rows[(i, k)]
+        if row.status != FAIL:
+            return
+        theirs, _ = self.reference(*_ref(self.trace[i].writes[k]))
+        errs = _errors(t, theirs)
+        if errs is None:
+            row.local, row.local_ok = math.inf, False
+            return
+        err, ref_max = errs
+        row.local = err / ref_max if ref_max else err
+        row.local_ok = err <= atol + rtol * ref_max
+        if row.local_ok:
+            row.status = DRIFT
+            return
+        why = _reference_fault(
+            self.run.nodes[row.layer], k, t, theirs, self.local_inputs.get(i), self.blobs, rtol, atol
+        )
+        if why:
+            self.found[row.layer] = why
 
 
 def _first_error_line(e: Exception, index: int = 1) -> str:

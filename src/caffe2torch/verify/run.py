@@ -89,7 +89,7 @@ def verify_conversion(
             arrays, pixels = pixel_inputs(pre.to_dict(), arrays, seed)
     check_inputs(graph, arrays)
     own = pre.adapt(dict(arrays)) if pre is not None else None
-    with weights_file(graph, weights, w.get("seed") or 0) as caffemodel:
+    with weights_file(graph, weights, w.get("seed") or 0, conversion.random_blobs) as caffemodel:
         result = verify_model(
             conversion.code,
             conversion.class_name,
