@@ -496,7 +496,7 @@ def _mean_values(mean: str | None) -> list[float] | None:
 
 @app.command("verify")
 def verify_cmd(
-    outdir: Annotated[Path, typer.Argument(help="A folder written by convert.")],
+    outdir: Folder,
     input_files: Annotated[
         Optional[list[Path]],
         typer.Option(
@@ -583,14 +583,14 @@ def verify_cmd(
 
 @app.command("predict")
 def predict_cmd(
-    outdir: Annotated[Path, typer.Argument(help="A folder written by convert.")],
+    outdir: Folder,
     images: Annotated[list[Path], typer.Argument(help="Image files (any format Pillow reads).")],
     labels: Annotated[
         Optional[Path],
         typer.Option("--labels", help="Class names, one per line (synset_words.txt)."),
     ] = None,
     top: Annotated[int, typer.Option("--top", help="How many classes to show.")] = 5,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Run a converted model on images, preprocessed as its preprocess.json says.
 
