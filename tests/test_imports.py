@@ -80,3 +80,41 @@ def test_no_function_level_import_of_the_package_except_the_listed_ones():
                 elif isinstance(node, ast.Import):
                     found |= {(module, a.name) for a in node.names if a.name.startswith("caffe2torch")}
     assert found == LAZY, f"unlisted: {sorted(found - LAZY)}; gone: {sorted(LAZY - found)}"
+
+
+def test_the_parts_of_the_package_import_each_other_without_a_cycle():
+    """Parts: the package's subpackages and top-level modules (CONTRIBUTING.md gives their
+    order). A cycle between two parts fails, even where lazy imports would hide it."""
+    edges: dict[str, set[str]] = {}
+    for path in sorted(SRC.rglob("*.py")):
+        module = _module_name(path)
+        part = (module.split(".") + ["__init__"])[1]
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        typing_only = {  # `if TYPE_CHECKING:` imports are for annotations, never run
+            id(n) for block in ast.walk(tree)
+            if isinstance(block, ast.If) and getattr(block.test, "id", "") == "TYPE_CHECKING"
+            for stmt in block.body for n in ast.walk(stmt)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and id(node) not in typing_only:
+                target = _resolve(module, path.name == "__init__.py", node)
+                if target.startswith("caffe2torch"):
+                    other = (target.split(".") + ["__init__"])[1]
+                    if other not in (part, "__init__") and part != "__main__":
+                        edges.setdefault(part, set()).add(other)
+    order: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(part: str, path: list[str]) -> None:
+        if state.get(part) == "done":
+            return
+        assert state.get(part) != "open", "import cycle: " + " -> ".join(path + [part])
+        state[part] = "open"
+        for other in sorted(edges.get(part, ())):
+            visit(other, path + [part])
+        state[part] = "done"
+        order.append(part)
+
+    for part in sorted(edges):
+        visit(part, [])
+    assert order.index("verify") < order.index("emit")  # emit checks what it made
