@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .base import DYNAMIC, Layer, LayerError, Shape, fmt_shape
+from .base import DYNAMIC, Layer, LayerError, Schema, Shape, fmt_shape
 
 _REGISTRY: dict[str, type[Layer]] = {}
 
@@ -35,6 +35,17 @@ def known_types() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def fork_schemas() -> list[tuple[str, Schema]]:
+    """(family class, what it adds to Caffe's schema) for every family that adds something,
+    in a fixed order (the message classes are built from them: see caffe/schema.py)."""
+    classes = {cls.__qualname__ + "@" + cls.__module__: cls for cls in _REGISTRY.values()}
+    return [
+        (f"{cls.__module__}.{cls.__qualname__}", cls.SCHEMA)
+        for _, cls in sorted(classes.items())
+        if cls.SCHEMA != Schema()
+    ]
+
+
 def emits(type_name: str) -> bool:
     """Whether the family of ``type_name`` has a PyTorch form (some parameters may still be
     refused, with the reason)."""
@@ -58,5 +69,5 @@ for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
 
 __all__ = [
     "DYNAMIC", "Layer", "LayerError", "Shape", "fmt_shape", "layer_class", "known_types", "emits",
-    "convertible_types", "register",
+    "convertible_types", "fork_schemas", "register",
 ]

@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from . import register
-from .base import Emission, Layer, LayerError, NotConvertible, SameShape, fmt_shape, num
+from .base import Emission, Layer, LayerError, NotConvertible, SameShape, Schema, fmt_shape, num
 from .reshape import legacy_4d, no_inplace
 
 
@@ -51,6 +51,18 @@ class Unary(SameShape):
     TYPES = (
         "Sigmoid", "TanH", "AbsVal", "BNLL", "ELU", "Exp", "Log", "Power", "Threshold",
         "Clip", "Swish", "SeLu", "ReLU6", "Mish", "HardSigmoid",
+    )
+    # Self-normalising nets (SNN Caffe reimplementations; soeaver's PSP models).
+    SCHEMA = Schema(
+        messages={
+            "SeLuParameter": (
+                ("optional", "float", "lambda", 1, "1.050700987", False),
+                ("optional", "float", "alpha", 2, "1.67326324", False),
+            ),
+        },
+        layer_fields=(
+            ("SeLuParameter", "selu_param", 161),
+        ),
     )
     SAVES_OUTPUT = True
     OPENCV = frozenset(

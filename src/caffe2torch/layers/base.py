@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Sequence
+from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -166,6 +166,23 @@ class Emission:
     alias: bool = False
 
 
+@dataclass(frozen=True)
+class Schema:
+    """What a fork added to Caffe's schema for a family's layers (BVLC's and SSD's own fields
+    are in ``caffe/_tables.py``); :mod:`caffe2torch.caffe.schema` builds the messages.
+
+    A field is ``(label, type, name, number, default, packed)`` as in ``_tables.py``.
+    ``messages``: new messages by name; ``fields``: fields added to existing messages;
+    ``layer_fields``: ``(message, field name, number)`` added to LayerParameter; ``enums``:
+    new enums by qualified name. The forks disagree on field numbers, so the numbers here are
+    only unique (prototxts are text; weights are read by layer name)."""
+
+    messages: Mapping[str, tuple] = field(default_factory=dict)
+    fields: Mapping[str, tuple] = field(default_factory=dict)
+    layer_fields: tuple[tuple[str, str, int], ...] = ()
+    enums: Mapping[str, tuple] = field(default_factory=dict)
+
+
 class NotConvertible(LayerError):
     """The layer type is known but has no PyTorch form (yet), or these parameters have none."""
 
@@ -183,6 +200,8 @@ class Layer:
     SAVES_OUTPUT: ClassVar[bool] = False
     # May overwrite its input when Caffe wrote the blob in place (ReLU and friends).
     INPLACE: ClassVar[bool] = False
+    # The parameters forks added to Caffe's schema for these types (see :class:`Schema`).
+    SCHEMA: ClassVar[Schema] = Schema()
 
     def __init__(self, proto) -> None:
         self.proto = proto

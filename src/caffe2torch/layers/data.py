@@ -8,7 +8,7 @@ dropped go away with them.
 from __future__ import annotations
 
 from . import register
-from .base import Layer, LayerError, Shape
+from .base import Layer, LayerError, Schema, Shape
 
 
 class Source(Layer):
@@ -80,6 +80,11 @@ class Data(Source):
 @register
 class ImageData(Source):
     TYPES = ("ImageData",)
+    SCHEMA = Schema(
+        fields={
+            "ImageDataParameter": (("optional", "bool", "images_in_color", 100, "true", False),),
+        },
+    )
 
     TOPS = (2, 2)  # ExactNumTopBlobs() is 2: data and label
 
@@ -94,6 +99,25 @@ class DenseImageData(Source):
     """SegNet's image + label-image layer."""
 
     TYPES = ("DenseImageData",)
+    # SegNet's data layer for images and label images.
+    SCHEMA = Schema(
+        messages={
+            "DenseImageDataParameter": (
+                ("optional", "string", "source", 1, None, False),
+                ("optional", "uint32", "batch_size", 2, None, False),
+                ("optional", "uint32", "rand_skip", 3, "0", False),
+                ("optional", "bool", "shuffle", 4, "false", False),
+                ("optional", "uint32", "new_height", 5, "0", False),
+                ("optional", "uint32", "new_width", 6, "0", False),
+                ("optional", "bool", "is_color", 7, "true", False),
+                ("optional", "string", "mean_file", 8, None, False),
+                ("optional", "string", "root_folder", 9, ("str", ""), False),
+            ),
+        },
+        layer_fields=(
+            ("DenseImageDataParameter", "dense_image_data_param", 10138),  # SegNet: 138
+        ),
+    )
 
     TOPS = (2, 2)  # ExactNumTopBlobs() is 2: data and label
 

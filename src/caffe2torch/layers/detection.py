@@ -4,7 +4,7 @@ proposal layer)."""
 from __future__ import annotations
 
 from . import register
-from .base import DYNAMIC, Layer, LayerError, fmt_shape, four_d
+from .base import DYNAMIC, Layer, LayerError, Schema, fmt_shape, four_d
 from .reshape import legacy_4d
 
 
@@ -76,6 +76,18 @@ class DetectionOutput(Layer):
     """SSD's decoding + NMS. The number of detections is only known at run time."""
 
     TYPES = ("DetectionOutput",)
+    SCHEMA = Schema(
+        fields={
+            # The first SSD release kept NMS settings directly in detection_output_param.
+            "DetectionOutputParameter": (
+                ("optional", "float", "nms_threshold", 100, None, False),
+                ("optional", "int32", "top_k", 101, None, False),
+                # OpenCV's copy: boxes in pixels (Faster R-CNN) instead of [0, 1] (SSD).
+                ("optional", "bool", "normalized_bbox", 102, "true", False),
+                ("optional", "bool", "clip", 103, "false", False),
+            ),
+        },
+    )
     BOTTOMS = (3, 5)
 
     def __init__(self, proto):
@@ -121,6 +133,18 @@ class DetectionOutput(Layer):
 @register
 class ROIPooling(Layer):
     TYPES = ("ROIPooling",)
+    SCHEMA = Schema(
+        messages={
+            "ROIPoolingParameter": (
+                ("optional", "uint32", "pooled_h", 1, "0", False),
+                ("optional", "uint32", "pooled_w", 2, "0", False),
+                ("optional", "float", "spatial_scale", 3, "1", False),
+            ),
+        },
+        layer_fields=(
+            ("ROIPoolingParameter", "roi_pooling_param", 8266711),  # caffe-fast-rcnn, OpenCV
+        ),
+    )
     BOTTOMS = (2, 2)
 
     def __init__(self, proto):
@@ -146,6 +170,18 @@ class ROIPooling(Layer):
 @register
 class PSROIPooling(Layer):
     TYPES = ("PSROIPooling",)
+    SCHEMA = Schema(
+        messages={
+            "PSROIPoolingParameter": (
+                ("optional", "float", "spatial_scale", 1, None, False),
+                ("optional", "int32", "output_dim", 2, None, False),
+                ("optional", "int32", "group_size", 3, None, False),
+            ),
+        },
+        layer_fields=(
+            ("PSROIPoolingParameter", "psroi_pooling_param", 10001),  # caffe-rfcn, OpenCV
+        ),
+    )
     BOTTOMS = (2, 2)
 
     def __init__(self, proto):
@@ -180,6 +216,23 @@ class Proposal(Layer):
     """OpenCV's region proposal layer: rois (post_nms_topn x 5) and optional scores."""
 
     TYPES = ("Proposal",)
+    SCHEMA = Schema(
+        messages={
+            "ProposalParameter": (
+                ("optional", "uint32", "feat_stride", 1, "16", False),
+                ("optional", "uint32", "base_size", 2, "16", False),
+                ("optional", "uint32", "min_size", 3, "16", False),
+                ("repeated", "float", "ratio", 4, None, False),
+                ("repeated", "float", "scale", 5, None, False),
+                ("optional", "uint32", "pre_nms_topn", 6, "6000", False),
+                ("optional", "uint32", "post_nms_topn", 7, "300", False),
+                ("optional", "float", "nms_thresh", 8, "0.7", False),
+            ),
+        },
+        layer_fields=(
+            ("ProposalParameter", "proposal_param", 10201),  # OpenCV: 201 (SSD's multibox_loss_param)
+        ),
+    )
     BOTTOMS = (3, 3)
     TOPS = (1, 2)
 

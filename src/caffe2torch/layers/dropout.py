@@ -2,12 +2,31 @@
 from __future__ import annotations
 
 from . import register
-from .base import Emission, NotConvertible, SameShape, num
+from .base import Emission, NotConvertible, SameShape, Schema, num
 
 
 @register
 class Dropout(SameShape):
     TYPES = ("Dropout", "SeLuDropout")
+    SCHEMA = Schema(
+        messages={
+            "SeLuDropoutParameter": (
+                ("optional", "float", "dropout_ratio", 1, "0.1", False),
+                ("optional", "float", "alpha", 2, "-1.75809934", False),
+            ),
+        },
+        fields={
+            # py-faster-rcnn's Caffe: ``scale_train: false`` scales by (1 - ratio) at test time.
+            # Bayesian SegNet: ``sample_weights_test`` keeps dropout on at test time (MC dropout).
+            "DropoutParameter": (
+                ("optional", "bool", "scale_train", 100, "true", False),
+                ("optional", "bool", "sample_weights_test", 101, "false", False),
+            ),
+        },
+        layer_fields=(
+            ("SeLuDropoutParameter", "selu_dropout_param", 162),
+        ),
+    )
     OPENCV = frozenset({"Dropout"})
 
     def __init__(self, proto):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import register
-from .base import Emission, Helper, Layer, LayerError, NotConvertible, SameShape, fmt_shape, num
+from .base import Emission, Helper, Layer, LayerError, NotConvertible, SameShape, Schema, fmt_shape, num
 from .reshape import as_4d, legacy_4d
 from .scale import SCALE, Scale
 
@@ -127,6 +127,31 @@ class BN(SameShape):
     """
 
     TYPES = ("BN",)
+    # SegNet (alexgkendall/caffe-segnet: bn_mode, scale_filler, shift_filler) and PSPNet
+    # (hszhao/PSPNet, from yjxiong/caffe: slope_filler, bias_filler, momentum, eps, frozen) both
+    # call their layer "BN"; their fields are merged here.
+    SCHEMA = Schema(
+        messages={
+            "BNParameter": (
+                ("optional", "FillerParameter", "scale_filler", 1, None, False),
+                ("optional", "FillerParameter", "shift_filler", 2, None, False),
+                ("optional", "BNParameter.BNMode", "bn_mode", 3, "LEARN", False),
+                ("optional", "FillerParameter", "slope_filler", 11, None, False),
+                ("optional", "FillerParameter", "bias_filler", 12, None, False),
+                ("optional", "float", "momentum", 13, "0.9", False),
+                ("optional", "float", "eps", 14, "1e-5", False),
+                ("optional", "bool", "frozen", 15, "false", False),
+                ("optional", "BNParameter.Engine", "engine", 16, "DEFAULT", False),
+            ),
+        },
+        layer_fields=(
+            ("BNParameter", "bn_param", 152),  # PSPNet's number
+        ),
+        enums={
+            "BNParameter.BNMode": (("LEARN", 0), ("INFERENCE", 1)),
+            "BNParameter.Engine": (("DEFAULT", 0), ("CAFFE", 1), ("CUDNN", 2)),
+        },
+    )
 
     def __init__(self, proto):
         super().__init__(proto)
@@ -285,6 +310,19 @@ class Normalize(Layer):
     ``NormalizeBBox`` with ``normalize_bbox_param``)."""
 
     TYPES = ("Normalize", "NormalizeBBox")
+    SCHEMA = Schema(
+        messages={
+            "NormalizeBBoxParameter": (
+                ("optional", "bool", "across_spatial", 1, "true", False),
+                ("optional", "FillerParameter", "scale_filler", 2, None, False),
+                ("optional", "bool", "channel_shared", 3, "true", False),
+                ("optional", "float", "eps", 4, "1e-10", False),
+            ),
+        },
+        layer_fields=(
+            ("NormalizeBBoxParameter", "normalize_bbox_param", 10149),  # old SSD: 149
+        ),
+    )
     OPENCV = frozenset({"Normalize"})
 
     def __init__(self, proto):

@@ -11,6 +11,7 @@ from .base import (
     Layer,
     LayerError,
     NotConvertible,
+    Schema,
     fmt_shape,
     four_d,
     ints,
@@ -81,6 +82,12 @@ def caffe_pool2d(
 @register
 class Pooling(Layer):
     TYPES = ("Pooling",)
+    SCHEMA = Schema(
+        fields={
+            # DenseNet/ResNeXt releases: ``ceil_mode: false`` rounds the output size down.
+            "PoolingParameter": (("optional", "bool", "ceil_mode", 100, "true", False),),
+        },
+    )
     TOPS = (1, 2)  # MAX pooling may also output its argmax mask (SegNet)
     OPENCV = frozenset({"Pooling"})
 

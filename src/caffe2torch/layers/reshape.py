@@ -11,6 +11,7 @@ from .base import (
     Helper,
     Layer,
     LayerError,
+    Schema,
     canonical_axis,
     count,
     fmt_shape,
@@ -232,6 +233,14 @@ class ShuffleChannel(Layer):
     input comes out 4-D."""
 
     TYPES = ("ShuffleChannel",)
+    SCHEMA = Schema(
+        messages={
+            "ShuffleChannelParameter": (("optional", "uint32", "group", 1, "1", False),),
+        },
+        layer_fields=(
+            ("ShuffleChannelParameter", "shuffle_channel_param", 164),
+        ),
+    )
     OPENCV = frozenset({"ShuffleChannel"})
 
     def __init__(self, proto):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from . import register
-from .base import Emission, Layer, LayerError, fmt_shape, four_d
+from .base import Emission, Layer, LayerError, Schema, fmt_shape, four_d
 from .reshape import as_4d, legacy_4d
 
 
@@ -18,6 +18,21 @@ class Interp(Layer):
     (OpenCV's reading) gives the output size."""
 
     TYPES = ("Interp",)
+    SCHEMA = Schema(
+        messages={
+            "InterpParameter": (
+                ("optional", "int32", "height", 1, "0", False),
+                ("optional", "int32", "width", 2, "0", False),
+                ("optional", "int32", "zoom_factor", 3, "1", False),
+                ("optional", "int32", "shrink_factor", 4, "1", False),
+                ("optional", "int32", "pad_beg", 5, "0", False),
+                ("optional", "int32", "pad_end", 6, "0", False),
+            ),
+        },
+        layer_fields=(
+            ("InterpParameter", "interp_param", 10143),  # PSPNet: 143 (BVLC's input_param)
+        ),
+    )
     BOTTOMS = (1, 2)
     OPENCV = frozenset({"Interp"})
 
@@ -94,6 +109,22 @@ class Upsample(Layer):
     each > 1), else scale or scale_h and scale_w (each > 1, pad_out only with scale 2)."""
 
     TYPES = ("Upsample",)
+    SCHEMA = Schema(
+        messages={
+            "UpsampleParameter": (
+                ("optional", "uint32", "scale", 1, "2", False),
+                ("optional", "uint32", "scale_h", 2, None, False),
+                ("optional", "uint32", "scale_w", 3, None, False),
+                ("optional", "bool", "pad_out_h", 4, "false", False),
+                ("optional", "bool", "pad_out_w", 5, "false", False),
+                ("optional", "uint32", "upsample_h", 6, None, False),
+                ("optional", "uint32", "upsample_w", 7, None, False),
+            ),
+        },
+        layer_fields=(
+            ("UpsampleParameter", "upsample_param", 10137),  # SegNet: 137 (BVLC's embed_param)
+        ),
+    )
     BOTTOMS = (2, 2)
 
     def __init__(self, proto):
@@ -165,6 +196,23 @@ class Upsample(Layer):
 @register
 class Resample(Layer):
     TYPES = ("Resample",)
+    SCHEMA = Schema(
+        messages={
+            "ResampleParameter": (
+                ("optional", "bool", "antialias", 4, "true", False),
+                ("optional", "uint32", "width", 1, None, False),
+                ("optional", "uint32", "height", 2, None, False),
+                ("optional", "ResampleParameter.ResampleType", "type", 3, "LINEAR", False),
+                ("optional", "float", "factor", 5, "1.0", False),
+            ),
+        },
+        layer_fields=(
+            ("ResampleParameter", "resample_param", 155),  # FlowNet2
+        ),
+        enums={
+            "ResampleParameter.ResampleType": (("NEAREST", 1), ("LINEAR", 2), ("CUBIC", 3), ("AREA", 4)),
+        },
+    )
     BOTTOMS = (1, 2)
 
     def __init__(self, proto):
@@ -188,6 +236,19 @@ class Accum(Layer):
     """FlowNet2's Accum: resize every bottom to a common size and concatenate channels."""
 
     TYPES = ("Accum",)
+    SCHEMA = Schema(
+        messages={
+            "AccumParameter": (
+                ("optional", "uint32", "top_height", 1, "0", False),
+                ("optional", "uint32", "top_width", 2, "0", False),
+                ("optional", "uint32", "size_divisible_by", 3, "0", False),
+                ("optional", "bool", "have_reference", 4, "false", False),
+            ),
+        },
+        layer_fields=(
+            ("AccumParameter", "accum_param", 160),  # FlowNet2
+        ),
+    )
     BOTTOMS = (1, None)
 
     def __init__(self, proto):
