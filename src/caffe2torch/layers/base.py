@@ -194,6 +194,8 @@ class Layer:
     BOTTOMS: ClassVar[tuple[int, int | None]] = (1, 1)  # (min, max or None for no limit)
     TOPS: ClassVar[tuple[int, int | None]] = (1, 1)
     SOURCE: ClassVar[bool] = False  # produces the net's inputs (Input, Data, ...)
+    # A data layer that reads images with OpenCV (BGR, pixels 0..255): preprocess.json says so.
+    READS_IMAGES: ClassVar[bool] = False
     TRAINING_ONLY: ClassVar[bool] = False  # needs labels or only trains (losses, Accuracy)
     # Its backward pass reads its own output (sigmoid, tanh, relu...), so a following layer
     # must not overwrite that output in place.

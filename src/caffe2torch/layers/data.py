@@ -71,6 +71,7 @@ class Data(Source):
     """LevelDB/LMDB ``Data``: the batch size is known, the image size is in the database."""
 
     TYPES = ("Data", "AnnotatedData")
+    READS_IMAGES = True
 
     def source_shapes(self):
         p = self.proto.data_param
@@ -80,6 +81,7 @@ class Data(Source):
 @register
 class ImageData(Source):
     TYPES = ("ImageData",)
+    READS_IMAGES = True
     SCHEMA = Schema(
         fields={
             "ImageDataParameter": (("optional", "bool", "images_in_color", 100, "true", False),),
@@ -99,6 +101,7 @@ class DenseImageData(Source):
     """SegNet's image + label-image layer."""
 
     TYPES = ("DenseImageData",)
+    READS_IMAGES = True
     # SegNet's data layer for images and label images.
     SCHEMA = Schema(
         messages={
@@ -144,6 +147,7 @@ class MemoryData(Source):
 @register
 class WindowData(Source):
     TYPES = ("WindowData",)
+    READS_IMAGES = True
 
     TOPS = (2, 2)  # ExactNumTopBlobs() is 2: data and label
 

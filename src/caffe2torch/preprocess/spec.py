@@ -19,8 +19,6 @@ from ..graph import Graph, Value
 from .meanfile import read_mean
 
 FORMAT = "caffe2torch-preprocess/1"
-# Data layers that read images with OpenCV (BGR, pixels 0..255).
-IMAGE_READERS = frozenset({"Data", "ImageData", "WindowData", "AnnotatedData", "DenseImageData"})
 MEAN_FILE = "mean.pth"
 COLOUR = ("BGR", "RGB")
 
@@ -285,7 +283,7 @@ def _input(graph: Graph, v: Value, opts: Options, notes: list[str]) -> InputSpec
     where = _where(node, graph.format)
     # A data layer that reads images (with OpenCV) says their channel order and range; one with
     # a transform_param says its mean and scale (none given: none applied).
-    reads_images = node.type in IMAGE_READERS
+    reads_images = node.op.READS_IMAGES
     states_transform = tp is not None or reads_images
 
     # Channel order.
