@@ -204,7 +204,7 @@ def _is_source(cls, node: Node | None = None) -> bool:
 
 
 def _is_silence(cls) -> bool:
-    return cls is not None and cls.TYPES == ("Silence",)
+    return cls is not None and cls.DISCARDS
 
 
 def default_outputs(nodes: list[Node], current: dict[str, Value], classes: dict[int, type]) -> list[Value]:

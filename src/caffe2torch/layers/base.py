@@ -196,6 +196,10 @@ class Layer:
     SOURCE: ClassVar[bool] = False  # produces the net's inputs (Input, Data, ...)
     # A data layer that reads images with OpenCV (BGR, pixels 0..255): preprocess.json says so.
     READS_IMAGES: ClassVar[bool] = False
+    # Its output is class probabilities (predict shows the top classes).
+    PROBABILITIES: ClassVar[bool] = False
+    # Only discards its bottoms (Silence): a blob it alone reads still counts as unread.
+    DISCARDS: ClassVar[bool] = False
     TRAINING_ONLY: ClassVar[bool] = False  # needs labels or only trains (losses, Accuracy)
     # Its backward pass reads its own output (sigmoid, tanh, relu...), so a following layer
     # must not overwrite that output in place.

@@ -138,6 +138,7 @@ class Silence(Layer):
     """Swallows its bottoms (marks them used); no tops."""
 
     TYPES = ("Silence",)
+    DISCARDS = True
     BOTTOMS = (1, None)
     TOPS = (0, 0)
     OPENCV = frozenset({"Silence"})

@@ -8,6 +8,7 @@ from .base import Emission, SameShape, canonical_axis
 @register
 class Softmax(SameShape):
     TYPES = ("Softmax",)
+    PROBABILITIES = True
     SAVES_OUTPUT = True
     OPENCV = frozenset({"Softmax"})
 

@@ -263,7 +263,7 @@ def derive(graph: Graph, outputs: list[Value], opts: Options) -> Preprocess:
             file=graph.path,
         )
     outs = [
-        {"name": o.name, "shape": list(o.shape or ()), "softmax": o.producer.type == "Softmax"}
+        {"name": o.name, "shape": list(o.shape or ()), "softmax": o.producer.op.PROBABILITIES}
         for o in outputs
     ]
     return Preprocess(inputs, outs, notes)

@@ -90,6 +90,16 @@ def _layer_proto(node):
     return layer
 
 
+def _bottom_order(node) -> list[int]:
+    """The order in which OpenCV gets the layer's bottoms (its ``opencv_layer`` may permute
+    them, as Axpy's does): found by rewriting a copy whose bottoms are their indices."""
+    probe = _copy(node)
+    probe.ClearField("bottom")
+    probe.bottom.extend(str(i) for i in range(len(node.inputs)))
+    node.op.opencv_layer(probe)
+    return [int(b) for b in probe.bottom]
+
+
 def _input_layer(net, names: set[str], values: list[tuple[str, tuple]]):
     source = net.layer.add()
     source.name = next(n for n in ("input", "data_input", "reference_input") if n not in names)
@@ -156,9 +166,7 @@ def reference_net(graph, nodes, cuts: Mapping[str, str]) -> ReferenceNet:
     _input_layer(net, {n.name for n in graph.nodes}, [(blob[id(v)], v.shape) for v in inputs])
     for node in run:
         layer = _layer_proto(node)
-        order = list(node.inputs)
-        if node.type == "Axpy":
-            order[1], order[2] = order[2], order[1]
+        order = [node.inputs[i] for i in _bottom_order(node)]
         layer.ClearField("bottom")
         layer.bottom.extend(name_of(v) for v in order)
         layer.ClearField("top")
@@ -167,8 +175,8 @@ def reference_net(graph, nodes, cuts: Mapping[str, str]) -> ReferenceNet:
     # OpenCV keeps only output 0 of each layer it is asked for; its memory manager may give the
     # memory of the others to a later layer (an activation runs in place on it). A Silence
     # layer at the end reads each of them, so they live to the end of the run.
-    # (Not Pooling's mask: OpenCV makes it only for its MaxUnpool.)
-    extra = [v for n in run if n.type != "Pooling" for v in n.outputs[1:]]
+    # (Not an output OpenCV does not make as Caffe does: Pooling's mask, for its MaxUnpool.)
+    extra = [v for n in run for k, v in enumerate(n.outputs[1:], 1) if not n.op.opencv_top_gap(k)]
     if extra:
         names = {n.name for n in graph.nodes}
         hold = net.layer.add()
