@@ -28,7 +28,7 @@ RUN_USER ?= $(if $(findstring podman,$(DOCKER)),0,$(shell id -u):$(shell id -g))
 TORCH_CPU_WHEEL := docker/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: help example test test-protobuf3 mmdnn-env bench bench-engines corpus clean \
+.PHONY: help example test test-fast docs test-protobuf3 mmdnn-env bench bench-engines corpus clean \
 	image convert verify lint lock torch-wheel image-test
 
 help: ## List the targets
@@ -51,9 +51,22 @@ example: $(BIN)/caffe2torch ## Set up .venv, convert the bundled LeNet (seeded w
 	$(BIN)/python -c "import torch, json; s = torch.load('out/lenet/model.pth', weights_only=True); \
 		print('out/lenet/model.pth:', len(s), 'tensors, loads with weights_only=True')"
 
+# The suite in two tiers: the fast one (unit tests, layer grids, CLI, bad input: under 90 s),
+# then the corpus and slow tests on TEST_WORKERS processes (pytest-xdist; the tests that share
+# a corpus net's conversion run on one worker, which converts it once: --dist loadgroup).
+TEST_WORKERS ?= auto
+PYTEST := CAFFE2TORCH_MMDNN_PYTHON=$(VENV_MMDNN)/bin/python $(BIN)/python -m pytest
 test: $(BIN)/caffe2torch $(VENV_MMDNN)/bin/mmtoir ## Set up the venvs and run the test suite
-	CAFFE2TORCH_MMDNN_PYTHON=$(VENV_MMDNN)/bin/python $(BIN)/python -m pytest
+	$(PYTEST) -m "not slow and not corpus"
+	$(PYTEST) -m "slow or corpus" -n $(TEST_WORKERS) --dist loadgroup
 	$(MAKE) test-protobuf3
+
+test-fast: $(BIN)/caffe2torch ## The fast tier: all but the corpus and slow tests (under 90 s)
+	$(PYTEST) -m "not slow and not corpus"
+
+# docs/layers.md, the supported-layer table: the registry and the layer tests' markers.
+docs: $(BIN)/caffe2torch ## Regenerate docs/layers.md (tests/test_docs.py checks it)
+	$(BIN)/python tools/layer_docs.py
 
 # The MMdnn engine's environment (mmdnn 0.3.1, protobuf 3.20.3): `convert --engine mmdnn`
 # finds it as .venv-mmdnn in the working folder, or by $$CAFFE2TORCH_MMDNN_PYTHON.

@@ -1,13 +1,59 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+from collections import Counter
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from helpers import CORPUS
 from typer.testing import CliRunner
+
+# How many of the session's tests use each shared corpus conversion (@pytest.mark.converts).
+CONVERSION_USES = pytest.StashKey[Counter]()
+CONVERSIONS = pytest.StashKey[object]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    # The tests that share a corpus net's conversion run on one xdist worker (--dist
+    # loadgroup), so that the conversion is made once.
+    for item in items:
+        if "corpus" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("corpus"):
+            item.add_marker(pytest.mark.corpus)  # it reads ../shared: the corpus tier
+        for mark in item.iter_markers("converts"):
+            item.add_marker(pytest.mark.xdist_group(mark.args[0]))
+
+
+def pytest_collection_finish(session):
+    session.config.stash[CONVERSION_USES] = Counter(
+        mark.args[0] for item in session.items for mark in item.iter_markers("converts")
+    )
+
+
+def pytest_runtest_teardown(item):
+    cache = item.config.stash.get(CONVERSIONS, None)
+    if cache is not None:
+        for mark in item.iter_markers("converts"):
+            cache.done(mark.args[0])
+
+
+@pytest.fixture(scope="session")
+def corpus_conversions(request, tmp_path_factory):
+    """The session's :class:`corpus_support.ConversionCache`: a test marked
+    ``@pytest.mark.converts(rel)`` gets the conversion of corpus net ``rel`` with
+    ``corpus_conversions.get(CORPUS / rel)``, made by the first such test and dropped after the
+    last."""
+    from corpus_support import ConversionCache
+
+    if not CORPUS.is_dir():
+        pytest.skip("../shared/corpus is not here")
+    cache = ConversionCache(
+        tmp_path_factory.mktemp("corpus-conversions"), request.config.stash.get(CONVERSION_USES, Counter())
+    )
+    request.config.stash[CONVERSIONS] = cache
+    yield cache
+    del request.config.stash[CONVERSIONS]
+    repeated = sorted(rel for rel, n in cache.made.items() if n > 1)
+    assert not repeated, f"corpus nets converted more than once in this session: {repeated}"
 
 
 @pytest.fixture

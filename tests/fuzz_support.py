@@ -48,8 +48,7 @@ from typing import Any, Callable
 import numpy as np
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import TINY_V0, TINY_V1, TINY_V2, key, tiny_arrays, varint  # noqa: E402
+from helpers import TINY_V0, TINY_V1, TINY_V2, key, tiny_arrays, varint
 
 CASE_TIMEOUT = float(os.environ.get("FUZZ_TIMEOUT", "60"))  # seconds per command: more is a hang
 MEMORY_HEADROOM = int(float(os.environ.get("FUZZ_MEMORY_GB", "6")) * (1 << 30))
@@ -1926,7 +1925,8 @@ OPTIONS = {
         "--class-name": "choice", "--format": "choice", "--random-weights": None, "--seed": "int", "--overwrite": None,
         "--phase": "choice", "--stage": "choice", "--verify": None, "--no-verify": None, "--engine": "choice",
         "--keep-intermediate": None, "--mmdnn-python": "in", "--mean": "choice", "--mean-file": "in", "--scale": "float",
-        "--input-order": "choice", "--caffe-order": "choice", "--fold-normalization": None, "--check-batch": "int",
+        "--input-order": "choice", "--caffe-order": "choice", "--fold-normalization": None,
+        "--no-fold-normalization": None, "--check-batch": "int",
         "--max-memory": "choice"}},
     "verify": {"pos": ["folder"], "opts": {"--input": "in", "-i": "in", "--image": "in", "--seed": "int", "--rtol": "float",
                                            "--atol": "float", "--strict": None, "--net": "in", "--weights": "in",

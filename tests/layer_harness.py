@@ -6,6 +6,14 @@ converts it, runs the model on seeded random input and compares the outputs of t
 with OpenCV's dnn module or with a numpy implementation of Caffe's formula written in the test.
 
 Tolerance: ``max|y - ref| <= 1e-5 + 1e-4 * max|ref|``.
+
+The checks keep the tests' declarations honest: a test that compares a layer type with
+OpenCV carries ``@pytest.mark.opencv(type, ...)``, one that compares it with a numpy formula
+``@pytest.mark.formula(type, ...)``; ``tests/layers/conftest.py`` hands the running test's
+marked types to this module (``MARKED``), and :func:`check_opencv` / :func:`check_numpy`
+refuse to check a type the test does not declare, or one its family says OpenCV cannot
+check (``Layer.opencv_gap``). ``tests/test_registry.py`` reads the same markers to keep every
+convertible type checked.
 """
 
 from __future__ import annotations
@@ -23,6 +31,18 @@ from caffe2torch.synth import synth_blobs
 from caffe2torch.verify.parity import compare, run_model
 
 ATOL, RTOL = 1e-5, 1e-4
+X4 = {"data": (2, 6, 9, 11)}
+
+# The running test's marked types ({"opencv": ..., "formula": ...}), set by the autouse
+# fixture of tests/layers/conftest.py; None outside a test of tests/layers.
+MARKED: dict[str, frozenset[str]] | None = None
+
+
+def one(type_: str, param: str = "", *, bottoms=("data",), tops=("out",), name="out") -> str:
+    """One layer's prototxt text."""
+    b = " ".join(f'bottom: "{x}"' for x in bottoms)
+    t = " ".join(f'top: "{x}"' for x in tops)
+    return f'layer {{ name: "{name}" type: "{type_}" {b} {t} {param} }}\n'
 
 
 def net_text(inputs: Mapping[str, Sequence[int]], layers: str, name: str = "t") -> str:
@@ -97,7 +117,10 @@ def opencv_outputs(r: Run) -> list[np.ndarray]:
     ref = run_opencv(r.path, r.weights, r.inputs, graph=graph)
     node = graph.layers[-1]
     if node.name in ref:
-        return ref[node.name][: len(node.outputs)]
+        outs = ref[node.name][: len(node.outputs)]
+        if node.type == "Split" and len(outs) == 1:  # OpenCV's Split: one blob its readers share
+            outs = outs * len(node.outputs)
+        return outs
     return [ref[v.name][0] for v in node.outputs]
 
 
@@ -114,9 +137,34 @@ def assert_close(ours: Sequence[np.ndarray], refs: Sequence[np.ndarray]) -> floa
     return worst
 
 
+def _declared(kind: str, node) -> None:
+    assert MARKED is not None, "layer checks run in tests/layers (its conftest gives the markers)"
+    assert node.type in MARKED[kind], (
+        f"this test checks {node.type} ('{node.name}') against {kind_text(kind)} but does not "
+        f"declare it: add @pytest.mark.{kind}({node.type!r}) (it declares {sorted(MARKED[kind])})"
+    )
+
+
+def kind_text(kind: str) -> str:
+    return "OpenCV" if kind == "opencv" else "a numpy formula"
+
+
+def compare_opencv(r: Run) -> float:
+    """The last layer's outputs against OpenCV's, once the test declares the type and the
+    layer's family says OpenCV computes Caffe's value for these parameters."""
+    node = r.conversion.graph.layers[-1]
+    _declared("opencv", node)
+    gap = node.op.opencv_gap(node)
+    assert not gap, (
+        f"{node.type} '{node.name}': its family says OpenCV cannot check it ({gap}): compare it "
+        "with Caffe's formula (check_numpy) instead"
+    )
+    return assert_close(r.ours, opencv_outputs(r))
+
+
 def check_opencv(tmp_path, inputs, layers, **kw) -> Run:
     r = run(tmp_path, inputs, layers, **kw)
-    assert_close(r.ours, opencv_outputs(r))
+    compare_opencv(r)
     return r
 
 
@@ -124,6 +172,7 @@ def check_numpy(tmp_path, inputs, layers, formula: Callable[..., list[np.ndarray
     """``formula(inputs, blobs)`` gives the expected outputs from the input arrays (by name)
     and the last layer's blobs."""
     r = run(tmp_path, inputs, layers, **kw)
-    last = r.conversion.graph.layers[-1].name
-    assert_close(r.ours, formula(r.inputs, r.blobs[last]))
+    node = r.conversion.graph.layers[-1]
+    _declared("formula", node)
+    assert_close(r.ours, formula(r.inputs, r.blobs[node.name]))
     return r

@@ -91,14 +91,29 @@ def test_model_py_imports_only_torch_and_loads_weights_only(cli, tmp_path):
     assert torch.equal(a, b) and torch.equal(a, c)
 
 
+def _same_bytes(cli, net, out, *args):
+    a, b = out / "a", out / "b"
+    out.mkdir()
+    for folder in (a, b):
+        code, _, stderr = cli("convert", net, "--random-weights", "--seed", 3, "-o", folder, *args)
+        assert code == 0, stderr
+    assert _files(a) == _files(b)
+    for f in _files(a):
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+
+
 def test_same_inputs_give_identical_bytes(cli, tmp_path, corpus):
+    # A real architecture (GoogLeNet: branches, concats, 116 tensors) in both formats, without
+    # the check: it changes no byte of the model, weights or code, and costs a minute a run.
     net = corpus / "bvlc_googlenet" / "deploy.prototxt"
     for fmt in ("pth", "safetensors"):
-        a, b = tmp_path / f"a_{fmt}", tmp_path / f"b_{fmt}"
-        for out in (a, b):
-            assert cli("convert", net, "--random-weights", "--seed", 3, "-o", out, "--format", fmt)[0] == 0
-        for f in _files(a):
-            assert (a / f).read_bytes() == (b / f).read_bytes(), f
+        _same_bytes(cli, net, tmp_path / f"googlenet_{fmt}", "--format", fmt, "--no-verify")
+    # With the check, its results (conversion.json, report.md) are identical bytes too.
+    tiny = write(tmp_path / "tiny.prototxt", TINY_V2)
+    for fmt in ("pth", "safetensors"):
+        _same_bytes(cli, tiny, tmp_path / f"tiny_{fmt}", "--format", fmt)
+    report = (tmp_path / "tiny_pth" / "a" / "report.md").read_text()
+    assert "## Parity with Caffe" in report and "**passed**" in report
 
 
 def test_safetensors(cli, tmp_path):
@@ -233,7 +248,7 @@ def test_known_layers_without_pytorch_form_are_listed(cli, tmp_path, corpus):
     assert not (tmp_path / "o").exists()
 
 
-def test_python_layers_are_reported_never_imported(cli, tmp_path):
+def test_python_layers_are_reported_never_imported(cli, tmp_path, monkeypatch):
     marker = tmp_path / "imported"
     (tmp_path / "evil_layer.py").write_text(f"open({str(marker)!r}, 'w').write('x')\nclass L: pass\n")
     layers = """
@@ -241,11 +256,9 @@ layer { name: "p" type: "Python" bottom: "data" top: "p" python_param { module: 
 layer { name: "q" type: "Python" bottom: "p" top: "q" python_param { module: "evil_layer" layer: "L" } }
 """
     net = write(tmp_path / "py.prototxt", net_text({"data": (1, 3)}, layers))
-    sys.path.insert(0, str(tmp_path))
-    try:
-        code, _, stderr = cli("convert", net, "-o", tmp_path / "o")
-    finally:
-        sys.path.remove(str(tmp_path))
+    # The module is importable (so that importing it would show), yet never imported.
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, _, stderr = cli("convert", net, "-o", tmp_path / "o")
     assert code == 2
     assert "'p' (Python evil_layer.L, line 5): a Python layer's code is never imported or run" in stderr
     assert "'q'" in stderr and not marker.exists() and not (tmp_path / "o").exists()
@@ -394,11 +407,15 @@ def _live_tensors_per_line(model, inputs):
     return seen
 
 
-@pytest.mark.parametrize("net", ["bvlc_googlenet/deploy.prototxt", "resnet50/ResNet-50-deploy.prototxt",
-                                 "densenet121/DenseNet_121.prototxt"])
-def test_forward_holds_only_live_activations(corpus, net):
+LIVE_NETS = ["bvlc_googlenet/deploy.prototxt", "resnet50/ResNet-50-deploy.prototxt", "densenet121/DenseNet_121.prototxt"]
+
+
+@pytest.mark.slow
+@pytest.mark.corpus
+@pytest.mark.parametrize("net", [pytest.param(n, marks=pytest.mark.converts(n)) for n in LIVE_NETS])
+def test_forward_holds_only_live_activations(corpus, corpus_conversions, net):
     """Every local tensor at every line of forward is read later (or is an input)."""
-    conversion = convert(corpus / net, random_weights=True)
+    conversion = corpus_conversions.get(corpus / net)  # the corpus sweep's, made once a session
     model = conversion.module()
     params = [v for v in conversion.code.split("def forward(self, ")[1].split(")")[0].split(", ")]
     inputs = {p.split(":")[0] for p in params}

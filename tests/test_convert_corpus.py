@@ -1,17 +1,21 @@
 """Every corpus net converts with seeded random weights and passes `verify`, layer by layer.
 
-The same check as ``tools/convert_corpus.py`` (which prints the table), one test per net:
+The same check as ``tools/convert_corpus.py`` (which prints the table; both run
+``corpus_support.run_one``), one test per net:
 every net that converts must pass the per-layer comparison with OpenCV that ``convert`` runs
 (every value OpenCV can compute, within 1e-5 + 1e-4 * max|ref|; layers OpenCV lacks are
 skipped and the layers after them still compared). A net whose layer types are all in the
-emitter's promised list must convert; any other net must convert or be refused with one clear
-line, never crash.
+registry's convertible list (``caffe2torch.layers.convertible_types()``) must convert; any
+other net must convert or be refused with one clear line, never crash.
+
+Each net's conversion comes from the session's cache (``corpus_conversions``): the other tests
+that use the same net (tests/test_export.py, tests/test_convert.py) get that conversion instead
+of converting it again.
 """
 from __future__ import annotations
 
 import pytest
-from convert_corpus import PROMISED, run_one  # tools/, on sys.path via conftest
-from inspect_corpus import CORPUS, net_files
+from corpus_support import CORPUS, PROMISED, net_files, rel_name, run_one
 
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
 
@@ -25,9 +29,12 @@ UNCHECKED = {
 NETS = net_files(CORPUS) if CORPUS.is_dir() else []
 
 
-@pytest.mark.parametrize("path", NETS, ids=[f"{p.parent.name}/{p.stem}" for p in NETS])
-def test_corpus_net(path):
-    row = run_one(path)
+@pytest.mark.parametrize(
+    "path", [pytest.param(p, marks=pytest.mark.converts(rel_name(p))) for p in NETS],
+    ids=[f"{p.parent.name}/{p.stem}" for p in NETS],
+)
+def test_corpus_net(path, corpus_conversions):
+    row = run_one(path, cache=corpus_conversions)
     rel = row["net"]
     assert row["status"] != "CRASH", row.get("traceback")
     if rel in UNCHECKED:
@@ -46,6 +53,12 @@ def test_corpus_net(path):
 
 def test_corpus_is_here(corpus):
     assert len(NETS) > 100
+
+
+def test_promised_is_the_registrys_list():
+    from caffe2torch.layers import convertible_types
+
+    assert PROMISED == set(convertible_types()) and "Python" not in PROMISED
 
 
 # --input-order rgb on real architectures: folded into the first layer, or an explicit flip

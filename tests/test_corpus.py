@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from inspect_corpus import INPUT_SHAPES, STAGES, net_files
+from corpus_support import INPUT_SHAPES, STAGES, net_files
 
 from caffe2torch.api import load_graph
 from caffe2torch.errors import CaffeError, UnsupportedLayerError

@@ -6,8 +6,6 @@ import pytest
 import torch
 from helpers import CORPUS
 
-from caffe2torch.emit import convert
-
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
 
 NETS = {
@@ -18,11 +16,10 @@ NETS = {
 }
 
 
-@pytest.fixture(scope="module", params=list(NETS))
-def model(request):
-    if not CORPUS.is_dir():
-        pytest.skip("../shared/corpus is not here")
-    conversion = convert(CORPUS / NETS[request.param], random_weights=True)
+# The conversions are the corpus sweep's (tests/test_convert_corpus.py), made once a session.
+@pytest.fixture(scope="module", params=[pytest.param(k, marks=pytest.mark.converts(v)) for k, v in NETS.items()])
+def model(request, corpus_conversions):
+    conversion = corpus_conversions.get(CORPUS / NETS[request.param])
     x = torch.randn(conversion.graph.inputs[0].shape, generator=torch.Generator().manual_seed(0))
     m = conversion.module()
     with torch.no_grad():

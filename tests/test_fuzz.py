@@ -70,7 +70,7 @@ def _property(target: str):
         _check(scratch, data.draw(TARGETS[target](scratch), label=target))
 
     prop.__name__ = f"test_fuzz_{target}"
-    return prop
+    return pytest.mark.slow(prop)  # seconds each: the corpus/slow tier (make test runs it)
 
 
 test_fuzz_prototxt = _property("prototxt")

@@ -39,6 +39,7 @@ BN_NET = (Path(__file__).resolve().parents[1] / "examples" / "bn" / "bn.prototxt
 assert "BatchNorm" in BN_NET and "Scale" in BN_NET
 
 
+@pytest.mark.slow
 def test_bn_net_squeezed_converted_and_verified(cli, tmp_path):
     net = write(tmp_path / "bn.prototxt", BN_NET)
     out = tmp_path / "out"
@@ -72,6 +73,7 @@ def test_bn_net_squeezed_converted_and_verified(cli, tmp_path):
     assert code == 0 and "passed: 4 values compared" in stdout
 
 
+@pytest.mark.slow
 def test_same_numbers_as_the_native_engine(tmp_path):
     net = write(tmp_path / "bn.prototxt", BN_NET)
     from caffe2torch.emit import convert
@@ -169,6 +171,7 @@ class KitModel(nn.Module):
         namespace["KitModel"]("kit.npy")
 
 
+@pytest.mark.slow
 def test_same_inputs_give_identical_bytes(cli, tmp_path):
     """MMdnn orders its helper methods by set iteration; the engine fixes the hash seed."""
     net = write(tmp_path / "bn.prototxt", BN_NET)
@@ -320,6 +323,7 @@ def real_nets(tmp_path_factory):
     return done
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(REAL_NETS))
 def test_real_nets_convert_and_match_opencv_at_every_layer(real_nets, cli, name):
     out, code, stdout, stderr = real_nets[name]
@@ -349,6 +353,7 @@ def test_real_nets_convert_and_match_opencv_at_every_layer(real_nets, cli, name)
     assert all(torch.isfinite(y).all() for y in ys)
 
 
+@pytest.mark.slow  # the real_nets fixture: four MMdnn conversions
 def test_mtcnn_prelu_slopes_are_parameters(real_nets):
     """MMdnn's forward reads PReLU's slope from its weights file on every call
     (F.prelu(x, torch.from_numpy(_weights_dict['PReLU1']['weights']))): the old guard left
@@ -370,6 +375,7 @@ def test_mtcnn_prelu_slopes_are_parameters(real_nets):
             assert tuple(state[f"{p}_weights"].shape) == shape and (state[f"{p}_weights"] > 0).all()
 
 
+@pytest.mark.slow  # the real_nets fixture: four MMdnn conversions
 def test_vanillacnn_mmdnn_ir_shapes_and_abs_fixed(real_nets):
     """MMdnn's Caffe mapper gives TanH/AbsVal no output shape (mmtocode: IndexError in
     check_if_need_transpose for Dense1) and its PyTorch emitter has no Abs (the statement is
@@ -386,6 +392,7 @@ def test_vanillacnn_mmdnn_ir_shapes_and_abs_fixed(real_nets):
     assert "torch.abs(ActivationTangH5)" in (out / "model.py").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, key, layer",
     [("mtcnn_det1", "conv2.weight", "conv2"), ("mtcnn_det2", "prelu2_weights", "prelu2"),

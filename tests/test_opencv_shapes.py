@@ -49,6 +49,7 @@ def _same(ours, theirs) -> bool:
     return len(ours) == len(theirs) and all(a == b or a == DYNAMIC for a, b in zip(ours, theirs))
 
 
+@pytest.mark.slow
 @pytest.mark.corpus
 @pytest.mark.parametrize("rel,shapes", NETS, ids=[n.split("/")[0] for n, _ in NETS])
 def test_shapes_agree_with_opencv(corpus, tmp_path, rel, shapes):

@@ -242,7 +242,7 @@ def test_bad_mean_files_give_one_line(cli, tmp_path):
         assert needle in stderr and len(stderr.strip().splitlines()) == 1, stderr
         assert not (tmp_path / "o").exists()
     code, _, stderr = cli("convert", net, "--random-weights", "-o", tmp_path / "o", "--input-order", "xyz")
-    assert code == 2 and "must be 'bgr' or 'rgb'" in stderr  # a usage error, shown by typer
+    assert code == 2 and "'xyz' is not one of 'bgr', 'rgb'" in stderr  # a usage error, shown by typer
     grey = write(tmp_path / "grey.prototxt", CONV_PAD.replace("dim: 3 dim: 12", "dim: 1 dim: 12"))
     code, _, stderr = cli("convert", grey, "--random-weights", "-o", tmp_path / "o", "--input-order", "rgb")
     assert code == 2 and "no 3-channel image input" in stderr

@@ -37,6 +37,7 @@ def example(tmp_path_factory):
     return work
 
 
+@pytest.mark.slow
 def test_the_first_screen_runs_as_written(example):
     first = _blocks("sh")[1]  # the block after the two make commands
     lines = [line.split("#")[0].strip() for line in first.splitlines() if line.strip()]
@@ -52,6 +53,7 @@ def test_the_first_screen_runs_as_written(example):
     assert "torch.Size([1, 10])" in proc.stdout
 
 
+@pytest.mark.slow
 def test_the_load_snippets_run_as_written(example):
     snippets = [b for b in _blocks("python") if "googlenet" in b]
     assert len(snippets) == 2 and "caffe2torch.load" in snippets[0] and "spec_from_file_location" in snippets[1]

@@ -415,6 +415,7 @@ def test_huge_sparse_files_are_refused_unread(cli, tmp_path):
     assert msg == f"{mean}: is 12.0 GiB, over the limit of 2.0 GiB: Caffe reads binary protos of at most 2 GiB"
 
 
+@pytest.mark.slow
 def test_a_fifo_as_any_input_never_blocks(tmp_path):
     net = write(tmp_path / "net.prototxt", TINY_V2)
     fifo = tmp_path / "pipe"
@@ -488,7 +489,8 @@ def test_npy_inputs_are_checked_from_their_header(cli, folder, tmp_path):
         (("convert", "{net}", "--random-weights", "--scale", "inf"),
          "Invalid value for --scale: inf is not a finite number (see 'caffe2torch convert --help')"),
         (("convert", "{net}", "--random-weights", "--format", "onnx"),
-         "Invalid value for --format: must be 'pth' or 'safetensors' (see 'caffe2torch convert --help')"),
+         "Invalid value for '--format': Value error, 'onnx' is not one of 'pth', 'safetensors'. "
+         "(see 'caffe2torch convert --help')"),
         (("convert",), "Missing argument 'prototxt'. (see 'caffe2torch convert --help')"),
         (("convert", "{net}", "--no-such-flag"), "No such option: --no-such-flag (see 'caffe2torch convert --help')"),
         (("inspect", "{net}", "--input-shape", "9" * 5000),

@@ -3,10 +3,11 @@ where a folder holds trained weights, also ``inspect NET WEIGHTS`` for each pair
 
     .venv/bin/python tools/inspect_corpus.py [CORPUS_DIR]
 
-Nets that do not declare their input shapes get them from INPUT_SHAPES (what a user would
-pass with --input-shape); solver files are skipped. Each net either inspects (exit 0) or is
-refused with one line on stderr; the script prints one line per net and the totals, and
-exits 1 if any net failed in another way (a traceback, several lines, another exit code).
+Nets that do not declare their input shapes get them from INPUT_SHAPES in
+tests/corpus_support.py (what a user would pass with --input-shape); solver files are
+skipped. Each net either inspects (exit 0) or is refused with one line on stderr; the script
+prints one line per net and the totals, and exits 1 if any net failed in another way (a
+traceback, several lines, another exit code).
 """
 from __future__ import annotations
 
@@ -16,34 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpus"
-
-# Nets without declared input shapes (database or Python data layers, shapeless Input layers).
-INPUT_SHAPES: dict[str, dict[str, tuple[int, ...]]] = {
-    "bayesian_segnet/bayesian_segnet_inference.prototxt": {"data": (4, 3, 360, 480)},
-    "segnet/segnet_inference.prototxt": {"data": (1, 3, 360, 480)},
-    "segnet_basic/segnet_basic_inference.prototxt": {"data": (1, 3, 360, 480)},
-    "cifar10_full_weights_yuvval/cifar10_full_train_test.prototxt": {"data": (100, 3, 32, 32)},
-    "fcn32s_voc/val.prototxt": {"data": (1, 3, 500, 500)},
-    "fcn_alexnet_voc/val.prototxt": {"data": (1, 3, 500, 500)},
-    "fcn32s_nyud_color_hha/test.prototxt": {"color": (1, 3, 425, 560), "hha": (1, 3, 425, 560)},
-    "ocv_net_faster_rcnn_proposal/net_faster_rcnn_proposal.prototxt": {
-        "rpn_cls_prob_reshape": (1, 18, 38, 50),
-        "rpn_bbox_pred": (1, 36, 38, 50),
-        "im_info": (1, 3),
-    },
-    "ocv_reshape_and_slice_routines/reshape_and_slice_routines.prototxt": {"input": (1, 3, 8, 8)},
-    "mnist_autoencoder_bvlc/mnist_autoencoder.prototxt": {"data": (100, 1, 28, 28)},
-}
-STAGES: dict[str, list[str]] = {"mnist_autoencoder_bvlc/mnist_autoencoder.prototxt": ["test-on-test"]}
-
-
-def net_files(corpus: Path) -> list[Path]:
-    return sorted(p for p in corpus.glob("*/*.prototxt") if "solver" not in p.name)
-
-
-def weight_files(folder: Path) -> list[Path]:
-    return sorted([*folder.glob("*.caffemodel"), *folder.glob("*.caffemodel.h5")])
+sys.path.insert(0, str(ROOT / "tests"))
+# The corpus location, the input shapes and stages its nets need: shared with the tests.
+from corpus_support import CORPUS, INPUT_SHAPES, STAGES, net_files, weight_files  # noqa: E402
 
 
 def cli_args(path: Path, weights: Path | None = None) -> list[str]:

@@ -627,10 +627,10 @@ def run(argv: list[str] | None = None) -> int:
     from typer import exceptions as typer_exc
     from typer._click import exceptions as click_exc
 
-    command = typer.main.get_command(app)
     argv = list(sys.argv[1:] if argv is None else argv)
     _state["debug"] = "--debug" in argv
     try:
+        command = typer.main.get_command(app)  # (builds the options: Ctrl-C may come here too)
         rv = command.main(args=argv, prog_name="caffe2torch", standalone_mode=False)
     except click_exc.NoArgsIsHelpError as e:  # no command at all: the help, as --help does
         out.print(e.ctx.get_help(), markup=False, highlight=False)

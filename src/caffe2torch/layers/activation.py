@@ -50,7 +50,7 @@ class Unary(SameShape):
 
     TYPES = (
         "Sigmoid", "TanH", "AbsVal", "BNLL", "ELU", "Exp", "Log", "Power", "Threshold",
-        "Clip", "Swish", "SeLu", "ReLU6", "Mish", "HardSigmoid",
+        "Clip", "Swish", "SeLu", "ReLU6", "Mish",
     )
     # Self-normalising nets (SNN Caffe reimplementations; soeaver's PSP models).
     SCHEMA = Schema(
@@ -189,6 +189,15 @@ class Unary(SameShape):
                 x = f"{x} * {num(np.float32(1) / self._log_base(proto))}"
             return Emission([x])
         raise NotConvertible(f"layer type '{t}' has no PyTorch conversion yet")
+
+
+@register
+class HardSigmoid(SameShape):
+    """The forks' HardSigmoid (synopsys-caffe: ``y = max(0, min(1, alpha * x + beta))``, with
+    a ``hard_sigmoid_param`` whose field numbers the forks do not share): read and
+    shape-inferred; not converted, since its parameters are not in the schema yet."""
+
+    TYPES = ("HardSigmoid",)
 
 
 @register
