@@ -1,4 +1,4 @@
-"""Flatten, Reshape, Crop, Permute, Tile, Reduction, ArgMax and ShuffleChannel
+"""Flatten, Reshape, Crop, Permute, Tile, BatchReindex, Reduction, ArgMax and ShuffleChannel
 (layers/reshape.py)."""
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 pytest.importorskip("cv2")
-from layer_harness import X4, check_numpy, check_opencv, one  # noqa: E402
+from layer_harness import X4, check_numpy, check_opencv, net_text, one  # noqa: E402
+
+from caffe2torch.api import load_graph  # noqa: E402
+from caffe2torch.errors import CaffeError  # noqa: E402
 
 
 @pytest.mark.formula("Flatten")
@@ -80,6 +83,25 @@ def test_tile(tmp_path, axis, tiles):
     reps = [1] * 4
     reps[axis] = tiles
     check_numpy(tmp_path, X4, one("Tile", param), lambda i, b: [np.tile(i["data"], reps)])
+
+
+@pytest.mark.formula("BatchReindex")
+@pytest.mark.parametrize("index", [[2, 0, 0, 1, 2], [1.9, 0.2, 2.7]], ids=["repeat", "truncate"])
+def test_batch_reindex(tmp_path, index):
+    # BatchReindexLayer::Forward_cpu: top[n] = bottom[0][static_cast<int>(bottom[1][n])]
+    layers = one("BatchReindex", bottoms=("data", "index"))
+    check_numpy(
+        tmp_path, {"data": (3, 2, 4, 5), "index": (len(index),)}, layers,
+        lambda i, b: [i["data"][np.trunc(i["index"]).astype(np.int64)]],
+        data={"index": np.array(index, np.float32)},
+    )
+
+
+def test_batch_reindex_needs_1d_indices(tmp_path):
+    path = tmp_path / "net.prototxt"
+    path.write_text(net_text({"data": (3, 2), "index": (2, 1)}, one("BatchReindex", bottoms=("data", "index"))))
+    with pytest.raises(CaffeError, match="layer 'out' .*needs 1-D indices as its second bottom, got 2x1"):
+        load_graph(path)
 
 
 REDUCTION = {

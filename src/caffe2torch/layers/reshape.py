@@ -290,6 +290,27 @@ class Tile(Layer):
 
 
 @register
+class BatchReindex(Layer):
+    """BVLC's BatchReindexLayer: ``top[i] = bottom0[int(bottom1[i])]``, selecting, reordering
+    or repeating the items of a batch. Bottom 1 holds the indices as floats, which Caffe casts
+    to int (truncating) and checks against the batch size when the net runs."""
+
+    TYPES = ("BatchReindex",)
+    BOTTOMS = (2, 2)
+
+    def infer(self, inputs):
+        data, index = inputs
+        if len(index) != 1:  # BatchReindexLayer::Reshape: CHECK_EQ(1, bottom[1]->num_axes())
+            raise LayerError(f"needs 1-D indices as its second bottom, got {fmt_shape(index)}")
+        if not data:
+            raise LayerError("needs a first bottom with a batch axis, got a scalar")
+        return [(index[0], *data[1:])]
+
+    def emit(self, ctx):
+        return Emission(["{0}[{1}.long()]"], comment="Caffe casts the indices to int (truncating)")
+
+
+@register
 class Crop(Layer):
     """Crop bottom 0 to the size of bottom 1 from ``axis`` on, at the given offsets."""
 
