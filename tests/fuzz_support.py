@@ -1926,7 +1926,7 @@ OPTIONS = {
         "--phase": "choice", "--stage": "choice", "--verify": None, "--no-verify": None, "--engine": "choice",
         "--keep-intermediate": None, "--mmdnn-python": "in", "--mean": "choice", "--mean-file": "in", "--scale": "float",
         "--input-order": "choice", "--caffe-order": "choice", "--fold-normalization": None,
-        "--no-fold-normalization": None, "--check-batch": "int",
+        "--check-batch": "int",
         "--max-memory": "choice"}},
     "verify": {"pos": ["folder"], "opts": {"--input": "in", "-i": "in", "--image": "in", "--seed": "int", "--rtol": "float",
                                            "--atol": "float", "--strict": None, "--net": "in", "--weights": "in",

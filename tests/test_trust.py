@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -152,7 +153,7 @@ def test_unwritable_outputs_are_refused_before_any_work(cli, tmp_path):
     long = tmp_path / ("x" * 300)
     msg = _one_line(*cli("convert", net, missing, "-o", long))
     assert msg.startswith(str(tmp_path)[:40]) and msg.endswith("xxxxxxxxxx: cannot be written: File name too long")
-    assert "(283 more characters)" in msg  # a name that long is shortened in the message
+    assert re.search(r"…\(\d{3} more characters\)…", msg)  # a name that long is shortened
     msg = _one_line(*cli("synth-weights", net, "-o", "/proc/x.caffemodel"))
     assert msg.startswith("/proc/x.caffemodel: cannot be written: ")
     assert _strays(tmp_path) == []

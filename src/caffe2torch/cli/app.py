@@ -207,8 +207,9 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tabl
 Folder = Annotated[Path, typer.Argument(help="A folder written by convert.")]
 
 
-def _inputs(help: str):
-    return typer.Option(help=help, rich_help_panel="Inputs (preprocess.json)")
+def _inputs(flag: str, help: str, **kw):
+    """An option of the inputs' panel (what preprocess.json records)."""
+    return typer.Option(flag, help=help, rich_help_panel="Inputs (preprocess.json)", **kw)
 
 
 def _graph(prototxt: Path, input_shape, phase: PhaseName, stage):
@@ -361,38 +362,40 @@ def convert(
     mean: Annotated[
         Optional[str],
         _inputs(
+            "--mean",
             "Mean pixel, one value or one per channel in the Caffe net's order "
             "(\"104,117,123\" for BGR ImageNet nets), when the prototxt does not say."
         ),
     ] = None,
     mean_file: Annotated[
         Optional[Path],
-        _inputs("Mean image (.binaryproto or .npy), when the prototxt does not name one."),
+        _inputs("--mean-file", "Mean image (.binaryproto or .npy), when the prototxt does not name one."),
     ] = None,
     scale: Annotated[
         Optional[float],
-        _inputs("Multiplies (pixel - mean), as Caffe's transform_param.scale (0.00390625 = 1/255)."),
+        _inputs("--scale", "Multiplies (pixel - mean), as Caffe's transform_param.scale (0.00390625 = 1/255)."),
     ] = None,
     input_order: Annotated[
         Optional[ChannelOrder],
-        typer.Option(
-            case_sensitive=False,
-            help="Channel order the converted model takes: bgr (as the Caffe net) or rgb (the "
+        _inputs(
+            "--input-order",
+            "Channel order the converted model takes: bgr (as the Caffe net) or rgb (the "
             "swap folded into the first layer's weights where exact).",
-            rich_help_panel="Inputs (preprocess.json)",
+            case_sensitive=False,
         ),
     ] = None,
     caffe_order: Annotated[
         Optional[ChannelOrder],
-        typer.Option(
+        _inputs(
+            "--caffe-order",
+            "Channel order the Caffe net was trained on, if not Caffe's usual bgr.",
             case_sensitive=False,
-            help="Channel order the Caffe net was trained on, if not Caffe's usual bgr.",
-            rich_help_panel="Inputs (preprocess.json)",
         ),
     ] = None,
     fold_normalization: Annotated[
         bool,
         _inputs(
+            "--fold-normalization",
             "Fold mean and scale into the first convolution (only when exact): the model "
             "then takes pixels 0..255."
         ),
