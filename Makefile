@@ -28,7 +28,7 @@ RUN_USER ?= $(if $(findstring podman,$(DOCKER)),0,$(shell id -u):$(shell id -g))
 TORCH_CPU_WHEEL := docker/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: help example test test-fast docs test-protobuf3 mmdnn-env bench bench-engines corpus clean \
+.PHONY: help example test test-fast docs test-protobuf3 mmdnn-env caffe-ref bench bench-engines corpus clean \
 	image convert verify lint lock torch-wheel image-test
 
 help: ## List the targets
@@ -67,6 +67,24 @@ test-fast: $(BIN)/caffe2torch ## The fast tier: all but the corpus and slow test
 # docs/layers.md, the supported-layer table: the registry and the layer tests' markers.
 docs: $(BIN)/caffe2torch ## Regenerate docs/layers.md (tests/test_docs.py checks it)
 	$(BIN)/python tools/layer_docs.py
+
+# Real Caffe (BVLC, CPU only, no Python layers) built from a hash-pinned source into
+# $(CAFFE_PREFIX): docker/caffe/build.sh says how. It runs under the system python3 (Debian's
+# numpy), as its own process. As root the packages are installed with apt; otherwise they are
+# named and the build stops.
+CAFFE_PREFIX ?= .caffe/bvlc
+CAFFE_PACKAGES := build-essential cmake libboost-system-dev libboost-thread-dev \
+	libboost-filesystem-dev libboost-python-dev libgoogle-glog-dev libgflags-dev libprotobuf-dev \
+	protobuf-compiler libhdf5-dev libopenblas-dev python3-dev python3-numpy python3-protobuf \
+	python3-skimage patch
+caffe-ref: $(CAFFE_PREFIX)/python/caffe/_caffe.so ## Build real Caffe (pinned BVLC source, CPU) as a reference
+$(CAFFE_PREFIX)/python/caffe/_caffe.so: docker/caffe/build.sh docker/caffe/bvlc-99bd997.patch
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(CAFFE_PACKAGES); \
+	elif ! dpkg -s $(CAFFE_PACKAGES) > /dev/null 2>&1; then \
+		echo "make caffe-ref: install these packages first (apt-get install, as root): $(CAFFE_PACKAGES)"; exit 2; \
+	fi
+	docker/caffe/build.sh $(CAFFE_PREFIX) .caffe/work
 
 # The MMdnn engine's environment (mmdnn 0.3.1, protobuf 3.20.3): `convert --engine mmdnn`
 # finds it as .venv-mmdnn in the working folder, or by $$CAFFE2TORCH_MMDNN_PYTHON.
@@ -150,7 +168,7 @@ $(TOOLS)/uv: requirements/tools.txt
 
 lint: $(TOOLS)/uv ## hadolint, shellcheck and ruff
 	$(TOOLS)/hadolint Dockerfile
-	$(TOOLS)/shellcheck entrypoint/*.sh docker/*.sh .ci/run
+	$(TOOLS)/shellcheck entrypoint/*.sh docker/*.sh docker/caffe/*.sh .ci/run
 	$(TOOLS)/ruff check src tests benchmarks tools
 
 # docker/*.lock: every package with its hashes, for Python 3.11 on x86-64 Linux. The main

@@ -14,8 +14,8 @@ import caffe2torch
 SRC = Path(caffe2torch.__file__).parent
 MODULES = sorted(
     m.name for m in pkgutil.walk_packages([str(SRC)], prefix="caffe2torch.")
-    # MMdnn's driver runs in MMdnn's own environment; __main__ runs the command line.
-    if not m.name.endswith(("._driver", ".__main__"))
+    # The drivers run in MMdnn's and pycaffe's own environments; __main__ runs the command line.
+    if not m.name.endswith(("._driver", "._caffe_driver", ".__main__"))
 )
 # Function-level imports of the package's own modules, each with its reason (none breaks a
 # cycle): the CLI keeps torch out of the commands that do not need it, the binary caffemodel
