@@ -61,3 +61,18 @@ def test_lenet_matches_real_caffe(tmp_path):
     blobs = run_caffe(net, weights, feed)
     for y, v in zip(ours, conv.outputs):
         _close(y, blobs[v.name])
+
+
+def test_real_caffe_is_built_without_python_layers(tmp_path):
+    # A reference never runs a net's own code: the build has no Python layer at all.
+    (tmp_path / "evil.py").write_text("raise SystemExit('imported')\n")
+    net = tmp_path / "net.prototxt"
+    net.write_text(
+        'input: "data" input_shape { dim: 1 dim: 2 }\n'
+        'layer { name: "py" type: "Python" bottom: "data" top: "out" '
+        'python_param { module: "evil" layer: "Evil" } }\n'
+    )
+    weights = tmp_path / "empty.caffemodel"
+    weights.write_bytes(b"")
+    with pytest.raises(ReferenceError, match="Unknown layer type: Python"):
+        run_caffe(net, weights, {"data": np.zeros((1, 2), np.float32)})

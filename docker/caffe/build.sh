@@ -46,10 +46,22 @@ mkdir -p "$WORK/src"
 tar -xzf "$WORK/fetch/$TARBALL" -C "$WORK/src"
 patch -d "$WORK/src" -p1 --quiet < "$HERE/bvlc-99bd997.patch"
 
-cmake -S "$WORK/src" -B "$WORK/build" -Wno-dev \
+# The compilers' output goes to a log (it is long, and full of Boost's deprecation notes);
+# a failing step shows its end.
+step() {
+    local log=$1
+    shift
+    if ! "$@" > "$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        echo "docker/caffe/build.sh: failed, see $log" >&2
+        exit 1
+    fi
+}
+echo "building pycaffe in $WORK/build (about 4 minutes on 2 cores)"
+step "$WORK/cmake.log" cmake -S "$WORK/src" -B "$WORK/build" -Wno-dev \
     -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$PREFIX" \
     -DCPU_ONLY=ON -DBLAS=Open -DUSE_OPENCV=OFF -DUSE_LEVELDB=OFF -DUSE_LMDB=OFF \
     -DBUILD_python=ON -DBUILD_python_layer=OFF -Dpython_version=3 \
-    -DPYTHON_EXECUTABLE="$PYTHON" -DBUILD_docs=OFF -DBUILD_matlab=OFF > "$WORK/cmake.log"
-make -C "$WORK/build" -j"$(nproc)" --no-print-directory install > "$WORK/make.log"
+    -DPYTHON_EXECUTABLE="$PYTHON" -DBUILD_docs=OFF -DBUILD_matlab=OFF
+step "$WORK/make.log" make -C "$WORK/build" -j"$(nproc)" --no-print-directory install
 PYTHONPATH="$PREFIX/python" "$PYTHON" -c 'import caffe; print("pycaffe built:", caffe.__file__)'

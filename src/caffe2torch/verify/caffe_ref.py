@@ -10,6 +10,7 @@ The build has no Python layers: a net's own code is never run.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -55,10 +56,19 @@ def run_caffe(
         except (OSError, subprocess.TimeoutExpired) as e:
             raise ReferenceError(f"real Caffe could not run: {e}") from None
         if done.returncode != 0:
-            lines = [line for line in done.stderr.splitlines() if line.strip()]
-            raise ReferenceError(f"real Caffe cannot run the net: {lines[-1] if lines else done.returncode}")
+            raise ReferenceError(f"real Caffe cannot run the net: {_reason(done.stderr, done.returncode)}")
         with np.load(out, allow_pickle=False) as blobs:
             return {name: blobs[name] for name in blobs.files}
+
+
+def _reason(stderr: str, code: int) -> str:
+    """Caffe's own words: its last fatal log line (``F1201 ... file.cpp:81] Check failed: ...``),
+    else the driver's line, else the exit code."""
+    fatal = [m.group(1) for m in re.finditer(r"^[FE]\d+ [^\]]*\] (.*)$", stderr, re.M)]
+    if fatal:
+        return fatal[-1].split(" (known types:")[0].strip()
+    lines = [x.strip() for x in stderr.splitlines() if x.strip() and not x.lstrip().startswith(("***", "@"))]
+    return lines[-1] if lines else f"exit code {code}"
 
 
 __all__ = ["caffe_prefix", "caffe_python", "run_caffe"]
