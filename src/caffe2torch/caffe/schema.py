@@ -43,13 +43,10 @@ def _all_tables() -> tuple[dict[str, list], dict[str, tuple]]:
     """BVLC's and SSD's messages, with what each layer family declares forks added."""
     messages = {name: list(fields) for name, fields in MESSAGES.items()}
     enums = dict(ENUMS)
-    numbers: dict[tuple[str, int], str] = {}
 
     def add(msg: str, field: tuple, who: str) -> None:
-        key = (msg, field[3])
-        if key in numbers or any(f[2] == field[2] for f in messages[msg]):
+        if any(f[2] == field[2] or f[3] == field[3] for f in messages[msg]):
             raise TypeError(f"{who}: {msg}.{field[2]} (number {field[3]}) is declared twice")
-        numbers[key] = who
         messages[msg].append(field)
 
     for who, schema in fork_schemas():

@@ -25,7 +25,7 @@ import numpy as np
 from .. import __version__
 from ..caffe.caffemodel import read_caffemodel
 from ..caffe.prototxt import read_prototxt
-from ..errors import CaffeError, OutputError, WeightsError
+from ..errors import CaffeError, OutputError, WeightsError, safe_text
 from ..folder import (
     MANIFEST,
     Manifest,
@@ -42,7 +42,6 @@ from ..folder import (
     save_weights,
     sha256_file,
 )
-from ..errors import safe_text
 from ..graph import Graph, Shape, Value, build_graph, check_weights
 from ..layers import fmt_shape
 from ..memory import CheckOptions

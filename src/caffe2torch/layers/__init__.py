@@ -36,14 +36,11 @@ def known_types() -> list[str]:
 
 
 def fork_schemas() -> list[tuple[str, Schema]]:
-    """(family class, what it adds to Caffe's schema) for every family that adds something,
-    in a fixed order (the message classes are built from them: see caffe/schema.py)."""
-    classes = {cls.__qualname__ + "@" + cls.__module__: cls for cls in _REGISTRY.values()}
-    return [
-        (f"{cls.__module__}.{cls.__qualname__}", cls.SCHEMA)
-        for _, cls in sorted(classes.items())
-        if cls.SCHEMA != Schema()
-    ]
+    """(family class, what it adds to Caffe's schema) for every registered class that declares
+    a ``SCHEMA`` of its own (not one it inherits), in a fixed order (the message classes are
+    built from them: see caffe/schema.py)."""
+    declared = {f"{cls.__module__}.{cls.__qualname__}": cls for cls in _REGISTRY.values() if "SCHEMA" in vars(cls)}
+    return [(who, declared[who].SCHEMA) for who in sorted(declared)]
 
 
 def emits(type_name: str) -> bool:

@@ -81,23 +81,18 @@ def _copy(node):
     return layer
 
 
-def _layer_proto(node):
-    """The layer as OpenCV should get it (same semantics, names OpenCV reads)."""
+def _layer_proto(node, bottoms: list[str] | None = None):
+    """The layer as OpenCV should get it (same semantics, names OpenCV reads), reading
+    ``bottoms`` instead of its own where given (its ``opencv_layer`` may reorder them, as
+    Axpy's does)."""
     layer = _copy(node)
     layer.ClearField("include")
     layer.ClearField("exclude")
+    if bottoms is not None:
+        layer.ClearField("bottom")
+        layer.bottom.extend(bottoms)
     node.op.opencv_layer(layer)
     return layer
-
-
-def _bottom_order(node) -> list[int]:
-    """The order in which OpenCV gets the layer's bottoms (its ``opencv_layer`` may permute
-    them, as Axpy's does): found by rewriting a copy whose bottoms are their indices."""
-    probe = _copy(node)
-    probe.ClearField("bottom")
-    probe.bottom.extend(str(i) for i in range(len(node.inputs)))
-    node.op.opencv_layer(probe)
-    return [int(b) for b in probe.bottom]
 
 
 def _input_layer(net, names: set[str], values: list[tuple[str, tuple]]):
@@ -165,8 +160,8 @@ def reference_net(graph, nodes, cuts: Mapping[str, str]) -> ReferenceNet:
     net.name = graph.name
     _input_layer(net, {n.name for n in graph.nodes}, [(blob[id(v)], v.shape) for v in inputs])
     for node in run:
-        layer = _layer_proto(node)
-        order = [node.inputs[i] for i in _bottom_order(node)]
+        layer = _layer_proto(node, [str(i) for i in range(len(node.inputs))])
+        order = [node.inputs[int(i)] for i in layer.bottom]
         layer.ClearField("bottom")
         layer.bottom.extend(name_of(v) for v in order)
         layer.ClearField("top")
