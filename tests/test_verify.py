@@ -20,7 +20,7 @@ pytest.importorskip("cv2")
 
 from caffe2torch.caffe.caffemodel import LayerRecord, write_caffemodel  # noqa: E402
 from caffe2torch.emit import convert  # noqa: E402
-from caffe2torch.verify.run import verify_conversion, verify_folder  # noqa: E402
+from caffe2torch.verify.run import load_input_arrays, read_input_arrays, verify_conversion, verify_folder  # noqa: E402
 
 # conv -> relu (in place) -> LRN -> pool (ceil: 9 -> 5, floor would give 4) -> conv -> bn ->
 # scale -> relu (all on one blob) -> pool -> fc -> softmax
@@ -316,3 +316,14 @@ def test_without_opencv_convert_says_unverified_and_verify_exits_2(cli, tmp_path
     assert manifest["verification"]["passed"] is None
     code, _, stderr = cli("verify", out)
     assert code == 2 and "OpenCV is not installed" in stderr
+
+
+def test_input_arrays_are_writable_copies_not_read_only_maps(tmp_path):
+    # A float32 .npy mapped read-only would reach torch.from_numpy as a non-writable array
+    # (torch prints a UserWarning: a second line on stderr) and keep the file open.
+    x = np.random.default_rng(0).standard_normal((1, 3, 4, 4)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    headers = read_input_arrays([tmp_path / "x.npy"], [{"name": "data", "shape": [1, 3, 4, 4]}])
+    got = load_input_arrays(headers)["data"]
+    assert got.flags.writeable and got.flags.owndata and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, x)

@@ -177,7 +177,8 @@ def read_input_arrays(
 
 
 def load_input_arrays(headers: Mapping[str, tuple]) -> dict[str, np.ndarray]:
-    """The arrays of :func:`read_input_arrays`, as float32."""
+    """The arrays of :func:`read_input_arrays`, as float32 arrays of their own (a copy: a
+    float32 file's map would be read-only, which torch warns about, and keep the file open)."""
     out = {}
     for name, (path, *_) in headers.items():
         with reading(path, VerifyInputError, "an .npy array"):
@@ -186,7 +187,7 @@ def load_input_arrays(headers: Mapping[str, tuple]) -> dict[str, np.ndarray]:
             except (ValueError, EOFError, OverflowError):
                 raise VerifyInputError("not an .npy array (its data is damaged)", file=path) from None
             with np.errstate(over="ignore", invalid="ignore"):
-                out[name] = np.ascontiguousarray(a, np.float32)
+                out[name] = np.array(a, np.float32, order="C")
         if not np.all(np.isfinite(out[name])):
             raise VerifyInputError("holds NaN or infinite values", file=path)
     return out
