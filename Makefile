@@ -76,7 +76,7 @@ CAFFE_PREFIX ?= .caffe/bvlc
 CAFFE_PACKAGES := build-essential cmake libboost-system-dev libboost-thread-dev \
 	libboost-filesystem-dev libboost-python-dev libgoogle-glog-dev libgflags-dev libprotobuf-dev \
 	protobuf-compiler libhdf5-dev libopenblas-dev python3-dev python3-numpy python3-protobuf \
-	python3-skimage patch
+	python3-six patch
 caffe-ref: $(CAFFE_PREFIX)/python/caffe/_caffe.so ## Build real Caffe (pinned BVLC source, CPU) as a reference
 $(CAFFE_PREFIX)/python/caffe/_caffe.so: docker/caffe/build.sh docker/caffe/bvlc-99bd997.patch
 	@if [ "$$(id -u)" = 0 ]; then \

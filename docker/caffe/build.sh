@@ -8,7 +8,8 @@
 # fetched with `apt-get source` through a private apt configuration (a deb-src entry for
 # bullseye on the archive the system already uses; the system's own sources are untouched),
 # checked against its sha256, patched (bvlc-99bd997.patch: protobuf's one-argument
-# SetTotalBytesLimit, boost-python's python311 component name) and built with Caffe's CMake.
+# SetTotalBytesLimit, boost-python's python311 component name, `import caffe` without
+# scikit-image) and built with Caffe's CMake.
 # Python layers are compiled out: a reference engine never runs code from a net.
 # The build packages: see `make caffe-ref`. The result runs under the system python3 (its
 # numpy), as its own process: PYTHONPATH=PREFIX/python python3 -c 'import caffe'.
