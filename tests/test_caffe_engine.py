@@ -3,6 +3,8 @@ Caffe itself, where OpenCV cannot check them or computes something else. Every t
 one line when real Caffe is not built."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from layer_harness import ATOL, RTOL, one, run
@@ -76,3 +78,95 @@ def test_real_caffe_is_built_without_python_layers(tmp_path):
     weights.write_bytes(b"")
     with pytest.raises(ReferenceError, match="Unknown layer type: Python"):
         run_caffe(net, weights, {"data": np.zeros((1, 2), np.float32)})
+
+
+# ------------------------------------------------------------------ --reference caffe|opencv|auto
+def _verification(folder):
+    return json.loads((folder / "conversion.json").read_text())["verification"]
+
+
+def _net(tmp_path, text, name="net.prototxt"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_verify_against_real_caffe_passes_and_names_a_changed_weight(tmp_path, cli):
+    import torch
+
+    out = tmp_path / "lenet"
+    code, _, err = cli("convert", "examples/lenet/lenet.prototxt", "--random-weights", "-o", out,
+                       "--reference", "caffe")
+    assert code == 0, err
+    v = _verification(out)
+    assert v["reference"].startswith("Caffe 1.0.0") and v["passed"] is True
+    assert v["compared_by"] == {"caffe": v["compared"]} and v["compared"] == 8
+    assert v["checked_by"] == {"caffe": ["conv1", "pool1", "conv2", "pool2", "ip1", "relu1", "ip2", "prob"]}
+    assert "| checked by |" in (out / "report.md").read_text()
+    code, text, err = cli("verify", out, "--reference", "caffe", "--json")
+    assert code == 0, err
+    import json
+
+    assert all(b["engine"] == "caffe" for b in json.loads(text)["blobs"])
+    # One weight of conv2 changed in model.pth: Caffe's conv2 differs, and the check says so.
+    state = torch.load(out / "model.pth", weights_only=True)
+    key = next(k for k in state if k.startswith("conv2") and k.endswith("weight"))
+    state[key][0, 0, 0, 0] += 0.5
+    torch.save(state, out / "model.pth")
+    code, text, err = cli("verify", out, "--reference", "caffe", "--json")
+    result = json.loads(text)
+    assert code == 1 and result["first_divergence"] == "conv2", err
+    assert "first divergence: layer 'conv2'" in err
+
+
+def test_mvn_is_checked_by_caffe_and_skipped_by_opencv(tmp_path, cli):
+    net = _net(tmp_path, 'input: "data" input_shape { dim: 1 dim: 3 dim: 6 dim: 5 }\n'
+               'layer { name: "mvn" type: "MVN" bottom: "data" top: "out" '
+               'mvn_param { normalize_variance: true eps: 0.1 } }\n')
+    for reference, status in (("caffe", "pass"), ("opencv", "skipped"), ("auto", "pass")):
+        out = tmp_path / reference
+        code, _, err = cli("convert", net, "-o", out, "--reference", reference)
+        assert code == 0, err
+        code, text, err = cli("verify", out, "--reference", reference, "--json")
+        assert code == (1 if status == "skipped" else 0), err  # nothing checked: not a pass
+        (row,) = json.loads(text)["blobs"]
+        assert row["status"] == status, row
+        assert row.get("engine", "") == ("" if status == "skipped" else "caffe")
+
+
+def test_ssdlite_depthwise_on_1x1_passes_against_caffe(tmp_path, cli):
+    # OpenCV computes garbage for a depthwise 3x3, pad 1, on a 1x1 map (SSDLite's last
+    # feature maps); real Caffe checks it: it passes, compared.
+    net = _net(tmp_path, 'input: "data" input_shape { dim: 1 dim: 8 dim: 1 dim: 1 }\n'
+               'layer { name: "dw" type: "Convolution" bottom: "data" top: "dw" '
+               'convolution_param { num_output: 8 group: 8 kernel_size: 3 pad: 1 } }\n'
+               'layer { name: "relu" type: "ReLU" bottom: "dw" top: "dw" }\n')
+    out = tmp_path / "out"
+    code, _, err = cli("convert", net, "--random-weights", "-o", out, "--reference", "caffe")
+    assert code == 0, err
+    v = _verification(out)
+    assert v["passed"] is True and v["compared_by"] == {"caffe": 2}, v
+
+
+def test_auto_takes_caffe_and_opencv_where_caffe_lacks_the_type(tmp_path, cli):
+    # DepthwiseConvolution is a fork's type, not BVLC's: OpenCV checks it (as a grouped
+    # Convolution), real Caffe every other layer.
+    net = _net(tmp_path, 'input: "data" input_shape { dim: 1 dim: 4 dim: 6 dim: 6 }\n'
+               'layer { name: "conv" type: "Convolution" bottom: "data" top: "c" '
+               'convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }\n'
+               'layer { name: "dw" type: "DepthwiseConvolution" bottom: "c" top: "d" '
+               'convolution_param { num_output: 4 group: 4 kernel_size: 3 pad: 1 } }\n'
+               'layer { name: "relu" type: "ReLU" bottom: "d" top: "e" }\n')
+    out = tmp_path / "out"
+    code, _, err = cli("convert", net, "--random-weights", "-o", out)
+    assert code == 0, err
+    v = _verification(out)
+    assert v["checked_by"] == {"caffe": ["conv", "relu"], "opencv": ["dw"]}
+    assert v["compared_by"] == {"caffe": 2, "opencv": 1} and v["passed"] is True
+    assert "OpenCV" in v["reference"] and v["reference"].startswith("Caffe")
+    code, _, err = cli("convert", net, "--random-weights", "-o", tmp_path / "c", "--reference", "caffe")
+    assert code == 0, err
+    code, text, err = cli("verify", tmp_path / "c", "--reference", "caffe", "--json")
+    assert code == 0, err
+    dw = next(b for b in json.loads(text)["blobs"] if b["layer"] == "dw")
+    assert dw["status"] == "skipped" and "has no DepthwiseConvolution layer" in dw["note"]

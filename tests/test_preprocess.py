@@ -174,7 +174,7 @@ def test_fold_normalization_exact_for_a_convolution_without_padding(tmp_path, or
 
     v = verify_conversion(folded)
     assert v.status == "passed", v.explanation
-    assert v.inputs.startswith("seeded uniform pixels 0..255 (seed 0), normalized for OpenCV")
+    assert v.inputs.startswith("seeded uniform pixels 0..255 (seed 0), normalized for the reference")
     assert "un-normalized" in v.inputs
 
 

@@ -190,6 +190,9 @@ class CheckOptions:
     batch: int = 1
     max_memory: int | None = None
     unlimited: bool = False
+    # The reference: auto, caffe or opencv (verify/engines.py), and once chosen, its engines.
+    reference: str = "auto"
+    engines: tuple | None = None
     # Which layers the reference cannot run (their outputs come from the model and are kept):
     # the reference engine's own rule, given by whoever runs the check.
     cut: Callable | None = None

@@ -127,16 +127,19 @@ def _check_seed(seed: int) -> None:
         raise _bad("--seed", f"{seed}: give a whole number from 0 to 2^63 - 1")
 
 
-def _check_options(batch: int, max_memory: str | None) -> CheckOptions:
+def _check_options(batch: int, max_memory: str | None, reference: "ReferenceName") -> CheckOptions:
     if batch < 1:
         raise _bad("--check-batch", "must be at least 1")
     try:
         limit = parse_size(max_memory) if max_memory is not None else None
     except ValueError as e:
         raise _bad("--max-memory", str(e)) from None
-    return with_reference(
-        CheckOptions(batch=batch, max_memory=limit, unlimited=max_memory is not None and limit is None)
+    check = CheckOptions(
+        batch=batch, max_memory=limit, unlimited=max_memory is not None and limit is None,
+        reference=reference.value,
     )
+    with _reported():  # the engine asked for is not there: one line, exit 2
+        return with_reference(check)
 
 
 # Choices -----------------------------------------------------------------------------------
@@ -148,6 +151,12 @@ class PhaseName(str, Enum):
 class WeightsFormat(str, Enum):
     pth = "pth"
     safetensors = "safetensors"
+
+
+class ReferenceName(str, Enum):
+    auto = "auto"
+    caffe = "caffe"
+    opencv = "opencv"
 
 
 class EngineName(str, Enum):
@@ -184,6 +193,16 @@ CheckBatch = Annotated[
         "--check-batch",
         metavar="N",
         help="Batch size the check runs at (default 1, whatever batch the prototxt declares).",
+        rich_help_panel="Check",
+    ),
+]
+Reference = Annotated[
+    ReferenceName,
+    typer.Option(
+        "--reference",
+        help="The engine each layer is checked against: real Caffe (pycaffe, built by make "
+        "caffe-ref or in the image), OpenCV's dnn module, or auto: Caffe where it is built, "
+        "OpenCV for the layers it cannot run.",
         rich_help_panel="Check",
     ),
 ]
@@ -402,6 +421,7 @@ def convert(
     ] = False,
     check_batch: CheckBatch = 1,
     max_memory: MaxMemory = None,
+    reference: Reference = ReferenceName.auto,
 ) -> None:
     """Convert a Caffe net to a PyTorch folder: model.py, model.pth, conversion.json, report.md.
 
@@ -410,8 +430,8 @@ def convert(
     which Caffe layer became which attribute, the sources' sha256 and the check's result.
     Nothing is written unless the whole conversion succeeds.
 
-    Unless --no-verify, every Caffe value of the converted model is compared with OpenCV's
-    (an independent Caffe implementation) on a seeded random input, as `caffe2torch verify`
+    Unless --no-verify, every Caffe value of the converted model is compared with real
+    Caffe's (or OpenCV's: --reference) on a seeded random input, as `caffe2torch verify`
     does; a failed check keeps the files, marks the conversion failed and exits 1.
 
     [bold]Examples[/bold]
@@ -429,7 +449,7 @@ def convert(
     from ..mmdnn.engine import convert_mmdnn
 
     _check_seed(seed)
-    check = _check_options(check_batch, max_memory) if verify else None
+    check = _check_options(check_batch, max_memory, reference) if verify else None
     mmdnn = engine is EngineName.mmdnn
     if not mmdnn and (keep_intermediate or mmdnn_python):
         raise typer.BadParameter("needs --engine mmdnn", param_hint="--keep-intermediate/--mmdnn-python")
@@ -540,16 +560,18 @@ def verify_cmd(
     ] = False,
     check_batch: CheckBatch = 1,
     max_memory: MaxMemory = None,
+    reference: Reference = ReferenceName.auto,
 ) -> None:
-    """Compare every Caffe value of a converted model with OpenCV's, layer by layer.
+    """Compare every Caffe value of a converted model with the reference's, layer by layer.
 
-    Runs the folder's own model.py and weights, and OpenCV's dnn module (an independent
-    Caffe implementation) on the Caffe files it was converted from, on the same input; each
-    value (a layer's output, in place chains included) passes when
-    max|y - ref| <= atol + rtol * max|ref|. The first diverging layer is named and explained.
-    A value that differs only because its input did (the layer, given OpenCV's input, agrees)
-    is "drift": rounding the net amplifies, reported but not failed unless --strict. Layers
-    OpenCV cannot run are listed as skipped; the layers after them are still compared.
+    Runs the folder's own model.py and weights, and the reference (real Caffe, or OpenCV's
+    dnn module where Caffe is not built or lacks a layer: --reference) on the Caffe files it
+    was converted from, on the same input; each value (a layer's output, in place chains
+    included) passes when max|y - ref| <= atol + rtol * max|ref|. The first diverging layer
+    is named and explained. A value that differs only because its input did (the layer, given
+    the reference's input, agrees) is "drift": rounding the net amplifies, reported but not
+    failed unless --strict. Layers no engine can run are listed as skipped; the layers after
+    them are still compared; each value says which engine checked it.
 
     Exit codes: 0 all pass, 1 a value fails, 2 bad input.
 
@@ -564,7 +586,7 @@ def verify_cmd(
     _finite(rtol, "--rtol", nonneg=True)
     _finite(atol, "--atol", nonneg=True)
     _check_seed(seed)
-    check = _check_options(check_batch, max_memory)
+    check = _check_options(check_batch, max_memory, reference)
     with _reported():
         result = verify_folder(
             outdir, net=net, weights=weights, inputs=input_files or (), seed=seed,

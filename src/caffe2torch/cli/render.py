@@ -137,8 +137,9 @@ def verification_line(v) -> str:
         "unchecked": "[yellow]unchecked[/yellow]",
     }[v.status]
     text = (
-        f"{head}: {len(v.compared)} values compared with {escape(v.reference)}, "
-        f"{len(v.failed)} failed"
+        f"{head}: {len(v.compared)} values compared with {escape(v.reference)}"
+        + v.engines_note
+        + f", {len(v.failed)} failed"
     )
     if v.drifted:
         text += f", {len(v.drifted)} drift" + (" (failing: --strict)" if v.strict else "")
@@ -160,6 +161,7 @@ def render_verification(console: Console, v) -> None:
     table.add_column("max abs err", justify="right")
     table.add_column("max rel err", justify="right")
     table.add_column("result")
+    table.add_column("by", style="dim")
     first = v.first_divergence
     for i, r in enumerate(v.rows, 1):
         style = _STATUS_STYLE.get(r.status, "")
@@ -178,6 +180,7 @@ def render_verification(console: Console, v) -> None:
             _sci(r.max_abs) if shown else "",
             _sci(r.rel) if shown else "",
             result,
+            r.engine,
             style="on grey23" if r is first else None,
         )
     console.print(table)

@@ -294,6 +294,11 @@ class Layer:
         anything changed. The graph's other layers are not affected."""
         return False
 
+    def caffe_gap(self, node: "Node") -> str:
+        """Why real Caffe cannot check this layer ("" when it can) beyond what the build says
+        itself (the types it registers, the fields its schema reads: verify/caffe_ref.py):
+        for a layer whose type name a fork gave other semantics than the build's."""
+        return ""
 
 
 class SameShape(Layer):

@@ -1,6 +1,7 @@
 """Run a Caffe net in real Caffe (pycaffe) and save every blob: the reference process.
 
     python3 _caffe_driver.py NET.prototxt WEIGHTS.caffemodel INPUTS.npz OUT.npz
+    python3 _caffe_driver.py types      # {"version": ..., "types": [...]} on stdout
 
 Runs under the Python pycaffe was built for (the system python3 and its numpy), never in
 caffe2torch's environment, and imports nothing of caffe2torch. The inputs are the net's input
@@ -30,9 +31,20 @@ def main(net_file, weights, inputs_file, out_file):
     np.savez(out_file, **{name: np.array(blob.data) for name, blob in net.blobs.items()})
 
 
+def types():
+    import json
+
+    import caffe
+
+    print(json.dumps({"version": caffe.__version__, "types": sorted(caffe.layer_type_list())}))
+
+
 if __name__ == "__main__":
     try:
-        main(*sys.argv[1:5])
+        if sys.argv[1:] == ["types"]:
+            types()
+        else:
+            main(*sys.argv[1:5])
     except Exception as e:  # noqa: BLE001 - one line for the caller
         print(f"{type(e).__name__}: {e}".splitlines()[0], file=sys.stderr)
         sys.exit(1)

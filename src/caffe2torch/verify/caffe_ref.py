@@ -9,16 +9,22 @@ The build has no Python layers: a net's own code is never run.
 """
 from __future__ import annotations
 
+import ast
+import functools
+import json
 import os
 import re
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
-from .opencv import ReferenceError
+from google.protobuf import descriptor_pool, message_factory, text_format
+
+from .reference import ReferenceError, ReferenceNet, layer_copy
 
 ENV_PREFIX = "CAFFE2TORCH_CAFFE"
 ENV_PYTHON = "CAFFE2TORCH_CAFFE_PYTHON"
@@ -39,12 +45,118 @@ def caffe_python() -> str:
     return os.environ.get(ENV_PYTHON) or "/usr/bin/python3"
 
 
+def _env(prefix: Path) -> dict:
+    return {**os.environ, "PYTHONPATH": str(prefix / "python"), "GLOG_minloglevel": "2"}
+
+
+class CaffeBuild:
+    """A pycaffe build, as the check needs it: the layer types it registers and its own
+    schema (``caffe.proto`` as its ``caffe_pb2`` holds it, read as data: nothing of it runs
+    here), so that what it can run is what it says, not a list kept beside it."""
+
+    def __init__(self, prefix: Path) -> None:
+        self.prefix = prefix
+        try:
+            done = subprocess.run(
+                [caffe_python(), str(DRIVER), "types"], capture_output=True, text=True,
+                env=_env(prefix), timeout=120, check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise ReferenceError(f"real Caffe at {prefix} could not run: {e}") from None
+        if done.returncode != 0:
+            raise ReferenceError(
+                f"real Caffe at {prefix} does not import: {_reason(done.stderr, done.returncode)}"
+            )
+        info = json.loads(done.stdout)
+        self.version, self.types = info["version"], frozenset(info["types"])
+        source = prefix / "SOURCE"
+        what = source.read_text(encoding="utf-8").strip() if source.is_file() else prefix.name
+        self.label = f"Caffe {self.version} ({what}, pycaffe CPU)"
+        self._layer = _schema_class(prefix / "python" / "caffe" / "proto" / "caffe_pb2.py")
+        self._parsed: dict[str, str] = {}
+
+    def gap(self, node) -> str:
+        """Why this build cannot run ``node`` ("" when it can)."""
+        if node.type not in self.types:
+            return f"real Caffe ({self.prefix.name}) has no {node.type} layer"
+        text = text_format.MessageToString(layer_copy(node))
+        if text not in self._parsed:
+            try:
+                text_format.Parse(text, self._layer())
+                self._parsed[text] = ""
+            except text_format.ParseError as e:
+                why = str(e).split(" : ", 1)[-1].strip().rstrip(".")
+                self._parsed[text] = f"real Caffe's schema does not read this layer: {why}"
+        return self._parsed[text]
+
+
+def _schema_class(pb2: Path):
+    """Caffe's own LayerParameter, from the serialized descriptor in its generated
+    ``caffe_pb2.py`` (taken out of the file's text as a literal, in a pool of its own)."""
+    try:
+        tree = ast.parse(pb2.read_text(encoding="utf-8"))
+        data = next(
+            node.args[0].value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "AddSerializedFile"
+        )
+        pool = descriptor_pool.DescriptorPool()
+        pool.AddSerializedFile(data)
+        return message_factory.GetMessageClass(pool.FindMessageTypeByName("caffe.LayerParameter"))
+    except (OSError, SyntaxError, StopIteration, TypeError, KeyError) as e:
+        raise ReferenceError(f"cannot read real Caffe's schema: {e}", file=pb2) from None
+
+
+@functools.lru_cache(maxsize=4)
+def _build(prefix: Path) -> CaffeBuild:
+    return CaffeBuild(prefix)
+
+
+def caffe_build() -> CaffeBuild:
+    """The pycaffe build the environment names (asked once per process)."""
+    return _build(caffe_prefix())
+
+
+class CaffeLoaded:
+    """A reference net run by real Caffe, as :class:`.opencv.LoadedReference` runs one in
+    OpenCV: :meth:`run` gives every layer's outputs by layer name."""
+
+    def __init__(self, ref: ReferenceNet, caffemodel, shown=None, prefix: Path | None = None) -> None:
+        self.ref, self.caffemodel, self.shown, self.prefix = ref, caffemodel, shown, prefix
+        self.seconds = {"load": 0.0, "run": 0.0}
+
+    def close(self) -> None:
+        pass
+
+    def run(self, arrays: Mapping[int, np.ndarray]) -> dict[str, list[np.ndarray]]:
+        start = time.perf_counter()
+        named = {self.ref.blob[id(v)]: arrays[id(v)] for v in self.ref.inputs}
+        with tempfile.TemporaryDirectory(prefix="c2t-caffe-net-") as tmp:
+            net = Path(tmp) / "reference.prototxt"
+            net.write_text(self.ref.text, encoding="utf-8")
+            try:
+                blobs = run_caffe(net, self.caffemodel, named, prefix=self.prefix)
+            except ReferenceError as e:
+                raise ReferenceError(e.message, file=self.shown) from None
+        self.seconds["run"] = time.perf_counter() - start
+        return {
+            n.name: [blobs[self.ref.blob[id(v)]] for v in n.outputs]
+            for n in self.ref.layers
+            if all(self.ref.blob[id(v)] in blobs for v in n.outputs)
+        }
+
+
 def run_caffe(
-    prototxt: str | Path, caffemodel: str | Path, inputs: Mapping[str, np.ndarray], *, timeout: float | None = None
+    prototxt: str | Path,
+    caffemodel: str | Path,
+    inputs: Mapping[str, np.ndarray],
+    *,
+    timeout: float | None = None,
+    prefix: Path | None = None,
 ) -> dict[str, np.ndarray]:
     """Every blob of the net after one forward pass of real Caffe on ``inputs`` (by name)."""
-    prefix = caffe_prefix()
-    env = {**os.environ, "PYTHONPATH": str(prefix / "python"), "GLOG_minloglevel": "2"}
+    prefix = prefix or caffe_prefix()
+    env = _env(prefix)
     with tempfile.TemporaryDirectory(prefix="c2t-caffe-") as tmp:
         given, out = Path(tmp) / "inputs.npz", Path(tmp) / "blobs.npz"
         np.savez(given, **{k: np.ascontiguousarray(v, np.float32) for k, v in inputs.items()})
@@ -71,4 +183,4 @@ def _reason(stderr: str, code: int) -> str:
     return lines[-1] if lines else f"exit code {code}"
 
 
-__all__ = ["caffe_prefix", "caffe_python", "run_caffe"]
+__all__ = ["CaffeBuild", "CaffeLoaded", "caffe_build", "caffe_prefix", "caffe_python", "run_caffe"]

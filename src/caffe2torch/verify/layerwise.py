@@ -1,13 +1,15 @@
-"""Per-layer parity: every Caffe value of the converted model against OpenCV's, in graph order.
+"""Per-layer parity: every Caffe value of the converted model against the reference's, in
+graph order.
 
 One run of each engine on the same input. The converted model runs as an instrumented copy of
 its own ``model.py`` (:mod:`.instrument`) and each value is compared the moment it is made,
-against OpenCV's output of the same layer (OpenCV keeps every layer's outputs with fusion
-off), so nothing is held but OpenCV's outputs.
+against the reference's output of the same layer: real Caffe's, or OpenCV's (with fusion off),
+each layer by the first engine of ``--reference`` that can run it (:mod:`.engines`), so
+nothing is held but the reference's outputs. Each row says which engine checked it.
 
-Layers OpenCV cannot check (it lacks the type, or computes something else for these
-parameters: :func:`.opencv.opencv_gap`) are listed as skipped; the reference then reads the
-converted model's value of their outputs, so every layer after them is still compared.
+Layers no engine can check (it lacks the type, or computes something else for these
+parameters) are listed as skipped; the reference then reads the converted model's value of
+their outputs, so every layer after them is still compared.
 
 When a value fails, a second run feeds every layer the reference's inputs instead of the
 model's own ("local" error): a layer that is wrong fails alone, while rounding accumulated
@@ -22,7 +24,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -31,7 +33,8 @@ from ..errors import CaffeError
 from ..graph import Graph, Node, Value, check_weights, needed_nodes
 from ..memory import segmenter
 from .instrument import TraceError, TraceStep, instrument
-from .opencv import ReferenceError, SegmentedReference, opencv, opencv_gap
+from .engines import describe, gap as engines_gap, select
+from .reference import MixedReference, ReferenceError
 from .parity import ATOL, RTOL  # the project's tolerance, one definition
 
 PASS, FAIL, DRIFT, SKIP = "pass", "FAIL", "drift", "skipped"
@@ -60,6 +63,7 @@ class Row:
     local_ok: bool | None = None
     fused: list[str] = field(default_factory=list)  # the other layers of its step (BN+Scale)
     y_max: float | None = None  # max |y| of the model's value
+    engine: str = ""  # the engine that checked it (caffe, opencv)
 
     @property
     def rel(self) -> float | None:
@@ -78,6 +82,8 @@ class Row:
             "max_abs": _sig(self.max_abs),
             "max_rel": _sig(self.rel),
         }
+        if self.engine:
+            out["engine"] = self.engine
         if self.note:
             out["note"] = self.note
         if self.fused:
@@ -141,7 +147,7 @@ class Verification:
 
     @property
     def status(self) -> str:
-        """passed, failed, or unchecked (OpenCV can check none of the values)."""
+        """passed, failed, or unchecked (the reference can check none of the values)."""
         if self.failing:
             return "failed"
         return "passed" if self.compared else "unchecked"
@@ -149,6 +155,20 @@ class Verification:
     @property
     def first_divergence(self) -> Row | None:
         return self.failing[0] if self.failing else None
+
+    @property
+    def engines(self) -> dict[str, int]:
+        """How many values each engine checked."""
+        counts: dict[str, int] = {}
+        for r in self.compared:
+            counts[r.engine] = counts.get(r.engine, 0) + 1
+        return dict(sorted(counts.items()))
+
+    @property
+    def engines_note(self) -> str:
+        """" (6 by caffe, 2 by opencv)" where more than one engine checked values, else ""."""
+        counts = self.engines
+        return " (" + ", ".join(f"{n} by {k}" for k, n in counts.items()) + ")" if len(counts) > 1 else ""
 
     @property
     def worst(self) -> Row | None:
@@ -164,6 +184,7 @@ class Verification:
             "inputs": self.inputs,
             "tolerance": f"max|y - ref| <= {self.atol:g} + {self.rtol:g} * max|ref|",
             "compared": len(self.compared),
+            "compared_by": self.engines,
             "failed": len(self.failed),
             "drifted": len(self.drifted),
             "strict": self.strict,
@@ -176,6 +197,13 @@ class Verification:
             out["explanation"] = self.explanation
         if rows:
             out["blobs"] = [r.to_dict() for r in self.rows]
+        else:  # which engine checked which layer's values (the rows are in report.md)
+            by: dict[str, list[str]] = {}
+            for r in self.compared:
+                names = by.setdefault(r.engine, [])
+                if r.layer not in names:
+                    names.append(r.layer)
+            out["checked_by"] = dict(sorted(by.items()))
         return out
 
 
@@ -212,7 +240,7 @@ def _fmt(shape) -> str:
 class _Run:
     """One verification: the graph, the trace, the reference's outputs."""
 
-    def __init__(self, graph: Graph, trace: list[TraceStep]) -> None:
+    def __init__(self, graph: Graph, trace: list[TraceStep], engines: Sequence) -> None:
         self.graph = graph
         nodes = {n.id: n for n in graph.nodes}
         for step in trace:
@@ -237,7 +265,7 @@ class _Run:
         # Every layer the traced values need (a trace may name only the outputs).
         written = [self.value(r.layer, r.top) for step in trace for _, r in step.writes]
         self.order = needed_nodes(graph, written)
-        self.cuts = {n.id: gap for n in self.order if (gap := opencv_gap(n))}
+        self.cuts = {n.id: gap for n in self.order if (gap := engines_gap(engines, n))}
 
     def value(self, layer: str, top: int) -> Value:
         return self.nodes[layer].outputs[top]
@@ -260,12 +288,14 @@ def verify_model(
     model_arrays: Mapping[str, np.ndarray] | None = None,
     strict: bool = False,
     segment_bytes: int | None = None,
+    engines: Sequence | None = None,
 ) -> Verification:
     """Run ``code`` (a converted ``model.py``) with ``state`` and the reference on ``arrays``
     (blob name -> array for each input of ``graph``) and compare every value in ``trace``.
     ``caffemodel`` is a binary file (:func:`caffe2torch.synth.weights_file` makes one).
     ``model_arrays``: the model's own inputs when they differ from the reference's (a model
-    that takes RGB, or raw pixels with the normalization folded in).
+    that takes RGB, or raw pixels with the normalization folded in). ``engines``: the
+    reference engines (:func:`.engines.select`; by default ``auto``).
 
     A value the reference gets wrong (see :data:`REFERR`) is reported as such; the check then
     runs again with that layer's outputs given to the reference from the model, so that the
@@ -275,7 +305,8 @@ def verify_model(
     opened: list = []  # the reference's segments: closed however the check ends (Ctrl-C too)
     try:
         options = _Options(
-            inputs_text, rtol, atol, model_file, layer_map, model_arrays, strict, segment_bytes
+            inputs_text, rtol, atol, model_file, layer_map, model_arrays, strict, segment_bytes,
+            tuple(engines) if engines is not None else tuple(select("auto")),
         )
         for _ in range(4):
             result, found = _verify_once(
@@ -327,6 +358,7 @@ class _Options:
     model_arrays: Mapping[str, np.ndarray] | None
     strict: bool
     segment_bytes: int | None
+    engines: tuple
 
 
 def _verify_once(
@@ -373,22 +405,21 @@ class _Check:
     ) -> None:
         import torch
 
-        cv2 = opencv()
         self.code, self.class_name, self.trace, self.graph = code, class_name, trace, graph
         self.arrays, self.options, self.blobs = arrays, options, blobs
         self.faults = dict(faults or {})
-        self.run = _Run(graph, trace)
+        self.run = _Run(graph, trace, options.engines)
         self.run.cuts.update(self.faults)
         self.makers = {False: instrument(code, class_name, trace, filename=options.model_file)}
         self.result = Verification(
-            f"OpenCV {cv2.__version__} (cv2.dnn)", options.inputs_text, options.rtol, options.atol
+            describe(options.engines), options.inputs_text, options.rtol, options.atol
         )
         self.result.strict = options.strict
         self.found: dict[str, str] = {}
         own = options.model_arrays if options.model_arrays is not None else arrays
         self.xs = [torch.from_numpy(np.ascontiguousarray(own[v.name], np.float32)) for v in graph.inputs]
         self.state: Mapping | None = None
-        self.seg: SegmentedReference | None = None
+        self.seg: MixedReference | None = None
         self.feeds: dict[int, np.ndarray] = {}  # value -> what the reference is given for it
         self.wanted: set[int] = set()  # the values the reference needs from the model
         self.counts: dict[str, int] = {}  # layer name -> how many of the reference's layers have it
@@ -399,12 +430,13 @@ class _Check:
     def open_reference(self, caffemodel: str | Path, state, opened: list) -> None:
         """The reference's segments, and the model's weights."""
         graph, run = self.graph, self.run
-        seg = SegmentedReference(
-            graph, run.order, run.cuts, caffemodel, graph.path, segmenter(self.options.segment_bytes)
+        seg = MixedReference(
+            self.options.engines, graph, run.order, run.cuts, caffemodel, graph.path,
+            segmenter(self.options.segment_bytes),
         )
         opened.append(seg)
         self.seg = seg
-        if callable(state):  # loaded while OpenCV reads its weights
+        if callable(state):  # loaded while the reference reads its weights
             try:
                 state = state()
             except BaseException:
@@ -473,8 +505,8 @@ class _Check:
             if missing:
                 seg.close()
                 raise ReferenceError(
-                    f"OpenCV cannot compute '{missing[0].label}' and the model does not expose "
-                    "it, so the layers after it cannot be checked",
+                    f"the reference cannot compute '{missing[0].label}' and the model does not "
+                    "expose it, so the layers after it cannot be checked",
                     file=self.options.model_file,
                 )
 
@@ -499,17 +531,20 @@ class _Check:
         node = run.nodes[layer]
         if node.id in run.cuts:
             return None, run.cuts[node.id]
+        engine = seg.engine_of(node)
+        if engine is None:  # pragma: no cover - every layer not cut has an engine
+            return None, "no reference engine runs this layer"
         if self.counts.get(node.name, 0) > 1:
-            return None, f"the layer name '{node.name}' repeats: OpenCV's outputs are ambiguous"
+            return None, f"the layer name '{node.name}' repeats: {engine.name}'s outputs are ambiguous"
         if read and top < len(node.outputs):
             got = seg.value(node.outputs[top])
-            if got is not None and not node.op.opencv_top_gap(top):
+            if got is not None and not engine.top_gap(node, top):
                 return got, ""
         outs = seg.outputs(node)
-        if gap := node.op.opencv_top_gap(top):
+        if gap := engine.top_gap(node, top):
             return None, gap
         if outs is None or top >= len(outs):
-            return None, "OpenCV gives no value for this output"
+            return None, f"{engine.name} gives no value for this output"
         return outs[top], ""
 
     def compare(self) -> None:
@@ -529,7 +564,7 @@ class _Check:
                     row.status, row.note = SKIP, f"not reached: '{self.trace[stop].layers[-1]}' raised"
         if not result.compared:
             reasons = sorted({r.note for r in result.rows if r.note})
-            result.explanation = ["OpenCV can check none of these values: " + "; ".join(reasons)]
+            result.explanation = ["The reference can check none of these values: " + "; ".join(reasons)]
 
     def add_rows(self) -> None:
         """A row for each value of the trace, in order (skipped for the layers fused away)."""
@@ -565,13 +600,15 @@ class _Check:
         if theirs is None:
             row.status, row.note = (REFERR if row.layer in self.faults else SKIP), why
             return
+        engine = self.seg.engine_of(self.run.nodes[row.layer])
+        row.engine = engine.key
         if t.numel():
             row.y_max = float(t.detach().abs().max())
         errs = _errors(t, theirs)
         if errs is None:
             row.status = FAIL
             row.max_abs, row.ref_max, row.bound = math.inf, 0.0, atol
-            row.note = f"shape {_fmt(t.shape)}, OpenCV's {_fmt(theirs.shape)}"
+            row.note = f"shape {_fmt(t.shape)}, {engine.name}'s {_fmt(theirs.shape)}"
             return
         row.max_abs, row.ref_max = errs
         row.bound = atol + rtol * row.ref_max
@@ -628,8 +665,12 @@ class _Check:
         if row.local_ok:
             row.status = DRIFT
             return
+        node = self.run.nodes[row.layer]
+        engine = self.seg.engine_of(node)
+        if not engine.may_fault:  # real Caffe's value is the truth
+            return
         why = _reference_fault(
-            self.run.nodes[row.layer], k, t, theirs, self.local_inputs.get(i), self.blobs, rtol, atol
+            node, k, t, theirs, self.local_inputs.get(i), self.blobs, rtol, atol, engine.name
         )
         if why:
             self.found[row.layer] = why
@@ -640,7 +681,9 @@ def _first_error_line(e: Exception, index: int = 1) -> str:
     return lines[index] if len(lines) > index else (lines[0] if lines else type(e).__name__)
 
 
-def _reference_fault(node: Node, top: int, t, theirs, inputs, blobs, rtol: float, atol: float) -> str:
+def _reference_fault(
+    node: Node, top: int, t, theirs, inputs, blobs, rtol: float, atol: float, name: str = "OpenCV"
+) -> str:
     """Why the reference's value of a failing layer is the reference's fault ("" when it may
     be the model's). With an exact float64 computation of the layer (its family's ``exact``),
     that decides: the model matches it and the reference does not. Without one, a reference
@@ -663,7 +706,7 @@ def _reference_fault(node: Node, top: int, t, theirs, inputs, blobs, rtol: float
                 ref_err = float(np.nan_to_num(np.abs(ref - w), nan=np.inf).max()) if w.size else 0.0
                 if ours_err <= bound < ref_err:
                     return (
-                        "OpenCV's value differs from an exact float64 computation of the layer "
+                        f"{name}'s value differs from an exact float64 computation of the layer "
                         f"by {ref_err:.3g} (max |exact| {scale:.3g}); the model's is within "
                         f"{ours_err:.2g} of it"
                     )
@@ -671,12 +714,12 @@ def _reference_fault(node: Node, top: int, t, theirs, inputs, blobs, rtol: float
     if not np.isfinite(ours).all():
         return ""
     if ref.size and not np.isfinite(ref).all():
-        return "OpenCV's value is not finite (NaN or infinity) where the model's is"
+        return f"{name}'s value is not finite (NaN or infinity) where the model's is"
     ref_max = float(np.abs(ref).max()) if ref.size else 0.0
     y_max = float(np.abs(ours).max()) if ours.size else 0.0
     if ref_max > IMPLAUSIBLE * max(1.0, y_max):
         return (
-            f"OpenCV's value reaches {ref_max:.3g} where the model's stays within {y_max:.3g}: "
+            f"{name}'s value reaches {ref_max:.3g} where the model's stays within {y_max:.3g}: "
             "implausible for this layer"
         )
     return ""
@@ -710,9 +753,9 @@ def _explain(result: Verification, run: _Run, code: str, layer_map: Mapping[str,
         first = result.drifted[0]
         worst = max(result.drifted, key=lambda r: r.rel)
         return [
-            "No layer is wrong on its own: given OpenCV's inputs, every layer agrees with it. "
+            "No layer is wrong on its own: given the reference's inputs, every layer agrees with it. "
             f"From '{first.layer}' ({first.type}) on, {len(result.drifted)} values drift from "
-            f"OpenCV's, up to {worst.rel:.2g} relative at '{worst.blob}': the net amplifies "
+            f"the reference's, up to {worst.rel:.2g} relative at '{worst.blob}': the net amplifies "
             "float32 rounding (both engines' rounding), which is not a conversion error."
         ]
     row = wrong[0]
@@ -736,7 +779,7 @@ def _explain(result: Verification, run: _Run, code: str, layer_map: Mapping[str,
     else:
         lines.append(
             f"Max abs error {row.max_abs:.3g} against max|ref| {row.ref_max:.3g} "
-            f"(allowed {row.bound:.3g}); given OpenCV's own inputs, relative error "
+            f"(allowed {row.bound:.3g}); given the reference's own inputs, relative error "
             f"{row.local:.3g}: the layer itself differs from Caffe's."
         )
     later = [r for r in wrong[1:]]

@@ -22,7 +22,6 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -32,11 +31,7 @@ from google.protobuf import text_format
 
 from ..caffe.prototxt import read_prototxt
 from ..caffe.schema import pb
-from ..errors import CaffeError
-
-
-class ReferenceError(CaffeError):
-    """The reference engine cannot load or run the net."""
+from .reference import ReferenceError, ReferenceNet, input_layer, layer_copy
 
 
 def opencv():
@@ -59,12 +54,6 @@ def cv2_error():
     return opencv().error
 
 
-def opencv_gap(node) -> str:
-    """Why OpenCV cannot check this layer ("" when it can): the layer's family says
-    (``Layer.OPENCV`` and ``Layer.opencv_gap``, beside the layer)."""
-    return node.op.opencv_gap(node)
-
-
 def needs_rewrite(graph) -> bool:
     """Whether OpenCV must get :func:`reference_prototxt` instead of the original file."""
     if any(n.is_source and n.type != "Input" for n in graph.nodes):
@@ -81,104 +70,22 @@ def _copy(node):
     return layer
 
 
-def _layer_proto(node, bottoms: list[str] | None = None):
-    """The layer as OpenCV should get it (same semantics, names OpenCV reads), reading
-    ``bottoms`` instead of its own where given (its ``opencv_layer`` may reorder them, as
-    Axpy's does)."""
-    layer = _copy(node)
-    layer.ClearField("include")
-    layer.ClearField("exclude")
-    if bottoms is not None:
-        layer.ClearField("bottom")
-        layer.bottom.extend(bottoms)
+def _layer_proto(node):
+    """The layer as OpenCV should get it (same semantics, names OpenCV reads)."""
+    layer = layer_copy(node)
     node.op.opencv_layer(layer)
     return layer
-
-
-def _input_layer(net, names: set[str], values: list[tuple[str, tuple]]):
-    source = net.layer.add()
-    source.name = next(n for n in ("input", "data_input", "reference_input") if n not in names)
-    source.type = "Input"
-    for name, shape in values:
-        source.top.append(name)
-        source.input_param.shape.add().dim.extend(shape)
 
 
 def reference_prototxt(graph) -> str:
     """The graph as a V2 deploy prototxt that OpenCV runs with Caffe's semantics."""
     net = pb.NetParameter()
     net.name = graph.name
-    _input_layer(net, {n.name for n in graph.nodes}, [(v.name, v.shape) for v in graph.inputs])
+    input_layer(net, {n.name for n in graph.nodes}, [(v.name, v.shape) for v in graph.inputs])
     for node in graph.nodes:
         if not node.is_source:
             net.layer.add().CopyFrom(_layer_proto(node))
     return text_format.MessageToString(net)
-
-
-@dataclass
-class ReferenceNet:
-    """A part of the graph for OpenCV to run layer by layer.
-
-    Every value gets a blob name of its own (in-place layers write new blobs), so that a value
-    the reference cannot compute (a layer in ``cuts``) can be given to it as an input. Layers
-    keep their names (weights are found by them)."""
-
-    text: str
-    blob: dict[int, str]  # id(Value) -> blob name in ``text``
-    inputs: list  # Values the reference reads: the net's inputs, then the cut layers' outputs
-    layers: list  # Nodes it runs, in order
-
-
-def reference_net(graph, nodes, cuts: Mapping[str, str]) -> ReferenceNet:
-    """``nodes`` (computing layers in graph order) without the ``cuts`` (layer id -> reason),
-    whose outputs become inputs."""
-    run = [n for n in nodes if n.id not in cuts]
-    taken: set[str] = set()
-    blob: dict[int, str] = {}
-
-    def name_of(v) -> str:
-        if id(v) not in blob:
-            name = v.name if v.version == 0 else f"{v.name}@{v.producer.name}"
-            while name in taken:
-                name += "_"
-            taken.add(name)
-            blob[id(v)] = name
-        return blob[id(v)]
-
-    read = {id(v) for n in run for v in n.inputs}
-    inputs = [v for v in graph.inputs if id(v) in read]
-    made = {id(v) for n in run for v in n.outputs} | {id(v) for v in graph.inputs}
-    for n in run:
-        for v in n.inputs:
-            if id(v) not in made and all(v is not u for u in inputs):
-                inputs.append(v)
-    if not inputs:
-        inputs = list(graph.inputs)
-    for v in inputs:
-        name_of(v)
-    net = pb.NetParameter()
-    net.name = graph.name
-    _input_layer(net, {n.name for n in graph.nodes}, [(blob[id(v)], v.shape) for v in inputs])
-    for node in run:
-        layer = _layer_proto(node, [str(i) for i in range(len(node.inputs))])
-        order = [node.inputs[int(i)] for i in layer.bottom]
-        layer.ClearField("bottom")
-        layer.bottom.extend(name_of(v) for v in order)
-        layer.ClearField("top")
-        layer.top.extend(name_of(v) for v in node.outputs)
-        net.layer.add().CopyFrom(layer)
-    # OpenCV keeps only output 0 of each layer it is asked for; its memory manager may give the
-    # memory of the others to a later layer (an activation runs in place on it). A Silence
-    # layer at the end reads each of them, so they live to the end of the run.
-    # (Not an output OpenCV does not make as Caffe does: Pooling's mask, for its MaxUnpool.)
-    extra = [v for n in run for k, v in enumerate(n.outputs[1:], 1) if not n.op.opencv_top_gap(k)]
-    if extra:
-        names = {n.name for n in graph.nodes}
-        hold = net.layer.add()
-        hold.name = next(f"keep_{k}" for k in range(len(names) + 1) if f"keep_{k}" not in names)
-        hold.type = "Silence"
-        hold.bottom.extend(blob[id(v)] for v in extra)
-    return ReferenceNet(text_format.MessageToString(net), blob, inputs, run)
 
 
 class LoadedReference:
@@ -235,116 +142,6 @@ class LoadedReference:
         self.net = None  # its own copies of every output go with it
         self.seconds["run"] = time.perf_counter() - start
         return out
-
-
-class SegmentedReference:
-    """The reference net run in segments (consecutive layers whose outputs together stay
-    within a memory budget), each when a value of it is first asked for, so that the
-    reference never holds more than one segment's outputs, plus the values later segments
-    read (a U-Net's skip connections). A net that fits the budget is one segment, read in the
-    background while the converted model is built.
-
-    :meth:`start` gives the values the reference cannot make (the net's inputs, the outputs
-    of layers it cannot run); :meth:`outputs` gives a layer's outputs, running segments as
-    needed; :meth:`value` a value read across segments; :meth:`rewind` starts a second pass."""
-
-    def __init__(self, graph, nodes, cuts: Mapping[str, str], caffemodel, shown, segments) -> None:
-        self.graph, self.caffemodel, self.shown = graph, caffemodel, shown
-        run = [n for n in nodes if n.id not in cuts]
-        self.nets: list[ReferenceNet] = []
-        self.segment_of: dict[int, int] = {}
-        for k, seg in enumerate(segments(run)):
-            self.nets.append(reference_net(graph, seg, cuts))
-            for n in seg:
-                self.segment_of[id(n)] = k
-        self.layers = run
-        made_here = {id(v) for n in run for v in n.outputs}
-        self.inputs = []  # what the reference reads but cannot make
-        seen: set[int] = set()
-        for net in self.nets:
-            for v in net.inputs:
-                if id(v) not in made_here and id(v) not in seen:
-                    seen.add(id(v))
-                    self.inputs.append(v)
-        self.seconds = {"load": 0.0, "run": 0.0}
-        self._given: dict[int, np.ndarray] = {}
-        self._carry: dict[int, np.ndarray] = {}
-        self._current = -1
-        self._outputs: dict[str, list[np.ndarray]] = {}
-        self._pending = None
-        self._loader = LoadedReference(self.nets[0], caffemodel, shown=shown) if self.nets else None
-
-    def close(self) -> None:
-        for loader in (self._loader, self._pending):
-            if loader is not None:
-                loader.close()
-        self._loader = self._pending = None
-        self._outputs, self._carry, self._given = {}, {}, {}
-
-    def start(self, given: Mapping[int, np.ndarray]) -> None:
-        self._given = dict(given)
-        self._carry = {}
-        self._current = -1
-        self._outputs = {}
-
-    def rewind(self) -> None:
-        self.start(self._given)
-
-    def _run(self, k: int) -> None:
-        net = self.nets[k]
-        loader = self._loader if (k == 0 and self._loader is not None) else LoadedReference(
-            net, self.caffemodel, shown=self.shown, warm=False
-        )
-        self._loader = None
-        self._pending = loader  # closed if the check stops while it loads
-        arrays = {}
-        for v in net.inputs:
-            a = self._given.get(id(v))
-            if a is None:
-                a = self._carry.get(id(v))
-            if a is None:  # pragma: no cover - segments are run in order
-                raise ReferenceError(f"no value for '{v.label}' before segment {k}", file=self.shown)
-            arrays[id(v)] = a
-        self._outputs = {}  # the previous segment's outputs go (what later ones read is kept)
-        outs = loader.run(arrays)
-        self._pending = None
-        self.seconds["load"] += loader.seconds["load"]
-        self.seconds["run"] += loader.seconds["run"]
-        later = {id(v) for m in self.nets[k + 1 :] for v in m.inputs}
-        for n in [x for x in self.layers if self.segment_of[id(x)] == k]:
-            got = outs.get(n.name)
-            if got is None:
-                alias = net.blob[id(n.outputs[0])]
-                got = outs.get(alias)
-            if got is None:
-                continue
-            self._outputs[n.name] = got
-            for v, a in zip(n.outputs, got):
-                if id(v) in later:
-                    self._carry[id(v)] = a
-        self._current = k
-
-    def _advance(self, k: int) -> None:
-        while self._current < k:
-            self._run(self._current + 1)
-
-    def outputs(self, node) -> list[np.ndarray] | None:
-        """The outputs of ``node`` (None when the reference does not run it, or they belong to
-        a segment already dropped)."""
-        k = self.segment_of.get(id(node))
-        if k is None:
-            return None
-        self._advance(k)
-        return self._outputs.get(node.name) if k == self._current else None
-
-    def value(self, v) -> np.ndarray | None:
-        """A value: given, carried across segments, or made by a segment not yet dropped."""
-        for store in (self._given, self._carry):
-            if id(v) in store:
-                return store[id(v)]
-        outs = self.outputs(v.producer)
-        i = v.producer.outputs.index(v)
-        return outs[i] if outs is not None and i < len(outs) else None
 
 
 def run_opencv(

@@ -27,7 +27,7 @@ def parity_markdown(v: Verification) -> list[str]:
     worst = v.worst
     verdict = {"passed": "passed", "failed": "FAILED", "unchecked": "unchecked"}[v.status]
     lines = [
-        f"**{verdict}**: {len(v.compared)} values compared, {len(v.failed)} failed, "
+        f"**{verdict}**: {len(v.compared)} values compared{v.engines_note}, {len(v.failed)} failed, "
         + (f"{len(v.drifted)} drift{' (failing: --strict)' if v.strict else ''}, " if v.drifted else "")
         + (f"{len(v.reference_errors)} reference-error, " if v.reference_errors else "")
         + f"{len(v.skipped)} skipped"
@@ -46,8 +46,8 @@ def parity_markdown(v: Verification) -> list[str]:
     if v.explanation:
         lines += [f"> {_cell(s)}" for s in v.explanation] + [""]
     lines += [
-        "| # | layer | type | blob | shape | max abs err | max rel err | result |",
-        "|--:|---|---|---|---|--:|--:|---|",
+        "| # | layer | type | blob | shape | max abs err | max rel err | result | checked by |",
+        "|--:|---|---|---|---|--:|--:|---|---|",
     ]
     for i, r in enumerate(v.rows, 1):
         result = r.status if not r.note else f"{r.status}: {r.note}"
@@ -56,9 +56,10 @@ def parity_markdown(v: Verification) -> list[str]:
         lines.append(
             f"| {i} | {_cell(r.layer)} | {r.type} | {_cell(r.blob)} | {_shape(r.shape)} | "
             f"{_num(r.max_abs) if r.status != 'skipped' else ''} | "
-            f"{_num(r.rel) if r.status != 'skipped' else ''} | {_cell(result)} |"
+            f"{_num(r.rel) if r.status != 'skipped' else ''} | {_cell(result)} | {r.engine} |"
         )
     return lines
+
 
 
 def render_report(conversion, weights_format: str) -> str:

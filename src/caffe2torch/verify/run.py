@@ -26,7 +26,7 @@ from ..preprocess.spec import adapt_with_manifest, caffe_input, pixel_inputs
 from ..synth import weights_file
 from .instrument import TraceError, parse_trace
 from .layerwise import Verification, check_inputs, verify_model
-from .opencv import opencv_gap
+from .engines import gap as engines_gap, select
 from .parity import ATOL, RTOL, random_inputs
 
 
@@ -47,9 +47,9 @@ def _inputs_text(
         if pixels:
             text = (
                 f"seeded uniform pixels 0..255 (seed {seed}) for {', '.join(pixels)} (normalized "
-                f"for OpenCV), {text} for the rest"
+                f"for the reference), {text} for the rest"
                 if len(pixels) < len((preprocess or {}).get("inputs", []))
-                else f"seeded uniform pixels 0..255 (seed {seed}), normalized for OpenCV"
+                else f"seeded uniform pixels 0..255 (seed {seed}), normalized for the reference"
             )
     if batch:
         text += f", {batch}"
@@ -74,8 +74,8 @@ def verify_conversion(
     atol: float = ATOL,
     check: CheckOptions | None = None,
 ) -> Verification:
-    """Check a :class:`~caffe2torch.emit.Conversion` in memory against OpenCV, at the check's
-    batch (given ``arrays``: at theirs)."""
+    """Check a :class:`~caffe2torch.emit.Conversion` in memory against the reference
+    (``check.reference``), at the check's batch (given ``arrays``: at theirs)."""
     check = with_reference(check)
     graph, batch_note = (conversion.graph, "") if arrays is not None else check.graph(conversion.graph)
     pre = conversion.preprocess
@@ -105,14 +105,21 @@ def verify_conversion(
             atol=atol,
             layer_map=conversion.generated.layer_map,
             model_arrays=own,
+            engines=check.engines,
         )
     return result
 
 
 def with_reference(check: CheckOptions | None) -> CheckOptions:
-    """The check's options, knowing which layers the reference (OpenCV) cannot run."""
+    """The check's options with its reference engines chosen (``check.reference``), knowing
+    which layers they cannot run."""
     check = check or CheckOptions()
-    return check if check.cut is not None else replace(check, cut=lambda n: bool(opencv_gap(n)))
+    if check.engines is None:
+        check = replace(check, engines=tuple(select(check.reference)))
+    if check.cut is None:
+        engines = check.engines
+        check = replace(check, cut=lambda n: bool(engines_gap(engines, n)))
+    return check
 
 
 def _weight_bytes(weights: Path | None, graph) -> int:
@@ -239,9 +246,10 @@ def verify_folder(
     check: CheckOptions | None = None,
     strict: bool = False,
 ) -> Verification:
-    """Check a converted folder as written (``model.py``, its weights) against OpenCV running
-    the Caffe files it was converted from. ``images``: image files made into the input by the
-    folder's ``preprocess.py`` (a batch), instead of ``inputs`` or a random input."""
+    """Check a converted folder as written (``model.py``, its weights) against the reference
+    (``check.reference``) running the Caffe files it was converted from. ``images``: image
+    files made into the input by the folder's ``preprocess.py`` (a batch), instead of
+    ``inputs`` or a random input."""
     check = with_reference(check)
     outdir = Path(outdir)
     manifest = read_manifest(outdir)
@@ -311,6 +319,7 @@ def verify_folder(
             layer_map=manifest.layer_map,
             model_arrays=adapt_with_manifest(manifest.preprocess, arrays),
             strict=strict,
+            engines=check.engines,
         )
     check_weights()
     return result

@@ -1,0 +1,125 @@
+"""The reference engines of the per-layer check, and ``--reference caffe|opencv|auto``.
+
+- ``caffe``: real Caffe (pycaffe built from pinned source by ``make caffe-ref``), in its own
+  process (:mod:`.caffe_ref`). What it can run, it says itself: the layer types its build
+  registers and the fields its own schema parses, asked once per net; a family may add a
+  ``Layer.caffe_gap``. Its values are the truth: none is ever called the reference's fault.
+- ``opencv``: OpenCV's dnn module (:mod:`.opencv`). What it can run is declared beside each
+  layer (``Layer.OPENCV``, ``Layer.opencv_gap``, ``Layer.opencv_top_gap``), and how it must be
+  given a layer (``Layer.opencv_layer``). Where its value is shown to be wrong (not finite,
+  or unlike an exact float64 computation the model matches), the value is a reference-error.
+- ``auto`` (the default): real Caffe where it is built, and OpenCV for the layers Caffe
+  cannot run; OpenCV alone where Caffe is not built.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from .caffe_ref import CaffeLoaded, caffe_build, caffe_prefix
+from .opencv import LoadedReference, opencv
+from .reference import ReferenceError, ReferenceNet, reference_net
+
+CHOICES = ("auto", "caffe", "opencv")
+
+
+class OpenCVEngine:
+    key, name, may_fault = "opencv", "OpenCV", True
+
+    def __init__(self) -> None:
+        self.label = f"OpenCV {opencv().__version__} (cv2.dnn)"
+
+    def gap(self, node) -> str:
+        return node.op.opencv_gap(node)
+
+    def can_run(self, node) -> bool:
+        return not self.gap(node)
+
+    def top_gap(self, node, top: int) -> str:
+        return node.op.opencv_top_gap(top)
+
+    def net(self, graph, nodes, cuts) -> ReferenceNet:
+        # OpenCV keeps only output 0 of each layer it is asked for; its memory manager may give
+        # the memory of the others to a later layer (an activation runs in place on it). A
+        # Silence layer at the end reads each of them, so they live to the end of the run
+        # (not an output OpenCV does not make as Caffe does: Pooling's mask, for its MaxUnpool).
+        return reference_net(
+            graph, nodes, cuts,
+            rewrite=lambda node, layer: node.op.opencv_layer(layer),
+            hold=lambda node, k: not node.op.opencv_top_gap(k),
+        )
+
+    def loader(self, net: ReferenceNet, caffemodel, shown, warm: bool):
+        return LoadedReference(net, caffemodel, shown=shown, warm=warm)
+
+
+class CaffeEngine:
+    key, name, may_fault = "caffe", "Caffe", False
+
+    def __init__(self) -> None:
+        self.build = caffe_build()
+        self.label = self.build.label
+
+    def gap(self, node) -> str:
+        return self.build.gap(node) or node.op.caffe_gap(node)
+
+    def can_run(self, node) -> bool:
+        return not self.gap(node)
+
+    def top_gap(self, node, top: int) -> str:
+        return ""
+
+    def net(self, graph, nodes, cuts) -> ReferenceNet:
+        return reference_net(graph, nodes, cuts)
+
+    def loader(self, net: ReferenceNet, caffemodel, shown, warm: bool):
+        return CaffeLoaded(net, caffemodel, shown=shown, prefix=self.build.prefix)
+
+
+def caffe_available() -> bool:
+    try:
+        caffe_prefix()
+    except ReferenceError:
+        return False
+    return True
+
+
+def select(choice: str = "auto") -> list:
+    """The engines for ``--reference``, in the order each layer is offered to them."""
+    if choice not in CHOICES:
+        raise ReferenceError(f"unknown reference '{choice}': choose one of {', '.join(CHOICES)}")
+    if choice == "opencv":
+        return [OpenCVEngine()]
+    if choice == "caffe":
+        return [CaffeEngine()]
+    engines: list = [CaffeEngine()] if caffe_available() else []
+    try:
+        engines.append(OpenCVEngine())
+    except ReferenceError as e:
+        if not engines:
+            raise ReferenceError(
+                f"no reference engine: real Caffe is not built (make caffe-ref), and {e}"
+            ) from None
+    return engines
+
+
+def describe(engines: Sequence) -> str:
+    """The reference as the report names it."""
+    if len(engines) == 1:
+        return engines[0].label
+    first, rest = engines[0], engines[1:]
+    return f"{first.label}; " + ", ".join(e.label for e in rest) + f" where {first.name} cannot run a layer"
+
+
+def gap(engines: Sequence, node) -> str:
+    """Why none of ``engines`` can check ``node`` ("" when one can)."""
+    reasons = []
+    for e in engines:
+        why = e.gap(node)
+        if not why:
+            return ""
+        reasons.append(why)
+    return "; ".join(dict.fromkeys(reasons))
+
+
+__all__ = ["CHOICES", "CaffeEngine", "OpenCVEngine", "caffe_available", "describe", "gap", "select"]
