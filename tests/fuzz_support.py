@@ -1914,6 +1914,7 @@ CHOICES = {
     "--max-memory": ["8G", "none", "0", "-1", "1.5g", "1e3", "nan", "", "1T", "99999999999999999999999G", "0.5", "1 k",
                      "2G", "100", "512M", "infinity"],
     "--top": ["1", "0", "-1", "5", "1000000", "huge", "9223372036854775808"],
+    "--reference": ["auto", "opencv", "caffe", "", "Caffe", "pycaffe"],
 }
 OPTIONS = {
     "inspect": {"pos": ["net", "weights"], "opts": {"--input-shape": "shape", "-s": "shape", "--phase": "choice",
@@ -1927,10 +1928,11 @@ OPTIONS = {
         "--keep-intermediate": None, "--mmdnn-python": "in", "--mean": "choice", "--mean-file": "in", "--scale": "float",
         "--input-order": "choice", "--caffe-order": "choice", "--fold-normalization": None,
         "--check-batch": "int",
-        "--max-memory": "choice"}},
+        "--max-memory": "choice", "--reference": "choice"}},
     "verify": {"pos": ["folder"], "opts": {"--input": "in", "-i": "in", "--image": "in", "--seed": "int", "--rtol": "float",
                                            "--atol": "float", "--strict": None, "--net": "in", "--weights": "in",
-                                           "--json": None, "--check-batch": "int", "--max-memory": "choice"}},
+                                           "--json": None, "--check-batch": "int", "--max-memory": "choice",
+                                           "--reference": "choice"}},
     "predict": {"pos": ["folder", "image"], "opts": {"--labels": "in", "--top": "choice", "--json": None}},
 }
 GOOD_POS = {"net": ["net.prototxt", "net.prototxt", "v1.prototxt"], "weights": ["w.caffemodel", "w.caffemodel.h5"],

@@ -696,12 +696,12 @@ def test_a_wrong_reference_value_is_a_reference_error_not_a_failure(cli, tmp_pat
     """OpenCV's depthwise 3x3 convolution with pad 1 over a 1x1 input is wrong (SSDLite's last
     box predictors): the model matches an exact float64 computation of the layer."""
     net = write(tmp_path / "ssdlite.prototxt", nets.ssdlite_head(64))
-    code, out, err = cli("convert", net, "--random-weights", "-o", tmp_path / "o")
+    code, out, err = cli("convert", net, "--random-weights", "-o", tmp_path / "o", "--reference", "opencv")
     assert code == 0, out + err
     v = json.loads((tmp_path / "o/conversion.json").read_text())["verification"]
     assert v["passed"] is True and v["reference_errors"] >= 1, v
     assert any("The reference is wrong at" in line for line in v["explanation"])
-    code, out, err = cli("verify", tmp_path / "o", "--json")
+    code, out, err = cli("verify", tmp_path / "o", "--json", "--reference", "opencv")
     rows = {r["layer"]: r for r in json.loads(out)["blobs"]}
     faulty = [r for r in rows.values() if r["status"] == "reference-error"]
     assert faulty and all("exact float64 computation" in r["note"] for r in faulty)

@@ -117,8 +117,8 @@ def test_wrong_semantics_in_model_py_floor_pooling(cli, converted):
     assert code == 1 and result["first_divergence"] == "pool1"
     rows = {r["layer"]: r for r in result["blobs"]}
     row = rows["pool1"]
-    assert row["status"] == "FAIL" and row["shape"] == [1, 8, 4, 4] and "OpenCV's 1x8x5x5" in row["note"]
-    # Only pool1 is wrong on its own: given OpenCV's input, conv2 and the rest agree (fc,
+    assert row["status"] == "FAIL" and row["shape"] == [1, 8, 4, 4] and "'s 1x8x5x5" in row["note"]
+    # Only pool1 is wrong on its own: given the reference's input, conv2 and the rest agree (fc,
     # whose input size changed, raised in the model's own run).
     assert result["failed"] == 1
     assert rows["conv2"]["status"] == "drift"
@@ -173,9 +173,9 @@ layer { name: "argmax" type: "ArgMax" bottom: "conv2" top: "best" argmax_param {
         ),
     )
     out = tmp_path / "out"
-    code, _, stderr = cli("convert", net, "--random-weights", "-o", out)
+    code, _, stderr = cli("convert", net, "--random-weights", "-o", out, "--reference", "opencv")
     assert code == 0, stderr
-    code, result, _ = _verify(cli, out)
+    code, result, _ = _verify(cli, out, "--reference", "opencv")
     assert code == 0
     rows = {r["layer"]: r for r in result["blobs"]}
     assert rows["clip"]["status"] == "skipped" and rows["clip"]["note"] == "OpenCV has no Clip layer"
@@ -302,16 +302,18 @@ def test_edited_forward_or_foreign_weights_exit_2(cli, converted):
 
 
 def test_without_opencv_convert_says_unverified_and_verify_exits_2(cli, tmp_path, monkeypatch):
-    from caffe2torch.verify import layerwise, opencv
+    from caffe2torch.verify import engines, opencv
 
     def missing():
         raise opencv.ReferenceError("OpenCV is not installed: pip install 'opencv-python-headless>=4.8,<5'")
 
-    monkeypatch.setattr(layerwise, "opencv", missing)
+    monkeypatch.setattr(engines, "opencv", missing)
+    monkeypatch.setenv("CAFFE2TORCH_CAFFE", str(tmp_path / "no-caffe"))  # nor real Caffe
     net = write(tmp_path / "small.prototxt", NET)
     out = tmp_path / "out"
     code, stdout, _ = cli("convert", net, "--random-weights", "-o", out)
-    assert code == 0 and "not verified: OpenCV is not installed" in stdout
+    assert code == 0 and "not verified: no reference engine: real Caffe is not built" in stdout
+    assert "OpenCV is not installed" in stdout
     manifest = json.loads((out / "conversion.json").read_text())
     assert manifest["verification"]["passed"] is None
     code, _, stderr = cli("verify", out)
