@@ -65,4 +65,6 @@ step "$WORK/cmake.log" cmake -S "$WORK/src" -B "$WORK/build" -Wno-dev \
     -DBUILD_python=ON -DBUILD_python_layer=OFF -Dpython_version=3 \
     -DPYTHON_EXECUTABLE="$PYTHON" -DBUILD_docs=OFF -DBUILD_matlab=OFF
 step "$WORK/make.log" make -C "$WORK/build" -j"$(nproc)" --no-print-directory install
+# What the check reports as its reference (verify/caffe_ref.py reads it).
+echo "BVLC 99bd997, Debian caffe $VERSION" > "$PREFIX/SOURCE"
 PYTHONPATH="$PREFIX/python" "$PYTHON" -c 'import caffe; print("pycaffe built:", caffe.__file__)'
