@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import sys
 from collections import Counter
 
@@ -10,6 +11,35 @@ from typer.testing import CliRunner
 # How many of the session's tests use each shared corpus conversion (@pytest.mark.converts).
 CONVERSION_USES = pytest.StashKey[Counter]()
 CONVERSIONS = pytest.StashKey[object]()
+# The corpus sweep's rows (tests/test_convert_corpus.py), for its per-engine totals at the end.
+CORPUS_ROWS = pytest.StashKey[list]()
+
+
+@pytest.fixture
+def corpus_rows(request) -> list:
+    return request.config.stash.setdefault(CORPUS_ROWS, [])
+
+
+def pytest_sessionfinish(session):
+    rows = session.config.stash.get(CORPUS_ROWS, [])
+    if hasattr(session.config, "workeroutput"):  # an xdist worker: its rows go to the controller
+        session.config.workeroutput["corpus_rows"] = json.dumps(rows)
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: only called with -n
+def pytest_testnodedown(node, error):
+    rows = json.loads(getattr(node, "workeroutput", {}).get("corpus_rows", "[]"))
+    node.config.stash.setdefault(CORPUS_ROWS, []).extend(rows)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    rows = config.stash.get(CORPUS_ROWS, [])
+    if rows and not hasattr(config, "workeroutput"):
+        from corpus_support import engine_totals
+
+        terminalreporter.section("corpus sweep: which engine checked what")
+        for line in engine_totals(rows):
+            terminalreporter.write_line(line)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -17,7 +17,7 @@ from helpers import CORPUS
 
 __all__ = [
     "CORPUS", "INPUT_SHAPES", "STAGES", "SHAPES", "PROMISED", "net_files", "weight_files",
-    "layer_types", "convert_net", "run_one", "markdown", "ConversionCache",
+    "layer_types", "convert_net", "run_one", "markdown", "ConversionCache", "engine_totals",
 ]
 
 # Nets without declared input shapes (database or Python data layers, shapeless Input layers).
@@ -175,6 +175,9 @@ def run_one(path: Path, input_order: str | None = None, cache: ConversionCache |
             worst_blob=worst.blob if worst else None,
             first_divergence=v.first_divergence.layer if v.first_divergence else None,
             skipped_types=sorted({r.type for r in v.skipped if not r.note.startswith("fused")}),
+            compared_by=v.engines,
+            skip_reasons=dict(Counter(_reason(r.note) for r in v.skipped)),
+            reference_errors=len(v.reference_errors),
         )
         if v.passed:
             row["status"] = "pass"
@@ -201,6 +204,29 @@ def run_one(path: Path, input_order: str | None = None, cache: ConversionCache |
     finally:
         row["seconds"] = round(time.perf_counter() - start, 2)
     return row
+
+
+def _reason(note: str) -> str:
+    """A skipped value's reason, without its layer's own names (fused with X into Y)."""
+    return "fused into the next layer's submodule" if note.startswith("fused with") else note
+
+
+def engine_totals(rows: list[dict]) -> list[str]:
+    """Per-engine counts of the sweep: values checked by each engine, skipped and why."""
+    by: Counter = Counter()
+    reasons: Counter = Counter()
+    for r in rows:
+        by.update(r.get("compared_by") or {})
+        reasons.update(r.get("skip_reasons") or {})
+    nets = sum(1 for r in rows if r.get("compared_by") is not None)
+    lines = [
+        f"values checked, {nets} nets: "
+        + ", ".join(f"{n} by {k}" for k, n in sorted(by.items()))
+        + f"; {sum(reasons.values())} skipped; "
+        f"{sum(r.get('reference_errors') or 0 for r in rows)} reference-error"
+    ]
+    lines += [f"  skipped {n:>5}: {why}" for why, n in reasons.most_common()]
+    return lines
 
 
 def markdown(rows: list[dict]) -> str:

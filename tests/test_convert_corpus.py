@@ -2,9 +2,10 @@
 
 The same check as ``tools/convert_corpus.py`` (which prints the table; both run
 ``corpus_support.run_one``), one test per net:
-every net that converts must pass the per-layer comparison with OpenCV that ``convert`` runs
-(every value OpenCV can compute, within 1e-5 + 1e-4 * max|ref|; layers OpenCV lacks are
-skipped and the layers after them still compared). A net whose layer types are all in the
+every net that converts must pass the per-layer comparison that ``convert`` runs, with
+``--reference auto`` (real Caffe where it is built, OpenCV for the layers it cannot run; every
+value they can compute, within 1e-5 + 1e-4 * max|ref|; layers neither runs are skipped and the
+layers after them still compared). The session ends with the per-engine totals. A net whose layer types are all in the
 registry's convertible list (``caffe2torch.layers.convertible_types()``) must convert; any
 other net must convert or be refused with one clear line, never crash.
 
@@ -17,10 +18,12 @@ from __future__ import annotations
 import pytest
 from corpus_support import CORPUS, PROMISED, net_files, rel_name, run_one
 
+from caffe2torch.verify.engines import caffe_available
+
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
 
-# Nets with nothing OpenCV can check, with the reason; they are checked against real Caffe
-# output instead (tests/test_caffe_references.py).
+# Nets with nothing OpenCV can check, with the reason, where real Caffe is not built; they are
+# checked against real Caffe output instead (tests/test_caffe_references.py).
 UNCHECKED = {
     "ocv_layer_mvn/layer_mvn.prototxt": "OpenCV's MVN adds eps to the variance, Caffe to the "
     "standard deviation; the real Caffe output matches",
@@ -33,11 +36,12 @@ NETS = net_files(CORPUS) if CORPUS.is_dir() else []
     "path", [pytest.param(p, marks=pytest.mark.converts(rel_name(p))) for p in NETS],
     ids=[f"{p.parent.name}/{p.stem}" for p in NETS],
 )
-def test_corpus_net(path, corpus_conversions):
+def test_corpus_net(path, corpus_conversions, corpus_rows):
     row = run_one(path, cache=corpus_conversions)
+    corpus_rows.append({k: row.get(k) for k in ("net", "status", "compared_by", "skip_reasons", "reference_errors")})
     rel = row["net"]
     assert row["status"] != "CRASH", row.get("traceback")
-    if rel in UNCHECKED:
+    if rel in UNCHECKED and not caffe_available():
         assert row["status"] == "unchecked", row["detail"]
         pytest.skip(UNCHECKED[rel])
     if row["promised"]:

@@ -1,12 +1,13 @@
 """Convert every net of the corpus in ../shared with seeded random weights and verify it layer
-by layer against OpenCV's dnn module (an independent Caffe implementation).
+by layer against the reference (``--reference auto``: real Caffe where it is built, OpenCV's
+dnn module for the layers it cannot run).
 
     .venv/bin/python tools/convert_corpus.py [--json FILE] [--markdown FILE] [NAME-FILTER ...]
 
 Each net gets synth-weights (seed 1), a seeded random input, one conversion and the same
 check ``convert`` runs (every value within ``1e-5 + 1e-4 * max|ref|``). The script prints one
 line per net and the totals, and exits 1 when a net that converts fails verification, a net
-crashes, OpenCV cannot run a net that converts, or a net whose layer types are all
+crashes, the reference cannot run a net that converts, or a net whose layer types are all
 convertible (``caffe2torch.layers.convertible_types()``) is refused.
 """
 
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 # One net converted and verified, the table, the corpus and its tables: shared with the tests
 # (tests/test_convert_corpus.py runs the same check, one test per net).
-from corpus_support import CORPUS, markdown, net_files, run_one  # noqa: E402
+from corpus_support import CORPUS, engine_totals, markdown, net_files, run_one  # noqa: E402
 
 
 def main() -> int:
@@ -51,11 +52,12 @@ def main() -> int:
     print(
         f"\n{len(rows)} nets: {len(done)} convert, of which {sum(r['status'] == 'pass' for r in done)} "
         f"pass verify ({sum(r['compared'] for r in done)} values compared), "
-        f"{sum(r['status'] == 'unchecked' for r in done)} have nothing OpenCV can check; "
+        f"{sum(r['status'] == 'unchecked' for r in done)} have nothing the reference can check; "
         f"{sum(r['status'] == 'refused' for r in rows)} refused; "
         f"{sum(r['status'] == 'n/a' for r in rows)} without a 3-channel input (--input-order); "
         f"{len(bad)} problems"
     )
+    print("\n".join(engine_totals(rows)))
     if args.markdown:
         args.markdown.write_text(markdown(rows))
     if args.json:

@@ -73,6 +73,8 @@ class Unary(SameShape):
         p = self.proto.log_param
         if self.type == "Log" and (p.base != -1 or p.scale != 1 or p.shift):
             return "OpenCV ignores Log's base, scale and shift"
+        if self.type == "Swish" and self.proto.swish_param.beta != 1:
+            return "OpenCV ignores Swish's beta"  # docs/opencv-deviations.md: swish-beta-2
         return super().opencv_gap(node)
 
     def __init__(self, proto):
