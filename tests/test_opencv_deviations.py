@@ -30,7 +30,7 @@ def tool():
 
 def _measure(tool, name):
     with tool.single_threaded():
-        return tool.measure(tool.case(name))
+        return tool.measure([tool.case(name)])[0]
 
 
 @pytest.mark.slow

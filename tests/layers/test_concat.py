@@ -16,17 +16,18 @@ from layer_harness import X4, check_numpy, check_opencv, compare_opencv, one  # 
         ("", [(2, 3, 4, 5), (2, 2, 4, 5), (2, 1, 4, 5)]),
         ("concat_param { axis: 2 }", [(2, 3, 4, 5), (2, 3, 2, 5)]),
         ("concat_param { concat_dim: 0 }", [(2, 3, 4, 5), (1, 3, 4, 5)]),
+        ("concat_param { axis: 0 }", [(2, 3, 4, 5), (1, 3, 4, 5)]),
         ("concat_param { axis: -1 }", [(2, 3), (2, 4)]),
     ],
-    ids=["channels3", "axis2", "concat_dim0", "2d_last"],
+    ids=["channels3", "axis2", "concat_dim0", "axis0", "2d_last"],
 )
 def test_concat(tmp_path, param, shapes):
     names = [f"in{i}" for i in range(len(shapes))]
     layers = one("Concat", param, bottoms=names)
-    axis = 2 if "axis: 2" in param else 0 if "concat_dim: 0" in param else -1 if "-1" in param else 1
+    axis = 2 if "axis: 2" in param else 0 if ": 0" in param else -1 if "-1" in param else 1
     inputs = dict(zip(names, shapes))
     check_numpy(tmp_path, inputs, layers, lambda i, b: [np.concatenate([i[n] for n in names], axis)])
-    if axis != 0:  # OpenCV cannot concatenate along the batch axis
+    if "concat_dim" not in param:  # OpenCV ignores concat_dim (axis: 0 it reads)
         check_opencv(tmp_path / "b", inputs, layers)
 
 

@@ -14,12 +14,9 @@ class Concat(Layer):
 
     def opencv_gap(self, node):
         p = self.proto.concat_param
-        axis = p.axis if p.HasField("axis") else 1
-        if p.HasField("concat_dim") and not p.HasField("axis"):
-            axis = p.concat_dim
-        ndim = len(node.outputs[0].shape or ())
-        if ndim and axis % ndim == 0:
-            return "OpenCV cannot concatenate along the batch axis"
+        if p.HasField("concat_dim") and p.concat_dim != 1:
+            # docs/opencv-deviations.md: concat-concat-dim-0 (axis: 0 itself agrees)
+            return "OpenCV ignores Concat's concat_dim"
         return super().opencv_gap(node)
 
     def __init__(self, proto):

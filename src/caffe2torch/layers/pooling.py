@@ -135,19 +135,26 @@ class Pooling(Layer):
             raise LayerError("only MAX pooling has a second (mask) top")
 
     def opencv_gap(self, node):
-        if self.method == 1 and self.kernel and any(s > k for s, k in zip(self.stride, self.kernel)):
-            return "OpenCV's AVE pooling differs where a window misses the input (stride > kernel)"
+        if self.method == 0 and self.kernel and node.inputs[0].shape and node.outputs[0].shape:
+            size, out = node.inputs[0].shape[2:], node.outputs[0].shape[2:]
+            # Without pad Caffe keeps a last window that starts past the input (stride >
+            # kernel, ceil): its max is -FLT_MAX, OpenCV's 0 (pool-max-window-outside).
+            if any((o - 1) * s - p >= n for o, s, p, n in zip(out, self.stride, self.pad, size)):
+                return "OpenCV's MAX pooling gives 0 for a window past the input, Caffe -FLT_MAX"
         return super().opencv_gap(node)
 
     def opencv_top_gap(self, top):
         return "OpenCV makes MAX pooling's mask only for its own unpooling" if top == 1 else ""
 
     def opencv_layer(self, layer):
-        if self.ceil:
+        p = layer.pooling_param
+        if self.ceil and not p.HasField("round_mode"):
             return False
-        # BVLC's round_mode: FLOOR, which OpenCV ignores, as the older fork field it reads.
-        layer.pooling_param.ClearField("round_mode")
-        layer.pooling_param.ceil_mode = False
+        # BVLC's round_mode, which OpenCV's schema lacks (it then drops the whole
+        # pooling_param: docs/opencv-deviations.md, pool-round-*), as the fork field it reads.
+        p.ClearField("round_mode")
+        if not self.ceil:
+            p.ceil_mode = False
         return True
 
     @staticmethod
