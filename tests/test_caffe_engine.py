@@ -170,3 +170,23 @@ def test_auto_takes_caffe_and_opencv_where_caffe_lacks_the_type(tmp_path, cli):
     assert code == 0, err
     dw = next(b for b in json.loads(text)["blobs"] if b["layer"] == "dw")
     assert dw["status"] == "skipped" and "has no DepthwiseConvolution layer" in dw["note"]
+
+
+# ------------------------------------------------------------------ real nets, real Caffe
+BIG = ["bvlc_reference_caffenet/deploy.prototxt", "bvlc_googlenet/deploy.prototxt", "resnet50/ResNet-50-deploy.prototxt"]
+
+
+@pytest.mark.corpus
+@pytest.mark.slow
+@pytest.mark.parametrize("rel", [pytest.param(r, marks=pytest.mark.converts(r)) for r in BIG], ids=lambda r: r.split("/")[0])
+def test_imagenet_nets_pass_against_real_caffe_alone(rel, corpus_conversions):
+    from helpers import CORPUS
+
+    from caffe2torch.memory import CheckOptions
+    from caffe2torch.verify.run import verify_conversion
+
+    conv = corpus_conversions.get(CORPUS / rel)
+    v = verify_conversion(conv, check=CheckOptions(reference="caffe"))
+    assert v.passed and v.reference.startswith("Caffe"), v.explanation
+    assert set(v.engines) == {"caffe"} and v.engines["caffe"] == len(v.compared) > 20
+    assert all(r.note.startswith("fused with") for r in v.skipped)  # Caffe runs every layer
