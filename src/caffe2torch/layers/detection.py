@@ -23,6 +23,7 @@ def prior_aspect_ratios(ratios, flip: bool) -> list[float]:
 @register
 class PriorBox(Layer):
     TYPES = ("PriorBox",)
+    CAFFE_FORKS = {"ssd": frozenset({"PriorBox"})}
     BOTTOMS = (2, 2)
 
     def __init__(self, proto):
@@ -76,6 +77,7 @@ class DetectionOutput(Layer):
     """SSD's decoding + NMS. The number of detections is only known at run time."""
 
     TYPES = ("DetectionOutput",)
+    CAFFE_FORKS = {"ssd": frozenset({"DetectionOutput"})}
     SCHEMA = Schema(
         fields={
             # The first SSD release kept NMS settings directly in detection_output_param.

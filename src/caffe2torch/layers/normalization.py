@@ -310,6 +310,7 @@ class Normalize(Layer):
     ``NormalizeBBox`` with ``normalize_bbox_param``)."""
 
     TYPES = ("Normalize", "NormalizeBBox")
+    CAFFE_FORKS = {"ssd": frozenset({"Normalize"})}
     SCHEMA = Schema(
         messages={
             "NormalizeBBoxParameter": (

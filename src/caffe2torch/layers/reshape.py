@@ -198,6 +198,7 @@ class Flatten(Layer):
 @register
 class Permute(Layer):
     TYPES = ("Permute",)
+    CAFFE_FORKS = {"ssd": frozenset({"Permute"})}
     OPENCV = frozenset({"Permute"})
 
     def __init__(self, proto):

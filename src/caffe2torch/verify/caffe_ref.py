@@ -28,17 +28,35 @@ from .reference import ReferenceError, ReferenceNet, layer_copy
 
 ENV_PREFIX = "CAFFE2TORCH_CAFFE"
 ENV_PYTHON = "CAFFE2TORCH_CAFFE_PYTHON"
-DEFAULT_PREFIX = Path(".caffe") / "bvlc"
 DRIVER = Path(__file__).with_name("_caffe_driver.py")
+# The builds: BVLC Caffe, and weiliu89's SSD fork for the detection layers BVLC lacks. Each is
+# found by its variable, else in .caffe/ of the working folder, else of this source checkout.
+BUILDS = {
+    "bvlc": (ENV_PREFIX, "real Caffe", "make caffe-ref"),
+    "ssd": ("CAFFE2TORCH_CAFFE_SSD", "the SSD fork of Caffe", "make caffe-ref-ssd"),
+}
+DEFAULT_PREFIX = Path(".caffe") / "bvlc"
+_CHECKOUT = Path(__file__).resolve().parents[3]
 
 
-def caffe_prefix() -> Path:
-    """The prefix of the pycaffe build, or a ReferenceError saying how to make one."""
-    prefix = Path(os.environ.get(ENV_PREFIX) or DEFAULT_PREFIX)
-    if not (prefix / "python" / "caffe" / "_caffe.so").is_file():
-        where = f"${ENV_PREFIX} ({prefix})" if os.environ.get(ENV_PREFIX) else str(prefix)
-        raise ReferenceError(f"real Caffe is not built at {where}: run make caffe-ref")
-    return prefix.absolute()
+def _built(prefix: Path) -> bool:
+    return (prefix / "python" / "caffe" / "_caffe.so").is_file()
+
+
+def caffe_prefix(build: str = "bvlc") -> Path:
+    """The prefix of a pycaffe build (``bvlc`` or ``ssd``), or a ReferenceError saying how to
+    make one."""
+    env, what, make = BUILDS[build]
+    given = os.environ.get(env)
+    if given:
+        if not _built(Path(given)):
+            raise ReferenceError(f"{what} is not built at ${env} ({given}): run {make}")
+        return Path(given).absolute()
+    here = Path(".caffe") / build
+    for prefix in (here, _CHECKOUT / ".caffe" / build):
+        if _built(prefix):
+            return prefix.absolute()
+    raise ReferenceError(f"{what} is not built at {here}: run {make}")
 
 
 def caffe_python() -> str:
@@ -54,8 +72,8 @@ class CaffeBuild:
     schema (``caffe.proto`` as its ``caffe_pb2`` holds it, read as data: nothing of it runs
     here), so that what it can run is what it says, not a list kept beside it."""
 
-    def __init__(self, prefix: Path) -> None:
-        self.prefix = prefix
+    def __init__(self, prefix: Path, name: str = "real Caffe") -> None:
+        self.prefix, self.name = prefix, name
         try:
             done = subprocess.run(
                 [caffe_python(), str(DRIVER), "types"], capture_output=True, text=True,
@@ -72,13 +90,14 @@ class CaffeBuild:
         source = prefix / "SOURCE"
         what = source.read_text(encoding="utf-8").strip() if source.is_file() else prefix.name
         self.label = f"Caffe {self.version} ({what}, pycaffe CPU)"
+
         self._layer = _schema_class(prefix / "python" / "caffe" / "proto" / "caffe_pb2.py")
         self._parsed: dict[str, str] = {}
 
     def gap(self, node) -> str:
         """Why this build cannot run ``node`` ("" when it can)."""
         if node.type not in self.types:
-            return f"real Caffe ({self.prefix.name}) has no {node.type} layer"
+            return f"{self.name} has no {node.type} layer"
         text = text_format.MessageToString(layer_copy(node))
         if text not in self._parsed:
             try:
@@ -108,13 +127,13 @@ def _schema_class(pb2: Path):
 
 
 @functools.lru_cache(maxsize=4)
-def _build(prefix: Path) -> CaffeBuild:
-    return CaffeBuild(prefix)
+def _build(prefix: Path, name: str) -> CaffeBuild:
+    return CaffeBuild(prefix, name)
 
 
-def caffe_build() -> CaffeBuild:
+def caffe_build(build: str = "bvlc") -> CaffeBuild:
     """The pycaffe build the environment names (asked once per process)."""
-    return _build(caffe_prefix())
+    return _build(caffe_prefix(build), BUILDS[build][1])
 
 
 class CaffeLoaded:

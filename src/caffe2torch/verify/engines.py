@@ -8,6 +8,8 @@
   layer (``Layer.OPENCV``, ``Layer.opencv_gap``, ``Layer.opencv_top_gap``), and how it must be
   given a layer (``Layer.opencv_layer``). Where its value is shown to be wrong (not finite,
   or unlike an exact float64 computation the model matches), the value is a reference-error.
+  ``make caffe-ref-ssd`` also builds weiliu89's SSD fork, which then runs the detection layers
+  BVLC lacks (PriorBox, DetectionOutput, Normalize, Permute...): engine ``caffe-ssd``.
 - ``auto`` (the default): real Caffe where it is built, and OpenCV for the layers Caffe
   cannot run; OpenCV alone where Caffe is not built.
 """
@@ -54,14 +56,15 @@ class OpenCVEngine:
 
 
 class CaffeEngine:
-    key, name, may_fault = "caffe", "Caffe", False
+    may_fault = False
 
-    def __init__(self) -> None:
-        self.build = caffe_build()
-        self.label = self.build.label
+    def __init__(self, build: str = "bvlc") -> None:
+        self.build, self.build_name = caffe_build(build), build
+        self.key = "caffe" if build == "bvlc" else f"caffe-{build}"
+        self.name, self.label = self.build.name, self.build.label
 
     def gap(self, node) -> str:
-        return self.build.gap(node) or node.op.caffe_gap(node)
+        return self.build.gap(node) or node.op.caffe_gap(node, self.build_name)
 
     def can_run(self, node) -> bool:
         return not self.gap(node)
@@ -76,23 +79,29 @@ class CaffeEngine:
         return CaffeLoaded(net, caffemodel, shown=shown, prefix=self.build.prefix)
 
 
-def caffe_available() -> bool:
+def caffe_available(build: str = "bvlc") -> bool:
     try:
-        caffe_prefix()
+        caffe_prefix(build)
     except ReferenceError:
         return False
     return True
 
 
+def _caffes() -> list:
+    """BVLC Caffe, and the SSD fork where it is built (for the layers BVLC lacks)."""
+    return [CaffeEngine()] + ([CaffeEngine("ssd")] if caffe_available("ssd") else [])
+
+
 def select(choice: str = "auto") -> list:
-    """The engines for ``--reference``, in the order each layer is offered to them."""
+    """The engines for ``--reference``, in the order each layer is offered to them: ``caffe``
+    is BVLC Caffe, then the SSD fork where it is built."""
     if choice not in CHOICES:
         raise ReferenceError(f"unknown reference '{choice}': choose one of {', '.join(CHOICES)}")
     if choice == "opencv":
         return [OpenCVEngine()]
     if choice == "caffe":
-        return [CaffeEngine()]
-    engines: list = [CaffeEngine()] if caffe_available() else []
+        return _caffes()
+    engines: list = _caffes() if caffe_available() else []
     try:
         engines.append(OpenCVEngine())
     except ReferenceError as e:
@@ -105,10 +114,10 @@ def select(choice: str = "auto") -> list:
 
 def describe(engines: Sequence) -> str:
     """The reference as the report names it."""
-    if len(engines) == 1:
-        return engines[0].label
-    first, rest = engines[0], engines[1:]
-    return f"{first.label}; " + ", ".join(e.label for e in rest) + f" where {first.name} cannot run a layer"
+    text = engines[0].label
+    for e in engines[1:]:
+        text += f"; {e.label} where the above cannot run a layer"
+    return text
 
 
 def gap(engines: Sequence, node) -> str:
