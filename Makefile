@@ -29,7 +29,7 @@ TORCH_CPU_WHEEL := docker/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: help example test test-fast docs test-protobuf3 mmdnn-env caffe-ref bench bench-engines corpus clean \
-	image convert verify lint lock torch-wheel image-test
+	image convert verify lint lock torch-wheel image-test caffe-ref-ssd
 
 help: ## List the targets
 	@grep -hE '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | \
@@ -85,6 +85,18 @@ $(CAFFE_PREFIX)/python/caffe/_caffe.so: docker/caffe/build.sh docker/caffe/bvlc-
 		echo "make caffe-ref: install these packages first (apt-get install, as root): $(CAFFE_PACKAGES)"; exit 2; \
 	fi
 	docker/caffe/build.sh $(CAFFE_PREFIX) .caffe/work
+
+# The SSD fork (PyPI's sdist brocolli-caffe 9.0.2, hash-pinned), for the detection layers BVLC
+# lacks: the check's engine caffe-ssd (PriorBox, DetectionOutput, Normalize, Permute).
+CAFFE_SSD_PREFIX ?= .caffe/ssd
+caffe-ref-ssd: $(CAFFE_SSD_PREFIX)/python/caffe/_caffe.so ## Build the SSD fork of Caffe (pinned sdist, CPU) as a second reference
+$(CAFFE_SSD_PREFIX)/python/caffe/_caffe.so: docker/caffe/build-ssd.sh docker/caffe/ssd-brocolli-9.0.2.patch
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(CAFFE_PACKAGES) libboost-regex-dev; \
+	elif ! dpkg -s $(CAFFE_PACKAGES) libboost-regex-dev > /dev/null 2>&1; then \
+		echo "make caffe-ref-ssd: install these packages first (apt-get install, as root): $(CAFFE_PACKAGES) libboost-regex-dev"; exit 2; \
+	fi
+	docker/caffe/build-ssd.sh $(CAFFE_SSD_PREFIX) .caffe/ssd-work
 
 # The MMdnn engine's environment (mmdnn 0.3.1, protobuf 3.20.3): `convert --engine mmdnn`
 # finds it as .venv-mmdnn in the working folder, or by $$CAFFE2TORCH_MMDNN_PYTHON.
@@ -143,7 +155,7 @@ convert: ## Convert PROTOTXT [WEIGHTS] from this folder into OUT with the image 
 	$(DOCKER) run --rm $(if $(GPUS),--gpus $(GPUS)) --user $(RUN_USER) -v "$(CURDIR):/workspace" \
 		$(IMAGE) convert $(PROTOTXT) $(WEIGHTS) -o $(OUT) $(ARGS)
 
-verify: ## Verify the converted folder OUT against OpenCV, layer by layer, with the image
+verify: ## Verify the converted folder OUT against real Caffe (OpenCV where it lacks a layer), layer by layer, with the image
 	$(DOCKER) run --rm --user $(RUN_USER) -v "$(CURDIR):/workspace" $(IMAGE) verify $(OUT) $(ARGS)
 
 # The CPU build of torch for TORCH_VARIANT=cpu: from this machine's pip sources if they have it,

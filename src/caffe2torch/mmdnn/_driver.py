@@ -231,6 +231,7 @@ def main():
     }
     report = {
         "ok": True,
+        "pycaffe": _read_with_pycaffe(),
         "squeezed": changed,
         "shaped": filled,
         "emitted": emitted,
@@ -238,6 +239,17 @@ def main():
         "versions": versions,
     }
     print(json.dumps(report))
+
+
+def _read_with_pycaffe():
+    """Whether MMdnn's Caffe reader used pycaffe (its authors' intended path, where this
+    environment has a pycaffe that imports), as it decides itself."""
+    try:
+        from mmdnn.conversion.caffe.resolver import has_pycaffe
+
+        return bool(has_pycaffe())
+    except Exception:  # noqa: BLE001 - a pycaffe that fails to import is not used
+        return False
 
 
 def _version(name):

@@ -50,8 +50,9 @@ MMDNN_TYPES = frozenset(
 )
 
 PYCAFFE_NOTE = (
-    "MMdnn warns that PyCaffe is missing and its protobuf reader is 'UNTESTED': caffe2torch "
-    "never uses PyCaffe, and the result is checked against OpenCV instead"
+    "MMdnn warns that PyCaffe is missing and its protobuf reader is 'UNTESTED': in this MMdnn "
+    "environment it reads the caffemodel without pycaffe, and the result is checked against "
+    "the reference instead"
 )
 
 
@@ -546,7 +547,7 @@ def convert_mmdnn(
     state = {**state, **{attr: consts[layer][key] for layer, key, attr in reads}}
     trace = mmdnn_trace(code, graph, outs)
     squeezed = report.get("squeezed", [])
-    notes = notes + [PYCAFFE_NOTE]
+    notes = notes + ([] if report.get("pycaffe") else [PYCAFFE_NOTE])
     if report.get("shaped"):
         notes.append(
             f"gave {len(report['shaped'])} TanH/AbsVal/Sigmoid layer(s) the output shape MMdnn's "
