@@ -92,9 +92,9 @@ CAFFE_SSD_PREFIX ?= .caffe/ssd
 caffe-ref-ssd: $(CAFFE_SSD_PREFIX)/python/caffe/_caffe.so ## Build the SSD fork of Caffe (pinned sdist, CPU) as a second reference
 $(CAFFE_SSD_PREFIX)/python/caffe/_caffe.so: docker/caffe/build-ssd.sh docker/caffe/ssd-brocolli-9.0.2.patch
 	@if [ "$$(id -u)" = 0 ]; then \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(CAFFE_PACKAGES) libboost-regex-dev; \
-	elif ! dpkg -s $(CAFFE_PACKAGES) libboost-regex-dev > /dev/null 2>&1; then \
-		echo "make caffe-ref-ssd: install these packages first (apt-get install, as root): $(CAFFE_PACKAGES) libboost-regex-dev"; exit 2; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(CAFFE_PACKAGES) libboost-regex-dev ca-certificates; \
+	elif ! dpkg -s $(CAFFE_PACKAGES) libboost-regex-dev ca-certificates > /dev/null 2>&1; then \
+		echo "make caffe-ref-ssd: install these packages first (apt-get install, as root): $(CAFFE_PACKAGES) libboost-regex-dev ca-certificates"; exit 2; \
 	fi
 	docker/caffe/build-ssd.sh $(CAFFE_SSD_PREFIX) .caffe/ssd-work
 

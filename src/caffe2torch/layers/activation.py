@@ -52,6 +52,7 @@ class Unary(SameShape):
         "Sigmoid", "TanH", "AbsVal", "BNLL", "ELU", "Exp", "Log", "Power", "Threshold",
         "Clip", "Swish", "SeLu", "ReLU6", "Mish",
     )
+    CAFFE_FORKS = {"ssd": frozenset({"ReLU6"})}  # tests/test_caffe_fork.py
     # Self-normalising nets (SNN Caffe reimplementations; soeaver's PSP models).
     SCHEMA = Schema(
         messages={

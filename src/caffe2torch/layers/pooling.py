@@ -82,6 +82,8 @@ def caffe_pool2d(
 @register
 class Pooling(Layer):
     TYPES = ("Pooling",)
+    # The fork reads ceil_mode (field 13), which BVLC's schema lacks (tests/test_caffe_fork.py).
+    CAFFE_FORKS = {"ssd": frozenset({"Pooling"})}
     SCHEMA = Schema(
         fields={
             # DenseNet/ResNeXt releases: ``ceil_mode: false`` rounds the output size down.
