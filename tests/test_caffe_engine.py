@@ -190,3 +190,25 @@ def test_imagenet_nets_pass_against_real_caffe_alone(rel, corpus_conversions):
     assert v.passed and v.reference.startswith("Caffe"), v.explanation
     assert set(v.engines) == {"caffe"} and v.engines["caffe"] == len(v.compared) > 20
     assert all(r.note.startswith("fused with") for r in v.skipped)  # Caffe runs every layer
+
+
+def test_the_ssd_fork_checks_what_bvlc_cannot_read(tmp_path, cli):
+    # ceil_mode (the fork's pooling field 13) does not parse in BVLC's schema, and BVLC has no
+    # Normalize: with the fork built, both are checked by it, the rest by BVLC.
+    try:
+        caffe_prefix("ssd")
+    except ReferenceError as e:
+        pytest.skip(str(e))
+    net = _net(tmp_path, 'input: "data" input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }\n'
+               'layer { name: "conv" type: "Convolution" bottom: "data" top: "c" '
+               'convolution_param { num_output: 4 kernel_size: 3 } }\n'
+               'layer { name: "pool" type: "Pooling" bottom: "c" top: "p" '
+               'pooling_param { pool: MAX kernel_size: 2 stride: 2 ceil_mode: false } }\n'
+               'layer { name: "norm" type: "Normalize" bottom: "p" top: "n" '
+               'norm_param { across_spatial: false channel_shared: false } }\n')
+    out = tmp_path / "out"
+    code, _, err = cli("convert", net, "--random-weights", "-o", out, "--reference", "caffe")
+    assert code == 0, err
+    v = _verification(out)
+    assert v["checked_by"] == {"caffe": ["conv"], "caffe-ssd": ["pool", "norm"]}, v
+    assert v["passed"] is True and "SSD" in v["reference"]
