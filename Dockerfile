@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# caffe2torch in a pinned image: Caffe prototxt + caffemodel -> PyTorch, checked against OpenCV.
+# caffe2torch in a pinned image: Caffe prototxt + caffemodel -> PyTorch, checked against OpenCV
+# or real Caffe (BVLC pycaffe, CPU, built here from a hash-pinned source).
 #
 #   docker build -t caffe2torch .                       # or: make image
 #   docker run --rm --gpus all --user "$(id -u):$(id -g)" -v "$PWD:/workspace" \
@@ -14,6 +15,37 @@
 # (`--secret id=ca,src=$SSL_CERT_FILE`). It is used for the pip steps only, never stored.
 
 ARG BASE_IMAGE=docker.io/nvidia/cuda:13.0.2-cudnn-runtime-ubuntu22.04
+
+# --------------------------------------------------------------------------------------- caffe
+# Real Caffe, the reference engine: BVLC pycaffe (CPU only, no Python layers) built by
+# docker/caffe/build.sh into /opt/caffe-bvlc for the system python3 (3.11 on bookworm, 3.10 on
+# Ubuntu 22.04: it runs as its own process, never in the venvs). The source is Debian's `caffe`
+# source package, fetched with apt-get source from deb.debian.org (checked with Debian's archive
+# keyring, which Ubuntu packages too) and checked against its sha256. The build packages are
+# CAFFE_PACKAGES of the Makefile (`make caffe-ref`), the same list, with ca-certificates and
+# debian-archive-keyring for apt-get source where the base lacks them. What the image installs to
+# run it is computed from the build (docker/caffe-runtime-packages.sh: NEEDED -> ldd -> dpkg -S) and
+# written to /opt/caffe-bvlc/runtime-packages. Only pycaffe and libcaffe are kept: no headers,
+# static library, CMake files or command-line tools. This stage comes first and depends on
+# build.sh, its patch and that script only: editing the project does not rebuild Caffe.
+FROM ${BASE_IMAGE} AS caffe
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV DEBIAN_FRONTEND=noninteractive \
+    PYTHONDONTWRITEBYTECODE=1
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates debian-archive-keyring \
+        build-essential cmake libboost-system-dev libboost-thread-dev libboost-filesystem-dev \
+        libboost-python-dev libgoogle-glog-dev libgflags-dev libprotobuf-dev protobuf-compiler \
+        libhdf5-dev libopenblas-dev python3-dev python3-numpy python3-protobuf python3-six patch \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/*
+COPY docker/caffe/build.sh docker/caffe/bvlc-99bd997.patch docker/caffe-runtime-packages.sh \
+     /tmp/caffe-build/
+RUN /tmp/caffe-build/build.sh /opt/caffe-bvlc /tmp/caffe-work \
+ && rm -rf /tmp/caffe-work /opt/caffe-bvlc/bin /opt/caffe-bvlc/include /opt/caffe-bvlc/share \
+        /opt/caffe-bvlc/lib/*.a \
+ && /tmp/caffe-build/caffe-runtime-packages.sh /opt/caffe-bvlc > /opt/caffe-bvlc/runtime-packages \
+ && echo "runtime packages: $(paste -s -d ' ' /opt/caffe-bvlc/runtime-packages)"
 
 # ------------------------------------------------------------------------------------- builder
 # Two virtual environments, every package pinned with its hash (docker/*.lock):
@@ -55,6 +87,29 @@ RUN /opt/caffe2torch/bin/pip install --no-deps --no-index --no-build-isolation /
 
 # ------------------------------------------------------------------------------------- runtime
 FROM ${BASE_IMAGE}
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV DEBIAN_FRONTEND=noninteractive
+# python3.11 for the venvs, tini as PID 1 (signals, zombies); setpriv (util-linux, in the base)
+# lets the entry drop root to the owner of /workspace. apt-get clean: a debootstrapped base has
+# no docker-clean hook, and apt's caches would stay in the layer (about 100 MB each).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3.11 tini \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/*
+# Real Caffe and only what `import caffe` needs: the libraries computed in the caffe stage, and
+# the system python3 with the numpy, protobuf and six pycaffe was built against. A layer of its
+# own, so `make image-test` can say what Caffe adds.
+COPY --from=caffe /opt/caffe-bvlc /opt/caffe-bvlc
+RUN apt-get update \
+ && xargs --arg-file=/opt/caffe-bvlc/runtime-packages \
+        apt-get install -y --no-install-recommends python3 python3-numpy python3-protobuf python3-six \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/*
+# A numeric, non-root user; `--user UID:GID` runs as any other.
+RUN groupadd --gid 1000 caffe2torch \
+ && useradd --uid 1000 --gid 1000 --no-log-init --create-home --shell /bin/bash caffe2torch
+# The build arguments and labels come after the system layers, so a new commit (VCS_REF) or
+# version rebuilds only what follows: the venvs and the check.
 ARG BASE_IMAGE
 ARG TORCH_VARIANT=cuda
 ARG CAFFE2TORCH_VERSION=0.1.0
@@ -71,27 +126,21 @@ LABEL org.opencontainers.image.title="caffe2torch" \
       io.caffe2torch.torch="${TORCH_VERSION} (${TORCH_VARIANT})" \
       io.caffe2torch.mmdnn="${MMDNN_VERSION} with protobuf 3.20.3" \
       io.caffe2torch.opencv="${OPENCV_VERSION}" \
+      io.caffe2torch.caffe="BVLC 99bd997 (Debian caffe 1.0.0+git20180821.99bd997-8), CPU" \
       io.caffe2torch.python="3.11"
-SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-ENV DEBIAN_FRONTEND=noninteractive
-# python3.11 for the venvs, tini as PID 1 (signals, zombies); setpriv (util-linux, in the base)
-# lets the entry drop root to the owner of /workspace.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends python3.11 tini \
- && rm -rf /var/lib/apt/lists/*
-# A numeric, non-root user; `--user UID:GID` runs as any other.
-RUN groupadd --gid 1000 caffe2torch \
- && useradd --uid 1000 --gid 1000 --no-log-init --create-home --shell /bin/bash caffe2torch
 COPY --from=builder /opt/caffe2torch /opt/caffe2torch
 COPY --from=builder /opt/mmdnn /opt/mmdnn
 COPY entrypoint/caffe2torch-entry.sh /usr/local/bin/caffe2torch-entry
 ENV PATH=/opt/caffe2torch/bin:$PATH \
     CAFFE2TORCH_MMDNN_PYTHON=/opt/mmdnn/bin/python \
+    CAFFE2TORCH_CAFFE=/opt/caffe-bvlc \
+    CAFFE2TORCH_CAFFE_PYTHON=/usr/bin/python3 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-# The build-time check: everything imports at the versions on the labels, and both engines
-# convert and verify a tiny net (LeNet natively, the BatchNorm net through MMdnn). The version
-# build arguments reach it as environment variables of this step only.
+# The build-time check: everything imports at the versions on the labels, both engines convert
+# and verify a tiny net (LeNet natively, the BatchNorm net through MMdnn), and real Caffe runs
+# LeNet to what the converted model computes. The version build arguments reach it as
+# environment variables of this step only.
 RUN --mount=type=bind,source=docker/self-check.sh,target=/tmp/self-check.sh \
     --mount=type=bind,source=examples,target=/tmp/examples \
     bash /tmp/self-check.sh /tmp/examples

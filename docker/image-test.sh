@@ -4,10 +4,13 @@
 #  1. podman, buildah and debootstrap (installed with apt-get when missing; needs root);
 #  2. a Debian bookworm base made with debootstrap and imported as localhost/localbase:bookworm
 #     (no CUDA there, so the build takes the CPU build of torch from docker/wheels);
-#  3. `make image DOCKER=podman` with the host's CA bundle as the build secret;
+#  3. `make image DOCKER=podman` with the host's CA bundle as the build secret: first the Caffe
+#     stage alone (timed: real Caffe built from source), then the whole image;
 #  4. inside the image, on a folder mounted at /workspace and owned by a non-root user:
 #     weights made, LeNet converted twice (byte-identical), verified, the BatchNorm net converted
-#     with --engine mmdnn; every file written belongs to that user; bad calls exit 2 with one line.
+#     with --engine mmdnn; real Caffe (pycaffe) runs LeNet to what the converted folder computes,
+#     and LeNet is verified and converted with --reference caffe; every file written belongs to
+#     that user; bad calls exit 2 with one line. What Caffe adds to the image is measured.
 #
 # Variables: IMAGE (caffe2torch:image-test), HOST_UID/HOST_GID (the owner of the mounted folder:
 # the user who called sudo, else 4321), KEEP_BASE=1 keeps a base image already built.
@@ -46,14 +49,29 @@ else
     rm -rf "$rootfs"
 fi
 
+previous=$(podman image inspect --format '{{.Size}}' "$image" 2>/dev/null || echo 0)
+build_flags="--isolation chroot --network host --format docker"
+build() { # build IMAGE [BUILD FLAGS...]
+    local tag=$1
+    shift
+    make --no-print-directory image DOCKER=podman IMAGE="$tag" TORCH_VARIANT=cpu BASE_IMAGE="$base" \
+        CA_BUNDLE="$([[ -f $ca ]] && echo "$ca")" BUILD_FLAGS="$build_flags $*"
+}
+
+say "build the Caffe stage (real Caffe from its pinned source; cached unless its files changed)"
+start=$(date +%s)
+build "$image-caffe-stage" --target caffe
+caffe_s=$(($(date +%s) - start))
+podman untag "$image-caffe-stage" # its layers stay as the cache of the next build
+echo "Caffe stage built in ${caffe_s} s"
+
 say "build $image (podman, Debian bookworm base, CPU torch)"
 start=$(date +%s)
-build_flags="--isolation chroot --network host --format docker"
-make --no-print-directory image DOCKER=podman IMAGE="$image" TORCH_VARIANT=cpu BASE_IMAGE="$base" \
-    CA_BUNDLE="$([[ -f $ca ]] && echo "$ca")" BUILD_FLAGS="$build_flags"
+build "$image"
 build_s=$(($(date +%s) - start))
 size=$(podman image inspect --format '{{.Size}}' "$image")
-echo "built in ${build_s} s; image size $((size / 1000000)) MB"
+echo "built in ${build_s} s; image size $((size / 1000000)) MB" \
+    "(the $image before this build: $((previous / 1000000)) MB)"
 podman image inspect --format '{{range $k, $v := .Labels}}{{$k}}={{$v}}{{"\n"}}{{end}}' "$image" \
     | grep -E '^(org.opencontainers.image.version|io.caffe2torch)'
 
@@ -61,7 +79,7 @@ ws=$(mktemp -d)
 ctr=$(buildah from --quiet "$image")
 cleanup() {
     buildah rm "$ctr" >/dev/null 2>&1 || true
-    rm -rf "$ws"
+    rm -rf "$ws" "$ws".*.json
 }
 trap cleanup EXIT
 
@@ -145,10 +163,76 @@ run_in --user "$host_uid:$host_gid" "${mount[@]}" -- \
 python3 -c 'import json, sys; assert json.load(open(sys.argv[1]))["engine"]["name"] == "mmdnn"' \
     "$ws/run1/bn_mmdnn/conversion.json" || fail "bn_mmdnn was not made by MMdnn"
 
+say "real Caffe, the reference engine: $(podman image inspect --format '{{index .Labels "io.caffe2torch.caffe"}}' "$image")"
+# What Caffe adds: its prefix, and the layer that installs the packages it needs to run (read
+# from the container's file system, mounted here).
+rootfs=$(buildah mount "$ctr")
+caffe_du=$(du -sb "$rootfs/opt/caffe-bvlc" | cut -f1)
+caffe_pkgs=$(paste -s -d ' ' "$rootfs/opt/caffe-bvlc/runtime-packages")
+buildah umount "$ctr" >/dev/null
+[[ -n $caffe_pkgs ]] || fail "/opt/caffe-bvlc/runtime-packages is empty"
+caffe_layer=$(podman history --format json "$image" | python3 -c '
+import json, sys
+print(sum(h["size"] for h in json.load(sys.stdin) if "/opt/caffe-bvlc/runtime-packages" in h["CreatedBy"]))')
+echo "Caffe adds $(((caffe_du + caffe_layer) / 1000000)) MB of $((size / 1000000)) MB:" \
+    "/opt/caffe-bvlc $((caffe_du / 1000000)) MB, its runtime packages $((caffe_layer / 1000000)) MB" \
+    "($caffe_pkgs; python3-numpy, python3-protobuf, python3-six; their dependencies)"
+# pycaffe, as the host user, on the mounted files: Caffe's prob against the converted folder's.
+caffe_check='
+import sys
+
+import numpy as np
+import torch
+
+from caffe2torch.folder import load_converted
+from caffe2torch.verify.caffe_ref import caffe_prefix, caffe_python, run_caffe
+
+folder, net, weights = sys.argv[1:4]
+x = np.random.default_rng(1).standard_normal((1, 1, 28, 28), dtype=np.float32)
+with torch.no_grad():
+    y = load_converted(folder)(torch.from_numpy(x)).numpy()
+ref = run_caffe(net, weights, {"data": x})["prob"].reshape(y.shape)
+err, bound = float(np.abs(y - ref).max()), 1e-5 + 1e-4 * float(np.abs(ref).max())
+print(f"pycaffe in {caffe_prefix()} under {caffe_python()}: LeNet prob, max|{folder} - caffe| = "
+      f"{err:.1e} (bound {bound:.1e}), argmax {int(ref.argmax())}")
+assert err <= bound and int(y.argmax()) == int(ref.argmax()), (err, bound)
+'
+buildah run --isolation chroot --user "$host_uid:$host_gid" -e HOME=/tmp "${mount[@]}" "$ctr" -- \
+    /opt/caffe2torch/bin/python -c "$caffe_check" run1/lenet lenet.prototxt lenet.caffemodel \
+    || fail "real Caffe does not run LeNet to what the converted folder computes"
+run_in --user 0 "${mount[@]}" -- verify run1/lenet --reference caffe --json >"$ws.verify.json" \
+    || fail "verify --reference caffe failed on LeNet"
+run_in --user 0 "${mount[@]}" -- convert lenet.prototxt lenet.caffemodel -o run1/lenet_caffe \
+    --reference caffe | tail -n 1
+run_in --user 0 "${mount[@]}" -- convert lenet.prototxt lenet.caffemodel -o run2/lenet_caffe \
+    --reference caffe >/dev/null
+python3 - "$ws.verify.json" "$ws/run1/lenet_caffe" <<'PY' || fail "--reference caffe did not check against Caffe"
+import json, sys
+from pathlib import Path
+
+def caffe(where, reference):
+    assert reference.startswith("Caffe ") and "OpenCV" not in reference, (where, reference)
+    return reference
+
+v = json.loads(Path(sys.argv[1]).read_text())
+assert v["passed"] is True and v["failed"] == 0 and v["compared"] > 0, v
+print(f"verify run1/lenet --reference caffe: passed, {v['compared']} values compared with "
+      f"{caffe('verify --json', v['reference'])}")
+folder = Path(sys.argv[2])
+c = json.loads((folder / "conversion.json").read_text())["verification"]
+assert c["passed"] is True and c["compared"] > 0, c
+ref = caffe("conversion.json", c["reference"])
+line = next(x for x in (folder / "report.md").read_text().splitlines() if x.startswith("Reference: "))
+assert line.startswith(f"Reference: {ref}."), line
+print(f"convert --reference caffe: conversion.json and report.md name {ref}; {c['compared']} values passed")
+PY
+rm -f "$ws.verify.json"
+
 say "two runs give byte-identical files"
 for f in lenet/model.py lenet/model.pth lenet/conversion.json lenet/report.md lenet/preprocess.json \
     lenet/preprocess.py bn_mmdnn/model.py bn_mmdnn/model.pth bn_mmdnn/conversion.json \
-    bn_mmdnn/report.md bn_mmdnn/preprocess.json; do
+    bn_mmdnn/report.md bn_mmdnn/preprocess.json lenet_caffe/model.py lenet_caffe/model.pth \
+    lenet_caffe/conversion.json lenet_caffe/report.md; do
     cmp "$ws/run1/$f" "$ws/run2/$f" || fail "$f differs between two runs"
     echo "identical: $f $(sha256sum <"$ws/run1/$f" | cut -c1-16)"
 done
@@ -168,4 +252,5 @@ wrong=$(find "$ws" -mindepth 1 \( ! -uid "$host_uid" -o ! -gid "$host_gid" \) -p
 [[ -z $wrong ]] || fail "files not owned by $host_uid:$host_gid: $wrong"
 echo "every file belongs to $host_uid:$host_gid"
 
-say "image-test passed: built in ${build_s} s, $((size / 1000000)) MB"
+say "image-test passed: built in ${build_s} s (the Caffe stage ${caffe_s} s), $((size / 1000000)) MB" \
+    "(Caffe $(((caffe_du + caffe_layer) / 1000000)) MB of it)"

@@ -147,3 +147,19 @@ def test_entry_names_a_missing_input(tmp_path):
         "paths are relative to it, host paths outside it are not visible"
     ]
     assert not Path("/out-4c1d").exists()
+
+
+def _continued(text: str, start: str) -> list[str]:
+    """The words after ``start`` up to the end of its logical line (backslash continuations)."""
+    m = re.search(re.escape(start) + r"((?:[^\n]*\\\n)*[^\n]*)", text)
+    return m.group(1).replace("\\\n", " ").split()
+
+
+def test_dockerfile_caffe_stage_installs_what_make_caffe_ref_does():
+    listed = set(_continued((ROOT / "Makefile").read_text(), "CAFFE_PACKAGES :="))
+    stage = (ROOT / "Dockerfile").read_text().split(" AS caffe\n", 1)[1].split("\nFROM ", 1)[0]
+    words = _continued(stage, "apt-get install -y --no-install-recommends")
+    installed = set(words[: words.index("&&")])
+    assert installed == listed | {"ca-certificates", "debian-archive-keyring"}
+    version = re.search(r"^VERSION=(\S+)$", (ROOT / "docker/caffe/build.sh").read_text(), re.M).group(1)
+    assert f"(Debian caffe {version})" in (ROOT / "Dockerfile").read_text()
