@@ -212,3 +212,24 @@ def test_the_ssd_fork_checks_what_bvlc_cannot_read(tmp_path, cli):
     v = _verification(out)
     assert v["checked_by"] == {"caffe": ["conv"], "caffe-ssd": ["pool", "norm"]}, v
     assert v["passed"] is True and "SSD" in v["reference"]
+
+
+def test_where_caffe_cannot_set_the_net_up_auto_checks_with_opencv(tmp_path, cli, monkeypatch):
+    from caffe2torch.verify import caffe_ref
+
+    def refuse(self, arrays):
+        raise caffe_ref.CaffeRunError("real Caffe cannot run the net: Check failed: made up here")
+
+    monkeypatch.setattr(caffe_ref.CaffeLoaded, "run", refuse)
+    out = tmp_path / "auto"
+    code, _, err = cli("convert", "examples/lenet/lenet.prototxt", "--random-weights", "-o", out)
+    assert code == 0, err
+    v = _verification(out)
+    assert v["passed"] is True and v["compared_by"] == {"opencv": 8}
+    assert v["explanation"][0] == (
+        "real Caffe cannot run the net: Check failed: made up here: every layer was checked "
+        "against OpenCV instead."
+    )
+    code, stdout, err = cli("convert", "examples/lenet/lenet.prototxt", "--random-weights", "-o",
+                            tmp_path / "caffe", "--reference", "caffe")
+    assert code == 0 and "not verified: " in stdout and "made up here" in stdout, err

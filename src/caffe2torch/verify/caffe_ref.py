@@ -136,6 +136,10 @@ def caffe_build(build: str = "bvlc") -> CaffeBuild:
     return _build(caffe_prefix(build), BUILDS[build][1])
 
 
+class CaffeRunError(ReferenceError):
+    """Real Caffe cannot set up or run the net (its own fatal line)."""
+
+
 class CaffeLoaded:
     """A reference net run by real Caffe, as :class:`.opencv.LoadedReference` runs one in
     OpenCV: :meth:`run` gives every layer's outputs by layer name."""
@@ -156,7 +160,7 @@ class CaffeLoaded:
             try:
                 blobs = run_caffe(net, self.caffemodel, named, prefix=self.prefix)
             except ReferenceError as e:
-                raise ReferenceError(e.message, file=self.shown) from None
+                raise CaffeRunError(e.message, file=self.shown) from None
         self.seconds["run"] = time.perf_counter() - start
         return {
             n.name: [blobs[self.ref.blob[id(v)]] for v in n.outputs]
@@ -202,4 +206,4 @@ def _reason(stderr: str, code: int) -> str:
     return lines[-1] if lines else f"exit code {code}"
 
 
-__all__ = ["CaffeBuild", "CaffeLoaded", "caffe_build", "caffe_prefix", "caffe_python", "run_caffe"]
+__all__ = ["CaffeBuild", "CaffeLoaded", "CaffeRunError", "caffe_build", "caffe_prefix", "caffe_python", "run_caffe"]

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from google.protobuf.message import Message
+
 from .caffe_ref import CaffeLoaded, caffe_build, caffe_prefix
 from .opencv import LoadedReference, opencv
 from .reference import ReferenceError, ReferenceNet, reference_net
@@ -73,10 +75,18 @@ class CaffeEngine:
         return ""
 
     def net(self, graph, nodes, cuts) -> ReferenceNet:
-        return reference_net(graph, nodes, cuts)
+        return reference_net(graph, nodes, cuts, rewrite=_any_engine)
 
     def loader(self, net: ReferenceNet, caffemodel, shown, warm: bool):
         return CaffeLoaded(net, caffemodel, shown=shown, prefix=self.build.prefix)
+
+
+def _any_engine(node, layer) -> None:
+    """``engine: CUDNN`` (or CAFFE) chooses an implementation, not what is computed: this
+    CPU-only build refuses CUDNN ("unknown engine"), so each layer gets its default."""
+    for _, value in layer.ListFields():
+        if isinstance(value, Message) and "engine" in value.DESCRIPTOR.fields_by_name:
+            value.ClearField("engine")
 
 
 def caffe_available(build: str = "bvlc") -> bool:

@@ -22,7 +22,8 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -34,6 +35,7 @@ from ..graph import Graph, Node, Value, check_weights, needed_nodes
 from ..memory import segmenter
 from .instrument import TraceError, TraceStep, instrument
 from .engines import describe, gap as engines_gap, select
+from .caffe_ref import CaffeRunError
 from .reference import MixedReference, ReferenceError
 from .parity import ATOL, RTOL  # the project's tolerance, one definition
 
@@ -266,6 +268,14 @@ class _Run:
         written = [self.value(r.layer, r.top) for step in trace for _, r in step.writes]
         self.order = needed_nodes(graph, written)
         self.cuts = {n.id: gap for n in self.order if (gap := engines_gap(engines, n))}
+        # A reference finds a layer's weights by its name (Caffe copies every record of a name
+        # into the first layer of that name): a name two layers share is not checked.
+        names = Counter(n.name for n in graph.nodes if not n.is_source)
+        for n in self.order:
+            if names[n.name] > 1 and n.id not in self.cuts:
+                self.cuts[n.id] = (
+                    f"the layer name '{n.name}' repeats: the reference finds weights by name"
+                )
 
     def value(self, layer: str, top: int) -> Value:
         return self.nodes[layer].outputs[top]
@@ -308,11 +318,21 @@ def verify_model(
             inputs_text, rtol, atol, model_file, layer_map, model_arrays, strict, segment_bytes,
             tuple(engines) if engines is not None else tuple(select("auto")),
         )
-        for _ in range(4):
-            result, found = _verify_once(
-                code, class_name, state, trace, graph, caffemodel, arrays, options,
-                faults=faults, blobs=blobs, opened=opened,
-            )
+        fallback = ""
+        for _ in range(5):
+            try:
+                result, found = _verify_once(
+                    code, class_name, state, trace, graph, caffemodel, arrays, options,
+                    faults=faults, blobs=blobs, opened=opened,
+                )
+            except CaffeRunError as e:
+                # auto: where real Caffe cannot set the net up, OpenCV checks every layer.
+                others = tuple(x for x in options.engines if x.key == "opencv")
+                if not others or fallback:
+                    raise
+                options = replace(options, engines=others)
+                fallback = f"{e.message.rstrip('.')}: every layer was checked against OpenCV instead."
+                continue
             if callable(state):
                 state = result.state
             if not found:
@@ -322,6 +342,8 @@ def verify_model(
         for seg in opened:
             seg.close()
     result.state = None
+    if fallback:
+        result.explanation.insert(0, fallback)
     return result
 
 
@@ -422,7 +444,6 @@ class _Check:
         self.seg: MixedReference | None = None
         self.feeds: dict[int, np.ndarray] = {}  # value -> what the reference is given for it
         self.wanted: set[int] = set()  # the values the reference needs from the model
-        self.counts: dict[str, int] = {}  # layer name -> how many of the reference's layers have it
         self.rows: dict[tuple[int, int], Row] = {}  # (step, output) -> its row
         self.reached = -1  # the last step tapped
         self.local_inputs: dict[int, dict[int, np.ndarray | None]] = {}
@@ -521,8 +542,6 @@ class _Check:
     def start_reference(self) -> None:
         """Phase 2: the reference, every layer (segment by segment, as the comparison reaches them)."""
         self.seg.start(self.feeds)
-        for n in self.seg.layers:
-            self.counts[n.name] = self.counts.get(n.name, 0) + 1
 
     def reference(self, layer: str, top: int, read: bool = False) -> tuple[np.ndarray | None, str]:
         """The reference's value of output ``top`` of ``layer`` (``read``: as a later layer
@@ -534,8 +553,6 @@ class _Check:
         engine = seg.engine_of(node)
         if engine is None:  # pragma: no cover - every layer not cut has an engine
             return None, "no reference engine runs this layer"
-        if self.counts.get(node.name, 0) > 1:
-            return None, f"the layer name '{node.name}' repeats: {engine.name}'s outputs are ambiguous"
         if read and top < len(node.outputs):
             got = seg.value(node.outputs[top])
             if got is not None and not engine.top_gap(node, top):
