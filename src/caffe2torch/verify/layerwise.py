@@ -408,6 +408,8 @@ def _verify_once(
         check.compare_locally()
     if check.faults and not check.found:
         check.result.explanation += _explain_faults(check.result, check.faults)
+    used = [e for e in options.engines if e.key in check.result.engines]
+    check.result.reference = describe(used or options.engines)  # the engines that checked values
     return check.result, check.found
 
 
