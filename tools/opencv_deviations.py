@@ -447,7 +447,7 @@ def _consistent(m: Measured) -> str:
     return ""
 
 
-def render(measured: list[Measured], bvlc, caffe_label: str, cv_version: str) -> str:
+def render(measured: list[Measured], bvlc, caffe_label: str, cv_version: str, ssd=()) -> str:
     lines = [HEADER.format(seed=SEED, caffe=caffe_label, cv=cv_version, atol=ATOL, rtol=RTOL), ""]
     lines.append(
         "| Case | Layer | Parameters | Input | max\\|Caffe\\| | max\\|OpenCV - Caffe\\| "
@@ -466,20 +466,32 @@ def render(measured: list[Measured], bvlc, caffe_label: str, cv_version: str) ->
     lines.append("")
     odd = [(m, s) for m in measured if (s := _consistent(m))]
     lines += [f"- {m.case.name}: {s} ({m.handling or 'no special case'})" for m, s in odd] or ["- none"]
-    lines += ["", "## Not measurable against BVLC Caffe", ""]
+    lines += ["", "## The forks' layers: which engine checks them", ""]
     lines.append(
-        "Types the project converts that BVLC Caffe does not have (forks' layers): no row above "
-        "can show what OpenCV does with them."
+        "Types the project converts that BVLC Caffe does not have: no row above can show what "
+        "OpenCV does with them. The SSD fork's build (`make caffe-ref-ssd`) checks those a "
+        "family declares measured against it (`CAFFE_FORKS`, tests/test_caffe_fork.py); "
+        "`--reference auto` gives each layer to the first engine of BVLC Caffe, the SSD fork, "
+        "OpenCV that can run it."
     )
     lines.append("")
+    lines.append("| Type | Family | SSD fork | OpenCV | Checked by (auto) |")
+    lines.append("|---|---|---|---|---|")
     have = set(bvlc)
     for type_ in [t for t in known_types() if t not in have and t != "Python"]:
         op = layer_class(type_)
         if op.SOURCE or op.TRAINING_ONLY:
             continue  # OpenCV reads deploy nets: their Input layer, no loss
-        runs = "OpenCV runs it" if type_ in op.OPENCV else "OpenCV has no such layer"
-        extra = f"; `{op.__name__}.opencv_layer` rewrites it for OpenCV" if _rewrites(type_) else ""
-        lines.append(f"- {type_} (`{op.__name__}`): {runs} (`OPENCV`){extra}")
+        fork = (
+            "checks it" if type_ in op.CAFFE_FORKS.get("ssd", ())
+            else "has one of this name, not measured against ours" if type_ in ssd
+            else "-"
+        )
+        cv = "runs it" if type_ in op.OPENCV else "-"
+        if cv != "-" and _rewrites(type_):
+            cv += f" (`{op.__name__}.opencv_layer` rewrites it)"
+        by = "SSD fork" if fork == "checks it" else "OpenCV" if cv != "-" else "nothing (skipped)"
+        lines.append(f"| {type_} | `{op.__name__}` | {fork} | {cv} | {by} |")
     return "\n".join(lines) + "\n"
 
 
@@ -504,9 +516,10 @@ def case(name: str) -> Case:
 
 def build() -> str:
     caffe = caffe_build()  # ReferenceError when real Caffe is not built
+    ssd = caffe_build("ssd")  # (and its SSD fork)
     with single_threaded():
         measured = measure([c for c in CASES if c.type in caffe.types])
-    return render(measured, caffe.types, caffe.label, opencv().__version__)
+    return render(measured, caffe.types, caffe.label, opencv().__version__, ssd.types)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -537,4 +550,5 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     os.environ.setdefault(ENV_PREFIX, str(ROOT / ".caffe" / "bvlc"))  # run from any folder
+    os.environ.setdefault("CAFFE2TORCH_CAFFE_SSD", str(ROOT / ".caffe" / "ssd"))
     sys.exit(main())
