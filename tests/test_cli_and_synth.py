@@ -139,11 +139,3 @@ def test_synth_file_reads_back_exactly(tmp_path):
         for a, b in zip(arrays, stored.layers[name].blobs):
             np.testing.assert_array_equal(a, b.data)
 
-
-def test_reference_caffe_where_it_is_not_built_is_one_line_exit_2(tmp_path, cli, monkeypatch):
-    monkeypatch.setenv("CAFFE2TORCH_CAFFE", str(tmp_path / "no-caffe"))
-    out = tmp_path / "out"
-    code, _, err = cli("convert", "examples/lenet/lenet.prototxt", "--random-weights", "-o", out,
-                       "--reference", "caffe")
-    assert code == 2 and not out.exists()
-    assert err.strip() == f"error: real Caffe is not built at $CAFFE2TORCH_CAFFE ({tmp_path / 'no-caffe'}): run make caffe-ref"

@@ -329,3 +329,13 @@ def test_input_arrays_are_writable_copies_not_read_only_maps(tmp_path):
     got = load_input_arrays(headers)["data"]
     assert got.flags.writeable and got.flags.owndata and got.flags.c_contiguous
     np.testing.assert_array_equal(got, x)
+
+
+def test_reference_caffe_where_it_is_not_built_is_one_line_exit_2(tmp_path, cli, monkeypatch):
+    # (here, not in test_cli_and_synth.py: convert needs torch, which the protobuf 3 tier lacks)
+    monkeypatch.setenv("CAFFE2TORCH_CAFFE", str(tmp_path / "no-caffe"))
+    out = tmp_path / "out"
+    code, _, err = cli("convert", "examples/lenet/lenet.prototxt", "--random-weights", "-o", out,
+                       "--reference", "caffe")
+    assert code == 2 and not out.exists()
+    assert err.strip() == f"error: real Caffe is not built at $CAFFE2TORCH_CAFFE ({tmp_path / 'no-caffe'}): run make caffe-ref"
