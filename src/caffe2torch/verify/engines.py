@@ -4,12 +4,13 @@
   process (:mod:`.caffe_ref`). What it can run, it says itself: the layer types its build
   registers and the fields its own schema parses, asked once per net; a family may add a
   ``Layer.caffe_gap``. Its values are the truth: none is ever called the reference's fault.
+  ``make caffe-ref-ssd`` also builds weiliu89's SSD fork (engine ``caffe-ssd``), which then
+  runs the fork layers a family declares measured against it (``Layer.CAFFE_FORKS``:
+  PriorBox, DetectionOutput, Normalize, Permute...), after BVLC.
 - ``opencv``: OpenCV's dnn module (:mod:`.opencv`). What it can run is declared beside each
   layer (``Layer.OPENCV``, ``Layer.opencv_gap``, ``Layer.opencv_top_gap``), and how it must be
   given a layer (``Layer.opencv_layer``). Where its value is shown to be wrong (not finite,
   or unlike an exact float64 computation the model matches), the value is a reference-error.
-  ``make caffe-ref-ssd`` also builds weiliu89's SSD fork, which then runs the detection layers
-  BVLC lacks (PriorBox, DetectionOutput, Normalize, Permute...): engine ``caffe-ssd``.
 - ``auto`` (the default): real Caffe where it is built, and OpenCV for the layers Caffe
   cannot run; OpenCV alone where Caffe is not built.
 """
