@@ -65,8 +65,13 @@ def test_lenet_matches_real_caffe(tmp_path):
         _close(y, blobs[v.name])
 
 
-def test_real_caffe_is_built_without_python_layers(tmp_path):
-    # A reference never runs a net's own code: the build has no Python layer at all.
+@pytest.mark.parametrize("build", ["bvlc", "ssd"])
+def test_real_caffe_is_built_without_python_layers(tmp_path, build):
+    # A reference never runs a net's own code: neither build has a Python layer at all.
+    try:
+        prefix = caffe_prefix(build)
+    except ReferenceError as e:
+        pytest.skip(str(e))
     (tmp_path / "evil.py").write_text("raise SystemExit('imported')\n")
     net = tmp_path / "net.prototxt"
     net.write_text(
@@ -77,7 +82,7 @@ def test_real_caffe_is_built_without_python_layers(tmp_path):
     weights = tmp_path / "empty.caffemodel"
     weights.write_bytes(b"")
     with pytest.raises(ReferenceError, match="Unknown layer type: Python"):
-        run_caffe(net, weights, {"data": np.zeros((1, 2), np.float32)})
+        run_caffe(net, weights, {"data": np.zeros((1, 2), np.float32)}, prefix=prefix)
 
 
 # ------------------------------------------------------------------ --reference caffe|opencv|auto

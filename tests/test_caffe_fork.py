@@ -290,16 +290,3 @@ def test_the_forks_upsample_ignores_a_segnet_mask(tmp_path):
     np.testing.assert_array_equal(blobs["out"], blobs["p"].repeat(2, axis=2).repeat(2, axis=3))
     assert not compare(r.ours[0], blobs["out"], "out", "", atol=ATOL, rtol=RTOL).ok
 
-
-def test_the_fork_is_built_without_python_layers(tmp_path):
-    (tmp_path / "evil.py").write_text("raise SystemExit('imported')\n")
-    net = tmp_path / "net.prototxt"
-    net.write_text(
-        'input: "data" input_shape { dim: 1 dim: 2 }\n'
-        'layer { name: "py" type: "Python" bottom: "data" top: "out" '
-        'python_param { module: "evil" layer: "Evil" } }\n'
-    )
-    weights = tmp_path / "empty.caffemodel"
-    weights.write_bytes(b"")
-    with pytest.raises(ReferenceError, match="Unknown layer type: Python"):
-        run_caffe(net, weights, {"data": np.zeros((1, 2), np.float32)})

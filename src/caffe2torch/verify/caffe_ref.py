@@ -74,18 +74,8 @@ class CaffeBuild:
 
     def __init__(self, prefix: Path, name: str = "real Caffe") -> None:
         self.prefix, self.name = prefix, name
-        try:
-            done = subprocess.run(
-                [caffe_python(), str(DRIVER), "types"], capture_output=True, text=True,
-                env=_env(prefix), timeout=120, check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise ReferenceError(f"real Caffe at {prefix} could not run: {e}") from None
-        if done.returncode != 0:
-            raise ReferenceError(
-                f"real Caffe at {prefix} does not import: {_reason(done.stderr, done.returncode)}"
-            )
-        info = json.loads(done.stdout)
+        out = _drive(prefix, ["types"], 120, f"real Caffe at {prefix}", "does not import")
+        info = json.loads(out)
         self.version, self.types = info["version"], frozenset(info["types"])
         source = prefix / "SOURCE"
         what = source.read_text(encoding="utf-8").strip() if source.is_file() else prefix.name
@@ -179,21 +169,27 @@ def run_caffe(
 ) -> dict[str, np.ndarray]:
     """Every blob of the net after one forward pass of real Caffe on ``inputs`` (by name)."""
     prefix = prefix or caffe_prefix()
-    env = _env(prefix)
     with tempfile.TemporaryDirectory(prefix="c2t-caffe-") as tmp:
         given, out = Path(tmp) / "inputs.npz", Path(tmp) / "blobs.npz"
         np.savez(given, **{k: np.ascontiguousarray(v, np.float32) for k, v in inputs.items()})
-        try:
-            done = subprocess.run(
-                [caffe_python(), str(DRIVER), str(prototxt), str(caffemodel), str(given), str(out)],
-                capture_output=True, text=True, env=env, timeout=timeout, check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise ReferenceError(f"real Caffe could not run: {e}") from None
-        if done.returncode != 0:
-            raise ReferenceError(f"real Caffe cannot run the net: {_reason(done.stderr, done.returncode)}")
+        args = [str(prototxt), str(caffemodel), str(given), str(out)]
+        _drive(prefix, args, timeout, "real Caffe", "cannot run the net")
         with np.load(out, allow_pickle=False) as blobs:
             return {name: blobs[name] for name in blobs.files}
+
+
+def _drive(prefix: Path, args: list[str], timeout: float | None, who: str, failed: str) -> str:
+    """Run the driver under pycaffe's Python; its stdout, or a ReferenceError in Caffe's words."""
+    try:
+        done = subprocess.run(
+            [caffe_python(), str(DRIVER), *args], capture_output=True, text=True,
+            env=_env(prefix), timeout=timeout, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise ReferenceError(f"{who} could not run: {e}") from None
+    if done.returncode != 0:
+        raise ReferenceError(f"{who} {failed}: {_reason(done.stderr, done.returncode)}")
+    return done.stdout
 
 
 def _reason(stderr: str, code: int) -> str:

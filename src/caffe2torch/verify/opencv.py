@@ -58,16 +58,10 @@ def needs_rewrite(graph) -> bool:
     """Whether OpenCV must get :func:`reference_prototxt` instead of the original file."""
     if any(n.is_source and n.type != "Input" for n in graph.nodes):
         return True
-    if any(n.op.opencv_layer(_copy(n)) for n in graph.nodes if not n.is_source):
+    if any(n.op.opencv_layer(layer_copy(n)) for n in graph.nodes if not n.is_source):
         return True
     # Layers the graph left out (other phase, training only) are still in the file.
     return len(read_prototxt(graph.path).net.layer) != len(graph.nodes)
-
-
-def _copy(node):
-    layer = type(node.op.proto)()
-    layer.CopyFrom(node.op.proto)
-    return layer
 
 
 def _layer_proto(node):
