@@ -417,6 +417,7 @@ class Manifest:
     engine: dict = field(default_factory=lambda: {"name": "native"})
     layer_map: dict[str, str] = field(default_factory=dict)
     sources: dict = field(default_factory=dict)
+    plugins: list[dict] = field(default_factory=list)  # the --plugin files (caffe2torch.plugins)
     options: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     preprocess: dict | None = None
@@ -436,6 +437,7 @@ class Manifest:
             "outputs": self.outputs,
             "layer_map": self.layer_map,
             "sources": self.sources,
+            **({"plugins": self.plugins} if self.plugins else {}),
             "options": self.options,
             "notes": self.notes,
             "preprocess": self.preprocess,
@@ -562,17 +564,27 @@ def read_manifest(outdir: Path) -> Manifest:
     for k, v in layer_map.items():
         c.str(v, f"layer_map.{k}")
     sources = c.dict(manifest.get("sources", {}), "sources")
-    for key in ("prototxt", "weights"):
+    for key in ("prototxt", "weights", "proto"):
         src = c.dict(sources.get(key), f"sources.{key}", allow_none=True) or {}
         for f in ("file", "sha256", "path", "format"):
             c.str(src.get(f), f"sources.{key}.{f}", allow_none=True)
         if "seed" in src:
             c.int(src["seed"], f"sources.{key}.seed", low=0)
+    plugins = c.list(manifest.get("plugins", []), "plugins")
+    for i, rec in enumerate(plugins):
+        c.dict(rec, f"plugins[{i}]")
+        for f in ("file", "path", "sha256"):
+            c.str(rec.get(f), f"plugins[{i}].{f}")
+        for f in ("types", "python"):
+            for j, registered in enumerate(c.list(rec.get(f, []), f"plugins[{i}].{f}")):
+                c.str(registered, f"plugins[{i}].{f}[{j}]")
     options = c.dict(manifest.get("options", {}), "options")
     if options.get("phase", "test") not in ("test", "train"):
         c.fail("options.phase", "must be 'test' or 'train'")
     for i, s in enumerate(c.list(options.get("stages", []), "options.stages")):
         c.str(s, f"options.stages[{i}]")
+    if not isinstance(options.get("ignore_unknown_fields", False), bool):
+        c.fail("options.ignore_unknown_fields", "must be true or false")
     pre = c.dict(manifest.get("preprocess"), "preprocess", allow_none=True)
     if pre is not None:
         check_preprocess(pre, c)
@@ -610,6 +622,7 @@ def read_manifest(outdir: Path) -> Manifest:
         engine=engine,
         layer_map=layer_map,
         sources=sources,
+        plugins=plugins,
         options=options,
         notes=notes,
         preprocess=pre,

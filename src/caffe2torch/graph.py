@@ -314,7 +314,7 @@ def _select_layers(text: NetText, phase: str, stages: list[str], notes: list[str
             continue
         if not layer.type:
             raise _located(PrototxtError("has no type"), text.path, layer.name, None, line)
-        cls = layer_class(layer.type)
+        cls = layer_class(layer.type, layer)
         if cls is not None and cls.TRAINING_ONLY:
             dropped.append(f"{layer.name} ({layer.type})")
             for t in layer.top:

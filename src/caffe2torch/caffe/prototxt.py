@@ -8,14 +8,17 @@ the way Caffe's ``upgrade_proto.cpp`` does, so the rest of caffe2torch sees one 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from google.protobuf import text_format
 
 from ..errors import TEXT_LIMIT, PrototxtError, read_input
-from .schema import pb
+from ..layers import layer_class
+from .schema import active, base, pb
 from .upgrade import upgrade_net
+
+MAX_SKIPPED = 1000  # unknown fields skipped in one net (--ignore-unknown-fields) at most
 
 _SOLVER_KEYS = {
     "net", "net_param", "train_net", "test_net", "base_lr", "lr_policy", "max_iter",
@@ -31,6 +34,24 @@ class Block:
     line: int
     end_line: int
     name: str | None = None
+    type: str | None = None  # a V2 layer's ``type: "..."``
+
+
+@dataclass(frozen=True)
+class Unread:
+    """A field the text sets that caffe2torch does not read: declared only in the user's
+    caffe.proto (``declared``), or nowhere (skipped with ``--ignore-unknown-fields``).
+    ``layer_line`` is the first line of the layer block holding it (None: outside layers)."""
+
+    line: int
+    column: int
+    what: str  # "field 'my_gain' of PriorBoxParameter", "value DEF of PoolingParameter.PoolMethod"
+    declared: bool
+    layer_line: int | None = None
+    layer: str | None = None
+    # The layer's type when caffe2torch converts no such type: the field (a LayerParameter
+    # field, its parameters) goes with the layer, which stops the conversion by its type if kept.
+    unknown_type: str | None = None
 
 
 @dataclass
@@ -42,6 +63,7 @@ class NetText:
     format: str  # "V0", "V1" or "V2"
     layer_lines: list[int | None] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    unread: list[Unread] = field(default_factory=list)  # see :class:`Unread`
 
     def line_of(self, index: int) -> int | None:
         return self.layer_lines[index] if 0 <= index < len(self.layer_lines) else None
@@ -70,7 +92,7 @@ def scan_blocks(text: str) -> list[Block]:
     line = 1
     last_ident: str | None = None
     current: Block | None = None
-    expect_name = False
+    expect_name = expect_type = False
     for m in _TOKEN.finditer(text):
         kind = m.lastgroup
         if kind == "nl":
@@ -82,7 +104,9 @@ def scan_blocks(text: str) -> list[Block]:
             line += m.group().count("\n")
             if expect_name and current is not None and current.name is None:
                 current.name = _unquote(m.group())
-            expect_name = False
+            if expect_type and current is not None and current.type is None:
+                current.type = _unquote(m.group())
+            expect_name = expect_type = False
             continue
         if kind == "open":
             if depth == 0 and last_ident is not None:
@@ -101,11 +125,12 @@ def scan_blocks(text: str) -> list[Block]:
             continue
         if kind == "ident":
             expect_name = depth >= 1 and m.group() == "name"
+            expect_type = depth == 1 and m.group() == "type"
             last_ident = m.group()
             continue
         # ':' keeps ``name:`` pending; anything else resets it.
         if m.group() != ":":
-            expect_name = False
+            expect_name = expect_type = False
     return blocks
 
 
@@ -154,11 +179,10 @@ def read_prototxt(path: str | Path, text: str | None = None) -> NetText:
             line = raw[: e.start].count(b"\n") + 1
             raise PrototxtError("not UTF-8 text", file=path, line=line) from None
     blocks = scan_blocks(text)
-    net = pb.NetParameter()
-    try:
-        text_format.Parse(text, net)
-    except text_format.ParseError as e:
-        raise _parse_error(path, str(e), blocks) from None
+    state = active()
+    net, text, unread = _parse(path, text, blocks, pb.NetParameter, state.ignore_unknown_fields)
+    if state.foreign:  # where the net sets what only the user's caffe.proto declares
+        unread += [replace(u, declared=True) for u in _parse(path, text, blocks, base.NetParameter, True)[2]]
     if not len(net.layer) and not len(net.layers):
         raise PrototxtError("no layers: this file does not describe a net", file=path)
     if len(net.layer) and len(net.layers):
@@ -173,7 +197,138 @@ def read_prototxt(path: str | Path, text: str | None = None) -> NetText:
         net, fmt, lines, notes = upgrade_net(net, lines)
     except PrototxtError as e:
         raise e.located(file=path) from None
-    return NetText(path=path, net=net, format=fmt, layer_lines=lines, notes=notes)
+    unread.sort(key=lambda u: (u.line, u.column))
+    return NetText(path=path, net=net, format=fmt, layer_lines=lines, notes=notes, unread=unread)
+
+
+def _parse(path: Path, text: str, blocks: list[Block], cls, skip: bool):
+    """``text`` parsed into a ``cls``; with ``skip``, each unknown field (or enum value) is
+    recorded and blanked out of the text, and the text parsed again. Returns the message, the
+    text as parsed and what was skipped."""
+    skipped: list[Unread] = []
+    while True:
+        net = cls()
+        try:
+            text_format.Parse(text, net)
+            return net, text, skipped
+        except text_format.ParseError as e:
+            found = _unknown(text, str(e), blocks)
+            if found is not None and not (skip or found[0].unknown_type):
+                found = None
+            if found is None:
+                raise _parse_error(path, str(e), blocks) from None
+            if len(skipped) == MAX_SKIPPED:
+                raise PrototxtError(
+                    f"sets more than {MAX_SKIPPED} unknown fields: is it a net of this schema?",
+                    file=path,
+                ) from None
+            unread, start, end = found
+            skipped.append(unread)
+            text = text[:start] + re.sub(r"[^\n]", " ", text[start:end]) + text[end:]
+
+
+def _offset(text: str, line: int, column: int) -> int:
+    start = 0
+    for _ in range(line - 1):
+        start = text.index("\n", start) + 1
+    return start + column - 1
+
+
+_FIELD_BEFORE = re.compile(r"([A-Za-z_]\w*)\s*:\s*$")
+
+
+def _unknown(text: str, message: str, blocks: list[Block]) -> tuple[Unread, int, int] | None:
+    """The unknown field (or enum value) a parse error is about, and the span of its field in
+    the text (name to end of value); None for any other error."""
+    m = _PARSE_POS.match(message)
+    if m is None:
+        return None
+    line, column = int(m.group(1)), int(m.group(2))
+    at = _offset(text, line, column)
+    field_m, enum_m = _NO_FIELD.search(message), _NO_ENUM.search(message)
+    if field_m:
+        name = field_m.group(2)
+        if not text.startswith(name, at):
+            return None
+        what, start = f"field '{name}' of {field_m.group(1)}", at
+    elif enum_m:
+        before = _FIELD_BEFORE.search(text, max(0, at - 200), at)
+        if before is None:  # a value in a list: not skipped
+            return None
+        what, start = f"value {enum_m.group(2)} of {enum_m.group(1)} (field '{before.group(1)}')", before.start()
+    else:
+        return None
+    block = next((b for b in blocks if b.field in ("layer", "layers") and b.line <= line <= b.end_line), None)
+    unknown_type = None
+    if block is not None and block.type and layer_class(block.type) is None and field_m:
+        unknown_type = block.type if field_m.group(1) == "LayerParameter" else None
+    unread = Unread(
+        line, column, what, False, block.line if block else None, block.name if block else None,
+        unknown_type,
+    )
+    return unread, start, _field_end(text, start + _name_len(text, start))
+
+
+def _name_len(text: str, start: int) -> int:
+    m = re.compile(r"[A-Za-z_]\w*").match(text, start)
+    return m.end() - start if m else 0
+
+
+_SCALAR = re.compile(r"[^\s,;{}\[\]<>#:\"']+")
+_QUOTED = re.compile(r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'")
+
+
+def _skip_space(text: str, i: int) -> int:
+    while i < len(text):
+        if text[i].isspace():
+            i += 1
+        elif text[i] == "#":
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+        else:
+            break
+    return i
+
+
+def _field_end(text: str, i: int) -> int:
+    """Where the field whose name ends at ``i`` ends (its value, and a ',' or ';' after it)."""
+    i = _skip_space(text, i)
+    if text.startswith(":", i):
+        i = _skip_space(text, i + 1)
+    if text[i : i + 1] in ("{", "<", "["):
+        i = _close(text, i)
+    elif text[i : i + 1] in ("\"", "'"):
+        while (m := _QUOTED.match(text, i)) is not None:  # adjacent strings are one value
+            i = m.end()
+            j = _skip_space(text, i)
+            if text[j : j + 1] not in ("\"", "'"):
+                break
+            i = j
+    elif (m := _SCALAR.match(text, i)) is not None:
+        i = m.end()
+    j = _skip_space(text, i)
+    return j + 1 if text[j : j + 1] in (",", ";") else i
+
+
+def _close(text: str, i: int) -> int:
+    """The end of the bracketed value opening at ``i`` (strings and comments skipped)."""
+    depth = 0
+    while i < len(text):
+        c = text[i]
+        if c in "{<[":
+            depth += 1
+        elif c in "}>]":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        elif c in "\"'":
+            m = _QUOTED.match(text, i)
+            i = m.end() - 1 if m else i
+        elif c == "#":
+            end = text.find("\n", i)
+            i = len(text) - 1 if end < 0 else end
+        i += 1
+    return i
 
 
 def _parse_error(path: Path, message: str, blocks: list[Block]) -> PrototxtError:

@@ -17,10 +17,13 @@ from rich.markup import escape
 
 from .. import __version__
 from ..api import load_graph, load_weights
+from ..caffe.schema import extended
+from ..caffe.user_proto import read_proto, recorded_proto
 from ..errors import CaffeError, printable
-from ..folder import WRITTEN, Destination, dump_json
+from ..folder import MANIFEST, WRITTEN, Destination, dump_json, read_manifest
 from ..graph import parse_input_shapes
 from ..memory import CheckOptions, parse_size
+from ..plugins import check_recorded, plugins_loaded
 from ..predict import predict, read_labels
 from ..preprocess import Options as PreprocessOptions
 from ..preprocess import PreprocessError
@@ -220,6 +223,46 @@ MaxMemory = Annotated[
 ]
 
 
+PluginFiles = Annotated[
+    Optional[list[Path]],
+    typer.Option(
+        "--plugin",
+        metavar="FILE.py",
+        help="Load the layer converters this Python file registers (repeat for several). Its "
+        "code runs: give only files you trust. Recorded in conversion.json.",
+        rich_help_panel="Extensions",
+    ),
+]
+ProtoFile = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--proto",
+        metavar="caffe.proto",
+        help="Your fork's caffe.proto, read as data (nothing from it runs), for fields "
+        "caffe2torch does not know. A converted layer may not set a field only it declares.",
+        rich_help_panel="Extensions",
+    ),
+]
+IgnoreUnknown = Annotated[
+    bool,
+    typer.Option(
+        "--ignore-unknown-fields",
+        help="Skip fields no schema declares on layers left out (--outputs, phase, "
+        "training-only), listing them; a converted layer that sets one still stops.",
+        rich_help_panel="Extensions",
+    ),
+]
+
+
+@contextlib.contextmanager
+def _extended(plugins, proto: Path | None, ignore_unknown_fields: bool) -> Iterator[None]:
+    """The plugins loaded and the user's caffe.proto merged, for one command (inside
+    ``_reported``): the proto is read first, as data, before any plugin code runs."""
+    user = read_proto(proto) if proto is not None else None
+    with plugins_loaded(plugins or ()), extended(user, ignore_unknown_fields=ignore_unknown_fields):
+        yield
+
+
 Seed = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same file.")]
 Overwrite = Annotated[
     bool, typer.Option("--overwrite", help="Replace the output if it exists (never an input).")
@@ -233,12 +276,13 @@ def _inputs(flag: str, help: str, **kw):
     return typer.Option(flag, help=help, rich_help_panel="Inputs (preprocess.json)", **kw)
 
 
-def _graph(prototxt: Path, input_shape, phase: PhaseName, stage):
+def _graph(prototxt: Path, input_shape, phase: PhaseName, stage, stop_unread: bool = True):
     return load_graph(
         prototxt,
         phase=phase.value,
         stages=stage or (),
         input_shapes=parse_input_shapes(input_shape or []),
+        stop_unread=stop_unread,
     )
 
 
@@ -253,6 +297,9 @@ def inspect(
     phase: Phase = PhaseName.test,
     stage: Stage = None,
     as_json: AsJson = False,
+    plugin: PluginFiles = None,
+    proto: ProtoFile = None,
+    ignore_unknown_fields: IgnoreUnknown = False,
 ) -> None:
     """Show every layer with its output shape and parameter count; check weights if given.
 
@@ -264,8 +311,8 @@ def inspect(
 
       caffe2torch inspect train_val.prototxt --phase test --input-shape data=10,3,227,227 --json
     """
-    with _reported():
-        graph = _graph(prototxt, input_shape, phase, stage)
+    with _reported(), _extended(plugin, proto, ignore_unknown_fields):
+        graph = _graph(prototxt, input_shape, phase, stage, stop_unread=False)
         w = check = None
         if weights is not None:
             w, check = load_weights(graph, weights)
@@ -286,6 +333,9 @@ def synth_weights(
     phase: Phase = PhaseName.test,
     stage: Stage = None,
     overwrite: Overwrite = False,
+    plugin: PluginFiles = None,
+    proto: ProtoFile = None,
+    ignore_unknown_fields: IgnoreUnknown = False,
 ) -> None:
     """Write a V2 caffemodel with seeded random weights for every learnable layer.
 
@@ -299,9 +349,10 @@ def synth_weights(
     """
     _check_seed(seed)
     with _reported():
-        dest = Destination.file(output, inputs=[prototxt], overwrite=overwrite)
-        graph = _graph(prototxt, input_shape, phase, stage)
-        values = write_synth_weights(graph, dest.path, seed=seed)
+        dest = Destination.file(output, inputs=[prototxt, proto, *(plugin or ())], overwrite=overwrite)
+        with _extended(plugin, proto, ignore_unknown_fields):
+            graph = _graph(prototxt, input_shape, phase, stage)
+            values = write_synth_weights(graph, dest.path, seed=seed)
         WRITTEN.append(dest.path)
     layers = sum(1 for n in graph.nodes if n.weight_shapes)
     size = output.stat().st_size
@@ -424,6 +475,9 @@ def convert(
     check_batch: CheckBatch = 1,
     max_memory: MaxMemory = None,
     reference: Reference = ReferenceName.auto,
+    plugin: PluginFiles = None,
+    proto: ProtoFile = None,
+    ignore_unknown_fields: IgnoreUnknown = False,
 ) -> None:
     """Convert a Caffe net to a PyTorch folder: model.py, model.pth, conversion.json, report.md.
 
@@ -459,6 +513,11 @@ def convert(
         raise typer.BadParameter(
             "MMdnn's code has its own outputs and class (KitModel)", param_hint="--outputs/--class-name"
         )
+    if mmdnn and (plugin or proto or ignore_unknown_fields):
+        raise typer.BadParameter(
+            "MMdnn reads the net with its own caffe.proto and converters; use --engine native",
+            param_hint="--plugin/--proto/--ignore-unknown-fields",
+        )
     _finite(scale, "--scale")
     with _reported():
         if class_name is not None:
@@ -483,8 +542,11 @@ def convert(
             unchecked="--no-verify",
         )
         # Where the folder goes is checked first: nothing is read if it cannot be written.
-        dest = Destination.folder(output, inputs=[prototxt, weights, mean_file], overwrite=overwrite)
-        with err.status("converting, then checking against OpenCV layer by layer..." if verify else "converting..."):
+        dest = Destination.folder(
+            output, inputs=[prototxt, weights, mean_file, proto, *(plugin or ())], overwrite=overwrite
+        )
+        status = "converting, then checking against OpenCV layer by layer..." if verify else "converting..."
+        with _extended(plugin, proto, ignore_unknown_fields), err.status(status):
             if mmdnn:
                 conversion = convert_mmdnn(
                     prototxt, weights, options, keep_intermediate=keep_intermediate, python=mmdnn_python
@@ -563,6 +625,25 @@ def verify_cmd(
     check_batch: CheckBatch = 1,
     max_memory: MaxMemory = None,
     reference: Reference = ReferenceName.auto,
+    plugin: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            "--plugin",
+            metavar="FILE.py",
+            help="A plugin the folder was converted with (conversion.json names each, with its "
+            "sha256): verify runs none it is not given.",
+            rich_help_panel="Extensions",
+        ),
+    ] = None,
+    proto: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--proto",
+            metavar="caffe.proto",
+            help="The caffe.proto the folder was converted with, if not where conversion.json says.",
+            rich_help_panel="Extensions",
+        ),
+    ] = None,
 ) -> None:
     """Compare every Caffe value of a converted model with the reference's, layer by layer.
 
@@ -590,10 +671,15 @@ def verify_cmd(
     _check_seed(seed)
     check = _check_options(check_batch, max_memory, reference)
     with _reported():
-        result = verify_folder(
-            outdir, net=net, weights=weights, inputs=input_files or (), seed=seed,
-            rtol=rtol, atol=atol, images=images or (), check=check, strict=strict,
-        )
+        manifest = read_manifest(outdir)
+        check_recorded(manifest.plugins, plugin or (), outdir / MANIFEST)
+        user = recorded_proto(outdir, manifest.source("proto"), proto, outdir / MANIFEST)
+        ignore = bool(manifest.options.get("ignore_unknown_fields", False))
+        with plugins_loaded(plugin or ()), extended(user, ignore_unknown_fields=ignore):
+            result = verify_folder(
+                outdir, net=net, weights=weights, inputs=input_files or (), seed=seed,
+                rtol=rtol, atol=atol, images=images or (), check=check, strict=strict,
+            )
     if as_json:
         sys.stdout.write(dump_json(result.to_dict()))
     else:

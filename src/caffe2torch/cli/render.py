@@ -18,7 +18,7 @@ def _shape(shape) -> str:
         return "?"
     if not shape:
         return "scalar"
-    return "x".join("?" if d is None else str(d) for d in shape)
+    return "x".join("?" if d is None or d == -1 else str(d) for d in shape)  # -1: DYNAMIC
 
 
 def _count(n: int) -> str:

@@ -23,8 +23,10 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from .. import __version__
+from ..api import build_checked
 from ..caffe.caffemodel import read_caffemodel
 from ..caffe.prototxt import read_prototxt
+from ..caffe.schema import active
 from ..errors import CaffeError, OutputError, WeightsError, safe_text
 from ..folder import (
     MANIFEST,
@@ -42,9 +44,10 @@ from ..folder import (
     save_weights,
     sha256_file,
 )
-from ..graph import Graph, Shape, Value, build_graph, check_weights
+from ..graph import Graph, Shape, Value, check_weights
 from ..layers import fmt_shape
 from ..memory import CheckOptions
+from ..plugins import Plugin, check_model_imports, loaded
 from ..preprocess import MEAN_FILE, PREPROCESS_PY, Preprocess, derive, fold, input_lines, save_mean
 from ..preprocess.spec import Options as PreprocessOptions
 from ..synth import synth_blobs
@@ -98,6 +101,7 @@ class Conversion:
     # Seeded random Caffe blobs by node id, before input folding: the reference runs these
     # (written once as a caffemodel) instead of making them again.
     random_blobs: dict[str, list[np.ndarray]] | None = None
+    plugins: list[Plugin] = field(default_factory=list)  # the --plugin files it was made with
 
     @property
     def class_name(self) -> str:
@@ -143,6 +147,7 @@ class Conversion:
             outputs=[{"name": v.name, "shape": list(v.shape)} for v in self.outputs],
             layer_map=self.generated.layer_map,
             sources=sources,
+            plugins=[p.record(outdir) for p in self.plugins],
             options=self.options,
             notes=self.notes + self.generated.notes,
             preprocess=self.preprocess.to_dict(),
@@ -259,7 +264,7 @@ def prepare(
     """What every engine does first: read the net, build the graph, choose the outputs, read
     (or make) the weights, describe the inputs (preprocess.json). ``before_weights`` sees the
     graph before any weights are read (the check's memory estimate)."""
-    graph = build_graph(
+    graph = build_checked(
         read_prototxt(prototxt),
         phase=options.phase,
         stages=list(options.stages),
@@ -270,6 +275,8 @@ def prepare(
     if before_weights is not None:
         before_weights(graph)
     sources: dict = {"prototxt": {"file": prototxt.name, "sha256": sha256_file(prototxt)}}
+    if active().user is not None:  # --proto: the user's caffe.proto, read as data
+        sources["proto"] = active().user.record()
     if weights is not None and options.random_weights:
         raise CaffeError("give either a weights file or --random-weights, not both", file=weights)
     blobs: dict = {}
@@ -339,6 +346,9 @@ def convert(
         header=_header(p.graph, p.outputs, p.sources, cls, pre),
         prologue=prologue,
     )
+    if loaded():
+        check_model_imports(generated.code)
+    user = active().user
     conversion = Conversion(
         p.graph,
         p.outputs,
@@ -346,9 +356,14 @@ def convert(
         p.sources,
         pre,
         notes=p.notes + pre.notes[notes_before:],
-        paths={"prototxt": prototxt, "weights": Path(weights) if weights is not None else None},
-        options=opts.record(),
+        paths={
+            "prototxt": prototxt,
+            "weights": Path(weights) if weights is not None else None,
+            **({"proto": user.path} if user is not None else {}),
+        },
+        options=opts.record() | ({"ignore_unknown_fields": True} if active().ignore_unknown_fields else {}),
         random_blobs=random_blobs,
+        plugins=loaded(),
     )
     return check_conversion(conversion, opts)
 
@@ -378,6 +393,11 @@ def _header(graph: Graph, outputs: list[Value], sources: dict, cls: str, pre: Pr
     elif w:
         lines.append(
             f"Weights: {safe_text(w['file'])} ({w['format']}; its sha256 is in conversion.json)"
+        )
+    for plugin in loaded():
+        lines.append(
+            f"Plugin: {safe_text(plugin.path.name)} (sha256 {plugin.sha256[:16]}) converts "
+            + ", ".join(safe_text(t) for t in plugin.types + plugin.python)
         )
     ins = ", ".join(f"{safe_text(v.name)} {fmt_shape(v.shape)}" for v in graph.inputs)
     outs = ", ".join(f"{safe_text(v.name)} {fmt_shape(v.shape)}" for v in outputs)

@@ -12,6 +12,9 @@ import pkgutil
 from .base import DYNAMIC, Layer, LayerError, Schema, Shape, fmt_shape
 
 _REGISTRY: dict[str, type[Layer]] = {}
+# Python layers recognised by their ``module.layer`` (``python_param``) and converted natively:
+# their code is never imported; the class reimplements it.
+_PYTHON: dict[str, type[Layer]] = {}
 
 
 def register(cls: type[Layer]) -> type[Layer]:
@@ -27,8 +30,39 @@ def register(cls: type[Layer]) -> type[Layer]:
     return cls
 
 
-def layer_class(type_name: str) -> type[Layer] | None:
+def register_python(cls: type[Layer]) -> type[Layer]:
+    """Class decorator: register ``cls`` for each ``module.layer`` in ``cls.PYTHON``, the Caffe
+    ``Python`` layers it reimplements (their code is never imported)."""
+    if not cls.PYTHON:
+        raise TypeError(f"{cls.__name__} declares no PYTHON names")
+    for name in cls.PYTHON:
+        if name in _PYTHON:
+            raise TypeError(
+                f"Python layer '{name}' registered twice: {_PYTHON[name].__name__} and {cls.__name__}"
+            )
+        _PYTHON[name] = cls
+    return cls
+
+
+def python_qualname(layer) -> str:
+    """``module.layer`` of a Python layer's ``python_param``."""
+    p = layer.python_param
+    return f"{p.module or '?'}.{p.layer or '?'}"
+
+
+def layer_class(type_name: str, layer=None) -> type[Layer] | None:
+    """The family of ``type_name``; for a ``Python`` layer given with its LayerParameter
+    ``layer``, the class registered for its ``module.layer`` when there is one."""
+    if type_name == "Python" and layer is not None:
+        cls = _PYTHON.get(python_qualname(layer))
+        if cls is not None:
+            return cls
     return _REGISTRY.get(type_name)
+
+
+def python_layers() -> list[str]:
+    """The ``module.layer`` names of the Python layers converted natively."""
+    return sorted(_PYTHON)
 
 
 def known_types() -> list[str]:
@@ -66,5 +100,6 @@ for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
 
 __all__ = [
     "DYNAMIC", "Layer", "LayerError", "Shape", "fmt_shape", "layer_class", "known_types", "emits",
-    "convertible_types", "fork_schemas", "register",
+    "convertible_types", "fork_schemas", "register", "register_python", "python_layers",
+    "python_qualname",
 ]

@@ -191,6 +191,9 @@ class Layer:
     """Base class of layer families. Subclasses set the class attributes and override."""
 
     TYPES: ClassVar[tuple[str, ...]] = ()
+    # For a class registered with ``register_python``: the ``module.layer`` names of the Caffe
+    # Python layers it reimplements (TYPES is then empty; the layer's type is "Python").
+    PYTHON: ClassVar[tuple[str, ...]] = ()
     BOTTOMS: ClassVar[tuple[int, int | None]] = (1, 1)  # (min, max or None for no limit)
     TOPS: ClassVar[tuple[int, int | None]] = (1, 1)
     SOURCE: ClassVar[bool] = False  # produces the net's inputs (Input, Data, ...)
@@ -283,6 +286,16 @@ class Layer:
         """Why OpenCV cannot check this layer ("" when it can): it lacks the type, or computes
         something other than Caffe for these parameters (each case measured in tests/)."""
         return "" if self.type in self.OPENCV else f"OpenCV has no {self.type} layer"
+
+    def sample_input(self, node: "Node", bottom: int) -> np.ndarray | None:
+        """A meaningful value for a net input that this layer reads as bottom ``bottom``, for
+        the check's inputs (im_info for a proposal layer), or None for the usual random one."""
+        return None
+
+    def compare_form(self, top: int, value):
+        """Output ``top`` (a tensor or an array) in the form the check compares: as is, or for
+        a layer whose rows come in no fixed order (DetectionOutput), its rows sorted."""
+        return value
 
     def opencv_top_gap(self, top: int) -> str:
         """Why OpenCV's value of output ``top`` is not Caffe's ("" when it is)."""

@@ -235,6 +235,14 @@ def _errors(y, ref: np.ndarray) -> tuple[float, float] | None:
     return err, ref_max
 
 
+def _node_errors(node: Node, top: int, y, ref: np.ndarray) -> tuple[float, float] | None:
+    """:func:`_errors` of output ``top`` of ``node`` in the form its family compares."""
+    import torch
+
+    y, ref = node.op.compare_form(top, y), node.op.compare_form(top, ref)
+    return _errors(torch.from_numpy(y) if isinstance(y, np.ndarray) else y, ref)
+
+
 def _fmt(shape) -> str:
     return "x".join(str(d) for d in shape)
 
@@ -619,11 +627,12 @@ class _Check:
         if theirs is None:
             row.status, row.note = (REFERR if row.layer in self.faults else SKIP), why
             return
-        engine = self.seg.engine_of(self.run.nodes[row.layer])
+        node = self.run.nodes[row.layer]
+        engine = self.seg.engine_of(node)
         row.engine = engine.key
         if t.numel():
             row.y_max = float(t.detach().abs().max())
-        errs = _errors(t, theirs)
+        errs = _node_errors(node, _ref(self.trace[i].writes[k])[1], t, theirs)
         if errs is None:
             row.status = FAIL
             row.max_abs, row.ref_max, row.bound = math.inf, 0.0, atol
@@ -662,10 +671,14 @@ class _Check:
             return x
         # In Caffe's shape (the model's own may be wrong; OpenCV's may lack trailing 1s).
         shape = run.value(vref.layer, vref.top).shape
-        if shape is None or theirs.size != math.prod(shape):
+        if shape is None or (-1 not in shape and theirs.size != math.prod(shape)):
             return x
-        given[k] = theirs.reshape(shape)
-        return torch.from_numpy(theirs.reshape(shape).copy()).to(x.dtype)
+        try:  # a size known only at run time (-1: rois) is the reference's
+            theirs = theirs.reshape(shape)
+        except ValueError:
+            return x
+        given[k] = theirs
+        return torch.from_numpy(theirs.copy()).to(x.dtype)
 
     def local_tap(self, i, k, t) -> None:
         """Tap of phase 4: a failed value's error on the reference's inputs (drift, or whose fault)."""
@@ -673,17 +686,18 @@ class _Check:
         row = self.rows[(i, k)]
         if row.status != FAIL:
             return
-        theirs, _ = self.reference(*_ref(self.trace[i].writes[k]))
-        errs = _errors(t, theirs)
-        if errs is None:
+        layer, top = _ref(self.trace[i].writes[k])
+        theirs, _ = self.reference(layer, top)
+        errs = _node_errors(self.run.nodes[layer], top, t, theirs)
+        if errs is None:  # of another size (rois, detections): whose fault, as below
             row.local, row.local_ok = math.inf, False
-            return
-        err, ref_max = errs
-        row.local = err / ref_max if ref_max else err
-        row.local_ok = err <= atol + rtol * ref_max
-        if row.local_ok:
-            row.status = DRIFT
-            return
+        else:
+            err, ref_max = errs
+            row.local = err / ref_max if ref_max else err
+            row.local_ok = err <= atol + rtol * ref_max
+            if row.local_ok:
+                row.status = DRIFT
+                return
         node = self.run.nodes[row.layer]
         engine = self.seg.engine_of(node)
         if not engine.may_fault:  # real Caffe's value is the truth
@@ -717,18 +731,27 @@ def _reference_fault(
                 want = exact([np.asarray(inputs[k], np.float64) for k in sorted(inputs)], weights)
             except (NotImplementedError, ValueError):
                 want = None
-            if want is not None and top < len(want) and want[top].size == ref.size:
-                w = np.asarray(want[top], np.float64).reshape(-1)
+            if want is not None and top < len(want) and want[top].size in (ref.size, ours.size):
+                w = node.op.compare_form(top, np.asarray(want[top], np.float64)).reshape(-1)
+                mine = node.op.compare_form(top, ours).reshape(-1)
+                r = node.op.compare_form(top, np.asarray(theirs, np.float64)).reshape(-1)
                 scale = float(np.abs(w).max()) if w.size else 0.0
                 bound = atol + rtol * scale
-                ours_err = float(np.abs(ours.reshape(-1) - w).max()) if w.size else 0.0
-                ref_err = float(np.nan_to_num(np.abs(ref - w), nan=np.inf).max()) if w.size else 0.0
+
+                def off(x) -> float:  # a value of another size (rois, detections) is off
+                    if x.size != w.size:
+                        return math.inf
+                    return float(np.nan_to_num(np.abs(x - w), nan=np.inf).max()) if w.size else 0.0
+
+                ours_err, ref_err = off(mine), off(r)
                 if ours_err <= bound < ref_err:
-                    return (
-                        f"{name}'s value differs from an exact float64 computation of the layer "
-                        f"by {ref_err:.3g} (max |exact| {scale:.3g}); the model's is within "
-                        f"{ours_err:.2g} of it"
+                    differs = (
+                        f"has {r.size} values where an exact float64 computation of the layer "
+                        f"has {w.size}" if r.size != w.size else
+                        f"differs from an exact float64 computation of the layer by {ref_err:.3g} "
+                        f"(max |exact| {scale:.3g})"
                     )
+                    return f"{name}'s value {differs}; the model's is within {ours_err:.2g} of it"
                 return ""
     if not np.isfinite(ours).all():
         return ""

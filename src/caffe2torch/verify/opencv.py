@@ -103,9 +103,10 @@ class LoadedReference:
         start = time.perf_counter()
         try:
             net = _load(self._path, caffemodel, self.shown or self._path)
-            if self.warm:
+            if self.warm and all(-1 not in (v.shape or ()) for v in self.ref.inputs):
                 # OpenCV sets the net up (allocates, repacks weights) on the first forward for
-                # a set of outputs: run that once here, on zeros, while the model loads.
+                # a set of outputs: run that once here, on zeros, while the model loads (not
+                # when an input's size is known only at run time: rois, detections).
                 zeros = {self.ref.blob[id(v)]: np.zeros(v.shape, np.float32) for v in self.ref.inputs}
                 _forward(net, zeros, self.layer_names, self.shown)
             self.net = net

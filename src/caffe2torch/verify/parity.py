@@ -61,8 +61,18 @@ def compare(y: np.ndarray, ref: np.ndarray, blob: str, layer: str, **tol) -> Com
 
 
 def random_inputs(inputs: list[Value], seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded standard normal values; an input a layer needs meaningful (a proposal layer's
+    im_info: image height, width and scale) gets the value that layer gives
+    (``Layer.sample_input``)."""
     rng = np.random.default_rng(seed)
-    return {v.name: rng.standard_normal(v.shape, dtype=np.float32) for v in inputs}
+    out = {v.name: rng.standard_normal(v.shape, dtype=np.float32) for v in inputs}
+    for v in inputs:
+        for node in v.consumers:
+            given = node.op.sample_input(node, node.inputs.index(v)) if node.op else None
+            if given is not None:
+                out[v.name] = np.asarray(given, np.float32).reshape(v.shape)
+                break
+    return out
 
 
 def run_model(model, inputs: list[Value], arrays: Mapping[str, np.ndarray]) -> list[np.ndarray]:

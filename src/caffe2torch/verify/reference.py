@@ -53,13 +53,15 @@ def layer_copy(node, bottoms: list[str] | None = None):
 
 
 def input_layer(net, names: set[str], values: list[tuple[str, tuple]]) -> None:
-    """One ``Input`` layer with these blobs and shapes, named apart from the net's layers."""
+    """One ``Input`` layer with these blobs and shapes, named apart from the net's layers. A
+    dimension known only at run time (-1: rois, detections) is declared 1; the engine is given
+    the value's own shape before it runs."""
     source = net.layer.add()
     source.name = next(n for n in ("input", "data_input", "reference_input") if n not in names)
     source.type = "Input"
     for name, shape in values:
         source.top.append(name)
-        source.input_param.shape.add().dim.extend(shape)
+        source.input_param.shape.add().dim.extend(1 if d == -1 else d for d in shape)
 
 
 def reference_net(

@@ -10,7 +10,7 @@ from .layerwise import Verification
 
 
 def _shape(shape) -> str:
-    return "x".join(str(d) for d in shape) if shape else "scalar"
+    return "x".join("?" if d == -1 else str(d) for d in shape) if shape else "scalar"  # -1: DYNAMIC
 
 
 def _num(x) -> str:
