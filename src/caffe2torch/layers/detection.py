@@ -127,6 +127,10 @@ class PriorBox(Layer):
         return True  # the feature map and the image give only their sizes
 
     def opencv_gap(self, node):
+        if not self.proto.prior_box_param.variance:
+            return "OpenCV refuses a PriorBox without variance (Caffe: 0.1)"
+        if any(self.image):
+            return "OpenCV ignores img_size/img_h/img_w (it reads the image input's size)"
         if not self.clip_given:
             return "OpenCV clips priors unless clip is given (the SSD fork: only with clip: true)"
         if not self.explicit and any(m != int(m) for m in self.min_sizes + self.max_sizes):
@@ -289,7 +293,24 @@ class DetectionOutput(Layer):
     def opencv_gap(self, node):
         if self.eta < 1:
             return "OpenCV's NMS ignores eta"
+        if self.keep_top_k < 0:
+            return "OpenCV crashes (segmentation fault) on a DetectionOutput without keep_top_k"
+        prior = node.inputs[2].shape or ()
+        if len(prior) > 1 and prior[1] != 1 + (not self.variance_encoded):
+            return (
+                "OpenCV takes priors with variances (2 channels) only when they are not encoded "
+                "in the target, and without (1 channel) only when they are"
+            )
         return ""
+
+    def opencv_layer(self, layer):
+        # OpenCV requires these to be given (Caffe's defaults: true, 0, -1).
+        p = layer.detection_output_param
+        fields = ("share_location", "background_label_id", "keep_top_k")
+        given = all(p.HasField(f) for f in fields)
+        for f in fields:
+            setattr(p, f, getattr(p, f))
+        return not given
 
     def caffe_gap(self, node, build="bvlc"):
         p = self.proto.detection_output_param

@@ -310,7 +310,6 @@ class ProposalLayer(_Proposals):
     after, NMS at 0.7, boxes under 16 pixels x im_info's scale dropped)."""
 
     PYTHON = ("rpn.proposal_layer.ProposalLayer",)
-    OPENCV = frozenset({"Python"})
     COMMENT = "py-faster-rcnn's ProposalLayer with its TEST settings (never imported: reimplemented)"
     KEYS = ("feat_stride", "scales", "ratios")
 
@@ -328,6 +327,9 @@ class ProposalLayer(_Proposals):
         ratios = params.get("ratios", (0.5, 1, 2))
         self.anchors = anchors(16, ratios, scales)
         self.pre_nms_topn, self.post_nms_topn, self.nms_threshold, self.min_size = 6000, 300, 0.7, 16
+
+    def opencv_gap(self, node):
+        return ""  # OpenCV runs it as its Proposal layer (opencv_layer), without minimum size
 
     def opencv_layer(self, layer):
         # OpenCV runs it as its Proposal layer (no minimum size: see exact()).
