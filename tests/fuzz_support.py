@@ -1918,9 +1918,10 @@ CHOICES = {
 }
 OPTIONS = {
     "inspect": {"pos": ["net", "weights"], "opts": {"--input-shape": "shape", "-s": "shape", "--phase": "choice",
-                                                     "--stage": "choice", "--json": None}},
+                                                     "--stage": "choice", "--json": None, "--plugin": "in", "--proto": "in", "--ignore-unknown-fields": None}},
     "synth-weights": {"pos": ["net"], "opts": {"--output": "out", "-o": "out", "--seed": "int", "--input-shape": "shape",
-                                               "-s": "shape", "--phase": "choice", "--stage": "choice", "--overwrite": None}},
+                                               "-s": "shape", "--phase": "choice", "--stage": "choice", "--overwrite": None,
+                                               "--plugin": "in", "--proto": "in", "--ignore-unknown-fields": None}},
     "convert": {"pos": ["net", "weights"], "opts": {
         "--output": "out", "-o": "out", "--input-shape": "shape", "-s": "shape", "--outputs": "choice",
         "--class-name": "choice", "--format": "choice", "--random-weights": None, "--seed": "int", "--overwrite": None,
@@ -1928,11 +1929,11 @@ OPTIONS = {
         "--keep-intermediate": None, "--mmdnn-python": "in", "--mean": "choice", "--mean-file": "in", "--scale": "float",
         "--input-order": "choice", "--caffe-order": "choice", "--fold-normalization": None,
         "--check-batch": "int",
-        "--max-memory": "choice", "--reference": "choice"}},
+        "--max-memory": "choice", "--reference": "choice", "--plugin": "in", "--proto": "in", "--ignore-unknown-fields": None}},
     "verify": {"pos": ["folder"], "opts": {"--input": "in", "-i": "in", "--image": "in", "--seed": "int", "--rtol": "float",
                                            "--atol": "float", "--strict": None, "--net": "in", "--weights": "in",
                                            "--json": None, "--check-batch": "int", "--max-memory": "choice",
-                                           "--reference": "choice"}},
+                                           "--reference": "choice", "--plugin": "in", "--proto": "in"}},
     "predict": {"pos": ["folder", "image"], "opts": {"--labels": "in", "--top": "choice", "--json": None}},
 }
 GOOD_POS = {"net": ["net.prototxt", "net.prototxt", "v1.prototxt"], "weights": ["w.caffemodel", "w.caffemodel.h5"],

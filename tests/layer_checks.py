@@ -69,7 +69,8 @@ def _no_pytorch_form(type_name: str) -> str:
 def converts(type_name: str) -> str:
     cls = registry.layer_class(type_name)
     if type_name == "Python":
-        return "no: a Python layer's code is never run"
+        native = ", ".join(f"`{n}`" for n in registry.python_layers())
+        return f"its code is never run; converted natively: {native}"
     if cls.SOURCE:
         return "no: data layer, becomes an input"
     if cls.TRAINING_ONLY:

@@ -51,10 +51,11 @@ PROTOTXT_CASES = {
         TINY_V2.replace(
             RELU_SOFTMAX,
             'layer { name: "prop" type: "Python" bottom: "fc" top: "prob" '
-            'python_param { module: "rpn.proposal_layer" layer: "ProposalLayer" } }',
+            'python_param { module: "my_layers" layer: "Proposals" } }',
         ),
-        ":23: layer 'prop' (Python): is a Python layer (rpn.proposal_layer.ProposalLayer): its code "
-        "is not imported or run, so it cannot be converted; replace it with a native layer "
+        ":23: layer 'prop' (Python): is a Python layer (my_layers.Proposals): its code is not "
+        "imported or run, and caffe2torch converts only rpn.proposal_layer.ProposalLayer natively; "
+        "replace it with a native layer, or convert it with --plugin "
         "(to convert the layers before it, pass --outputs fc)",
     ),
     "v1_unknown_enum": (

@@ -544,12 +544,12 @@ def test_names_with_control_characters_or_of_a_megabyte_are_shown_safely(cli, tm
 def test_outputs_infer_only_the_layers_they_need(cli, tmp_path):
     after = """
 layer { name: "bad" type: "Reshape" bottom: "prob" top: "bad" reshape_param { shape { dim: 7 dim: 7 } } }
-layer { name: "py" type: "Python" bottom: "bad" top: "py" python_param { module: "rpn.proposal_layer" layer: "ProposalLayer" } }
+layer { name: "py" type: "Python" bottom: "bad" top: "py" python_param { module: "my_layers" layer: "Proposals" } }
 layer { name: "odd" type: "Frobnicate" bottom: "py" top: "odd" }
 """
     net = write(tmp_path / "net.prototxt", TINY_V2 + after)
     msg = _one_line(*cli("convert", net, "--random-weights", "-o", tmp_path / "o"))
-    assert msg.startswith(f"{net}: 2 layers cannot be converted: 'py' (Python rpn.proposal_layer.ProposalLayer, line 26)")
+    assert msg.startswith(f"{net}: 2 layers cannot be converted: 'py' (Python my_layers.Proposals, line 26)")
     code, out, err = cli("convert", net, "--random-weights", "-o", tmp_path / "o", "--outputs", "prob")
     assert code == 0, err
     manifest = json.loads((tmp_path / "o/conversion.json").read_text())

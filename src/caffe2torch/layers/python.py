@@ -1,10 +1,12 @@
 """Caffe ``Python`` layers: their code lives in a user's module, which caffe2torch never
 imports or runs. A Python layer without bottoms is a data layer (its shapes must be given with
-``--input-shape``); any other Python layer is reported as unsupported."""
+``--input-shape``). A Python layer whose ``module.layer`` a family reimplements
+(``register_python``: py-faster-rcnn's proposal layer in rcnn.py, or a ``--plugin``'s) is
+converted by that family; any other is reported as unsupported."""
 from __future__ import annotations
 
 from ..errors import UnsupportedLayerError
-from . import register
+from . import python_layers, register
 from .data import Source
 
 
@@ -19,8 +21,9 @@ class Python(Source):
         self.module, self.layer = p.module, p.layer
         if self.n_bottoms:
             raise UnsupportedLayerError(
-                f"is a Python layer ({self.qualname()}): its code is not imported or run, so "
-                "it cannot be converted; replace it with a native layer"
+                f"is a Python layer ({self.qualname()}): its code is not imported or run, and "
+                f"caffe2torch converts only {', '.join(python_layers())} natively; replace it "
+                "with a native layer, or convert it with --plugin"
             )
 
     def qualname(self) -> str:
