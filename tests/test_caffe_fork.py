@@ -2,10 +2,10 @@
 ``make caffe-ref-ssd`` into .caffe/ssd) as the reference for the fork's layers.
 
 Converted models against the fork itself: Normalize, Permute, Pooling's ``ceil_mode`` (the
-fork's field 13), ReLU6, and an SSD head's loc and conf branches. PriorBox and
-DetectionOutput have no PyTorch form: for them the project's shapes and refusals are checked
-against the fork's Reshape and LayerSetUp. Every test skips with one line when the fork is
-not built."""
+fork's field 13), ReLU6, an SSD head's loc and conf branches, PriorBox's values for every
+setting and DetectionOutput's detections (as sets); the project's shapes and refusals against
+the fork's Reshape and LayerSetUp; and the check never lets the fork touch files
+(save_output_param). Every test skips with one line when the fork is not built."""
 from __future__ import annotations
 
 import numpy as np
@@ -153,8 +153,7 @@ layer { name: "detection_out" type: "DetectionOutput" bottom: "mbox_loc"
 
 def test_ssd_head_matches_the_fork(tmp_path):
     """Two feature maps (16x16 after a Normalize, 8x8), their loc and conf branches converted
-    and compared; PriorBox and DetectionOutput, which have no PyTorch form, run in the fork
-    with the shapes the project says."""
+    and compared; every blob has the fork's shape."""
     inputs = {"data": (1, 3, 32, 32)}
     path = _write(tmp_path, inputs, SSD_HEAD)
     graph = load_graph(path)
@@ -175,6 +174,43 @@ def test_ssd_head_matches_the_fork(tmp_path):
             else:
                 assert blobs[v.name].shape == tuple(v.shape), v.name
     assert blobs["mbox_priorbox"].shape == (1, 2, (16 * 16 * 4 + 8 * 8 * 3) * 4)
+
+
+def test_ssd_head_detections_match_the_fork(tmp_path):
+    # The whole head converted, the detections compared as sets (layers/detection.py).
+    inputs = {"data": (2, 3, 32, 32)}
+    path = _write(tmp_path, inputs, SSD_HEAD)
+    graph = load_graph(path)
+    weights = tmp_path / "net.caffemodel"
+    write_synth_weights(graph, weights, seed=2)
+    conv = convert(path, weights)
+    feed = random_inputs(conv.graph.inputs, 4)
+    (ours,) = run_model(conv.module(), conv.graph.inputs, feed)
+    theirs = run_caffe(path, weights, feed)["detection_out"]
+    form = graph.layers[-1].op.compare_form
+    assert ours.shape[2] > 10
+    np.testing.assert_allclose(form(0, ours), form(0, theirs), atol=1e-5)
+
+
+def test_the_check_never_lets_the_fork_delete_files(tmp_path):
+    # The fork's DetectionOutput::LayerSetUp deletes save_output_param's output_directory:
+    # the reference net leaves save_output_param out.
+    keep = tmp_path / "results"
+    keep.mkdir()
+    (keep / "mine.txt").write_text("not yours")
+    text = SSD_HEAD.replace(
+        "confidence_threshold: 0.01 } }",
+        f'confidence_threshold: 0.01 save_output_param {{ output_directory: "{keep}" }} }} }}',
+    )
+    assert text != SSD_HEAD
+    path = _write(tmp_path, {"data": (1, 3, 32, 32)}, text)
+    weights = tmp_path / "net.caffemodel"
+    write_synth_weights(load_graph(path), weights, seed=2)
+    from caffe2torch.verify.run import verify_conversion
+
+    v = verify_conversion(convert(path, weights))
+    assert v.passed and any(r.type == "DetectionOutput" and r.status == "pass" for r in v.rows)
+    assert (keep / "mine.txt").read_text() == "not yours"
 
 
 # -------------------------------------------------------------- PriorBox and DetectionOutput
@@ -206,6 +242,15 @@ def test_prior_box_shapes_match_the_fork(tmp_path):
     for k, node in enumerate(load_graph(path).layers):
         (v,) = node.outputs
         assert fork[v.name] == tuple(v.shape), PRIOR_SETTINGS[k]
+
+
+def test_prior_box_values_match_the_fork(tmp_path):
+    # Every setting converted and compared with the fork's values (clip given: see
+    # PriorBox.caffe_gap for this build's default).
+    for k, setting in enumerate(PRIOR_SETTINGS):
+        if "clip" not in setting:
+            setting += " clip: false"
+        _against_fork(tmp_path / str(k), PRIOR_INPUTS, _prior(setting))
 
 
 def test_prior_box_of_a_3d_feature_map_matches_the_fork(tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("cv2")
-from layer_harness import check_numpy, check_opencv, one, opencv_outputs, run  # noqa: E402
+from layer_harness import check_numpy, check_opencv, opencv_outputs, run  # noqa: E402
 
 
 def c_round(v):

@@ -174,6 +174,10 @@ def _free_numbers(taken: set[int]) -> Iterator[int]:
             yield n
 
 
+def _repeated(label: str) -> bool:
+    return label == "repeated"  # required reads as optional (see _LABELS)
+
+
 def _merge_message(name: str, ours: list, rows: tuple, out: Active) -> None:
     """The user's fields of a message we declare: ours by name, theirs added."""
     by_name = {r[2]: r for r in ours}
@@ -182,7 +186,7 @@ def _merge_message(name: str, ours: list, rows: tuple, out: Active) -> None:
     for label, typ, fname, number, _, _ in rows:
         mine = by_name.get(fname)
         if mine is not None:
-            if (mine[0], mine[1].rpartition(".")[2]) != (label, typ.rpartition(".")[2]):
+            if (_repeated(mine[0]), mine[1].rpartition(".")[2]) != (_repeated(label), typ.rpartition(".")[2]):
                 out.conflicts.append(
                     f"{name}.{fname} is {label} {typ} there, {mine[0]} {mine[1]} here (ours is read)"
                 )

@@ -139,14 +139,16 @@ def _message(proto: UserProto, msg, package: str) -> None:
             raise proto.error(
                 f"{msg.name}.{e.name}: map fields and groups are not supported", e.name, e.number
             )
-    names = [r[2] for r in rows]
-    numbers = [r[3] for r in rows]
-    for name, number in zip(names, numbers):
-        if names.count(name) > 1 or numbers.count(number) > 1:
+    names: set[str] = set()
+    numbers: set[int] = set()
+    for _, _, name, number, _, _ in rows:
+        if name in names or number in numbers:
             raise proto.error(
                 f"{msg.name}.{name} = {number}: the name or the number is used twice in {msg.name}",
                 name, number,
             )
+        names.add(name)
+        numbers.add(number)
     proto.messages[msg.name] = tuple(rows)
 
 

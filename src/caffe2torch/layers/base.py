@@ -307,6 +307,12 @@ class Layer:
         anything changed. The graph's other layers are not affected."""
         return False
 
+    def caffe_layer(self, layer) -> bool:
+        """Rewrite ``layer`` (a copy of this layer's LayerParameter) for real Caffe, leaving out
+        what acts outside the net (files it writes or deletes); returns whether anything
+        changed."""
+        return False
+
     # The types of TYPES that a fork's Caffe build (``make caffe-ref-ssd``: "ssd") runs with
     # the semantics this family converts, each measured (tests/test_caffe_fork.py). A fork's
     # build checks nothing else: its other layers may share a name and differ.

@@ -318,6 +318,15 @@ class DetectionOutput(Layer):
             return "this build of the SSD fork skips NMS without nms_param (weiliu89's applies its defaults)"
         return super().caffe_gap(node, build)
 
+    def caffe_layer(self, layer):
+        # The fork's LayerSetUp deletes save_output_param's output_directory and reads its
+        # label map and name-size files; visualize opens windows. None of it is computed.
+        p = layer.detection_output_param
+        changed = p.HasField("save_output_param") or p.visualize
+        p.ClearField("save_output_param")
+        p.ClearField("visualize")
+        return changed
+
     def compare_form(self, top, value):
         """The same detections in any order: rows sorted by image, label, score (descending)
         and box. Caffe orders them by label, then score, and picks the ``keep_top_k`` best with

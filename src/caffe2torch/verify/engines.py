@@ -84,10 +84,12 @@ class CaffeEngine:
 
 def _any_engine(node, layer) -> None:
     """``engine: CUDNN`` (or CAFFE) chooses an implementation, not what is computed: this
-    CPU-only build refuses CUDNN ("unknown engine"), so each layer gets its default."""
+    CPU-only build refuses CUDNN ("unknown engine"), so each layer gets its default. The
+    family's own rewrite follows (``Layer.caffe_layer``: no files written or deleted)."""
     for _, value in layer.ListFields():
         if isinstance(value, Message) and "engine" in value.DESCRIPTOR.fields_by_name:
             value.ClearField("engine")
+    node.op.caffe_layer(layer)
 
 
 def caffe_available(build: str = "bvlc") -> bool:

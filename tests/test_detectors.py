@@ -1,0 +1,107 @@
+"""Whole detectors of the corpus, end to end: SSD nets (MobileNet-SSD, the res10 face SSD,
+VGG SSD300) against the SSD fork's Caffe where it is built (else OpenCV) at the heads and at
+DetectionOutput, and Faster R-CNN (VGG16, ZF) and R-FCN with py-faster-rcnn's Python proposal
+layer, converted natively, against OpenCV, which runs the proposals as its Proposal layer.
+
+Seeded random weights saturate the softmax of a detector's scores (many ties at 1.0) and make
+random box deltas: neither gives meaningful detections. Each net here gets seeded weights
+with its score heads scaled down (``*_conf``, ``cls_score``: softmax outputs spread, no ties)
+and its box-delta heads scaled down (``rpn_bbox_pred``: proposals near their anchors, none
+under py-faster-rcnn's 16 pixels, which OpenCV's Proposal does not drop), so the reference
+finds boxes; the check then compares every value, and the detections as sets."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import CORPUS
+
+from caffe2torch.api import load_graph
+from caffe2torch.caffe.caffemodel import LayerRecord, write_caffemodel
+from caffe2torch.emit import convert
+from caffe2torch.synth import synth_blobs
+from caffe2torch.verify.parity import random_inputs, run_model
+from caffe2torch.verify.run import verify_conversion
+
+pytestmark = [pytest.mark.corpus, pytest.mark.slow]
+
+# Each SSD net with the factor of its score heads: its scores spread (no ties), and enough of
+# them pass its confidence_threshold (MobileNet-SSD's 0.25 over 21 classes needs more spread).
+SSD = {
+    "mobilenet_ssd": ("mobilenet_ssd_voc/MobileNetSSD_deploy.prototxt", 0.7),
+    "res10_face_ssd": ("opencv_face_detector_res10_ssd/deploy.prototxt", 0.02),
+    "vgg_ssd300": ("ssd_vgg16_voc0712_300/VGG_VOC0712_SSD_300x300_iter_60000.prototxt", 0.2),
+}
+TWO_STAGE = {
+    "faster_rcnn_vgg16": "faster_rcnn_vgg16_voc/test.prototxt",
+    "faster_rcnn_zf": "faster_rcnn_zf_voc/test.prototxt",
+    "rfcn_resnet50": "rfcn_resnet50_voc/test_agnostic.prototxt",
+}
+SCALED = {"conf": 0.02, "cls_score": 0.05, "rpn_cls_score": 0.3, "rpn_bbox_pred": 0.01, "bbox_pred": 0.1}
+
+
+def _weights(path, out, scaled=SCALED):
+    """Seeded weights (seed 1), the score and box heads scaled by ``scaled``."""
+    graph = load_graph(path)
+    blobs = synth_blobs(graph, seed=1)
+    for node in graph.nodes:
+        for key, factor in scaled.items():
+            if node.id in blobs and (node.name == key or node.name.endswith("_" + key)):
+                blobs[node.id] = [b * np.float32(factor) for b in blobs[node.id]]
+    write_caffemodel(
+        out, (LayerRecord(n.name, n.type, [], [], blobs.get(n.id, [])) for n in graph.nodes if not n.is_source),
+        net_name=graph.name,
+    )
+    return graph
+
+
+def _converted(tmp_path, rel, scaled=SCALED):
+    path = CORPUS / rel
+    if not path.is_file():
+        pytest.skip(f"{rel} is not in ../shared")
+    weights = tmp_path / "w.caffemodel"
+    _weights(path, weights, scaled)
+    c = convert(path, weights)
+    return path, weights, c, verify_conversion(c)
+
+
+@pytest.mark.parametrize("name", SSD)
+def test_ssd_matches_the_reference_at_the_heads_and_detections(tmp_path, name):
+    rel, conf = SSD[name]
+    path, weights, c, v = _converted(tmp_path, rel, dict(SCALED, conf=conf))
+    assert v.passed, v.explanation
+    heads = [r for r in v.rows if r.layer.endswith(("_mbox_loc", "_mbox_conf"))]
+    assert heads and all(r.status == "pass" for r in heads)
+    (det,) = [r for r in v.rows if r.type == "DetectionOutput"]
+    assert det.status == "pass" and det.engine in ("caffe-ssd", "opencv"), (det.status, det.engine, det.note)
+    # The boxes above 0.05, as sets: the model's against the reference engine's own run.
+    x = random_inputs(c.graph.inputs, 0)
+    ours = run_model(c.module(), c.graph.inputs, x)[0].reshape(-1, 7)
+    theirs = _reference_detections(path, weights, x, c, det.engine)
+    node = c.graph.node(det.layer)
+    ours, theirs = (node.op.compare_form(0, d[d[:, 2] > 0.05]) for d in (ours, theirs))
+    assert len(ours) >= 5, "the reference finds boxes"
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+def _reference_detections(path, weights, x, c, engine):
+    det = next(n for n in c.graph.nodes if n.type == "DetectionOutput")
+    if engine == "caffe-ssd":
+        from caffe2torch.verify.caffe_ref import caffe_prefix, run_caffe
+
+        return run_caffe(path, weights, x, prefix=caffe_prefix("ssd"))[det.outputs[0].name].reshape(-1, 7)
+    from caffe2torch.verify.opencv import run_opencv
+
+    return np.asarray(run_opencv(path, weights, x, graph=c.graph)[det.name][0]).reshape(-1, 7)
+
+
+@pytest.mark.parametrize("name", TWO_STAGE)
+def test_two_stage_detector_matches_opencv_with_its_proposals(tmp_path, name):
+    _, _, c, v = _converted(tmp_path, TWO_STAGE[name])
+    assert v.passed, v.explanation
+    (proposal,) = [r for r in v.rows if r.layer == "proposal"]
+    # OpenCV checked the proposals themselves (not a reference-error, not skipped).
+    assert proposal.status == "pass" and proposal.engine == "opencv", (proposal.status, proposal.note)
+    assert proposal.shape[0] > 50
+    final = {r.blob: r for r in v.rows if r.blob in ("cls_prob", "bbox_pred")}  # the last value of each
+    assert set(final) == {"cls_prob", "bbox_pred"}
+    assert all(r.status == "pass" for r in final.values()), [(r.layer, r.status) for r in final.values()]
