@@ -1,4 +1,4 @@
-"""PSPNet's Interp and SegNet's Upsample (layers/resize.py)."""
+"""PSPNet's Interp, SegNet's Upsample and FlowNet2's Accum and Resample (layers/resize.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -58,3 +58,59 @@ def test_upsample_with_pooling_mask(tmp_path):
 
     r = check_numpy(tmp_path, X4, layers, f)
     assert "return_indices=True" in r.conversion.code
+
+
+# ------------------------------------------------------------------ FlowNet2's Accum, Resample
+def flownet_accum(inputs, size, reference=False):
+    """AccumLayer::Forward_gpu of lmb-freiburg/flownet2 (UpscaleFeatures): every bottom but a
+    reference resized bilinearly, corners on corners, channels concatenated."""
+    parts = inputs[:-1] if reference else inputs
+    return np.concatenate([_bilinear_align_corners(x.astype(np.float64), *size) for x in parts], 1)
+
+
+@pytest.mark.formula("Accum")
+@pytest.mark.opencv("Accum")
+@pytest.mark.parametrize(
+    "param,size",
+    [("", (8, 12)), ("accum_param { top_height: 10 top_width: 14 }", (10, 14)),
+     ("accum_param { size_divisible_by: 5 }", (10, 15))],
+    ids=["largest", "top_size", "divisible"],
+)
+def test_accum(tmp_path, param, size):
+    inputs = {"a": (1, 2, 2, 3), "b": (1, 3, 8, 12)}
+    net = one("Accum", param, bottoms=("a", "b"))
+    r = check_numpy(tmp_path, inputs, net, lambda i, b: [flownet_accum([i["a"], i["b"]], size)])
+    node = r.conversion.graph.layers[-1]
+    if not node.op.opencv_gap(node):  # OpenCV ignores size_divisible_by
+        check_opencv(tmp_path / "cv", inputs, net)
+
+
+@pytest.mark.formula("Accum")
+def test_accum_with_a_reference(tmp_path):
+    inputs = {"a": (2, 2, 3, 4), "r": (2, 1, 6, 7)}
+    net = one("Accum", "accum_param { have_reference: true }", bottoms=("a", "r"))
+    check_numpy(tmp_path, inputs, net, lambda i, b: [flownet_accum([i["a"], i["r"]], (6, 7), True)])
+
+
+@pytest.mark.formula("Resample")
+@pytest.mark.opencv("Resample")
+@pytest.mark.parametrize("param", ["factor: 2.0", "width: 5 height: 7"])
+def test_resample_nearest(tmp_path, param):
+    def nearest(x, oh, ow):  # OpenCV's Resize: source pixel floor(dst * in / out)
+        ys = np.floor(np.arange(oh) * x.shape[2] / oh).astype(int)
+        xs = np.floor(np.arange(ow) * x.shape[3] / ow).astype(int)
+        return x[:, :, ys][:, :, :, xs]
+
+    net = one("Resample", f"resample_param {{ type: NEAREST antialias: false {param} }}")
+    size = (8, 10) if "factor" in param else (7, 5)
+    inputs = {"data": (2, 3, 4, 5)}
+    check_numpy(tmp_path, inputs, net, lambda i, b: [nearest(i["data"], *size)])
+    check_opencv(tmp_path / "cv", inputs, net)
+
+
+def test_resample_linear_is_refused(tmp_path):
+    from caffe2torch.errors import CaffeError
+    from layer_harness import run
+
+    with pytest.raises(CaffeError, match="Resample type LINEAR"):
+        run(tmp_path, {"data": (1, 1, 2, 3)}, one("Resample", "resample_param { type: LINEAR factor: 2 }"))

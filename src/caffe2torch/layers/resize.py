@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from . import register
-from .base import Emission, Layer, LayerError, Schema, fmt_shape, four_d
+from .base import Emission, Layer, LayerError, NotConvertible, Schema, fmt_shape, four_d
 from .reshape import as_4d, legacy_4d
 
 
@@ -230,6 +230,19 @@ class Resample(Layer):
         # FlowNet2's own layer needs width/height; OpenCV reads ``factor`` as a zoom.
         return [(n, c, int(h * p.factor), int(w * p.factor))]
 
+    OPENCV = frozenset({"Resample"})
+
+    def emit(self, ctx):
+        # Nearest neighbour as OpenCV's Resize computes it (source pixel floor(dst * in / out),
+        # which is PyTorch's "nearest"); FlowNet2's linear, cubic and area kernels are not
+        # converted.
+        kind = self.p.type
+        if kind != 1:  # NEAREST
+            name = {2: "LINEAR", 3: "CUBIC", 4: "AREA"}.get(kind, str(kind))
+            raise NotConvertible(f"Resample type {name} (FlowNet2's kernel) has no PyTorch form yet")
+        size = tuple(ctx.out_shapes[0][2:])
+        return Emission([f'F.interpolate({{0}}, size={size}, mode="nearest")'])
+
 
 @register
 class Accum(Layer):
@@ -282,3 +295,22 @@ class Accum(Layer):
                 + ", ".join(fmt_shape(s) for s in inputs[: len(data)])
             )
         return [(data[0][0], sum(s[1] for s in data), oh, ow)]
+
+    OPENCV = frozenset({"Accum"})
+
+    def opencv_gap(self, node):
+        if self.p.HasField("size_divisible_by"):
+            return "OpenCV ignores size_divisible_by"
+        return super().opencv_gap(node)
+
+    def emit(self, ctx):
+        # AccumLayer::Forward_gpu (UpscaleFeatures): each bottom resized bilinearly with its
+        # corners on the top's (x * (w - 1) / (top_w - 1)), the channels concatenated.
+        size = tuple(ctx.out_shapes[0][2:])
+        n = len(ctx.in_shapes) - (1 if self.p.have_reference else 0)
+        parts = ", ".join(
+            f'F.interpolate({as_4d(len(ctx.in_shapes[i]), "{%d}" % i)}, size={size}, mode="bilinear", '
+            "align_corners=True)"
+            for i in range(n)
+        )
+        return Emission([f"torch.cat([{parts}], 1)"])
