@@ -105,3 +105,23 @@ def test_two_stage_detector_matches_opencv_with_its_proposals(tmp_path, name):
     final = {r.blob: r for r in v.rows if r.blob in ("cls_prob", "bbox_pred")}  # the last value of each
     assert set(final) == {"cls_prob", "bbox_pred"}
     assert all(r.status == "pass" for r in final.values()), [(r.layer, r.status) for r in final.values()]
+
+
+def test_ssd_exports_up_to_the_heads_and_priors(tmp_path):
+    # torch.export takes the model up to the heads and the priors (PriorBox computes from the
+    # sizes); DetectionOutput's NMS is a loop over the data, and is left out.
+    import torch
+
+    rel, conf = SSD["mobilenet_ssd"]
+    path = CORPUS / rel
+    if not path.is_file():
+        pytest.skip(f"{rel} is not in ../shared")
+    weights = tmp_path / "w.caffemodel"
+    _weights(path, weights, dict(SCALED, conf=conf))
+    m = convert(path, weights, outputs=["mbox_loc", "mbox_conf_flatten", "mbox_priorbox"]).module()
+    x = torch.randn(1, 3, 300, 300, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = m(x)
+        got = torch.export.export(m, (x,)).module()(x)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
