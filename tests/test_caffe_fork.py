@@ -308,24 +308,18 @@ def test_detection_output_layouts_the_project_accepts_run_in_the_fork(tmp_path):
 
 
 # --------------------------------------------------------------------- what the fork is not
-def test_the_forks_upsample_is_refused_not_misread(tmp_path):
-    # The fork's Upsample repeats each value scale x scale times (one bottom); caffe2torch's
-    # Upsample is SegNet's unpooling (values and mask): a net of this fork is refused.
-    inputs = {"data": (1, 2, 3, 4)}
-    path = _write(tmp_path, inputs, one("Upsample", "upsample_param { scale: 2 }"))
-    x = np.random.default_rng(1).standard_normal(inputs["data"]).astype(np.float32)
-    empty = tmp_path / "empty.caffemodel"
-    empty.write_bytes(b"")
-    y = run_caffe(path, empty, {"data": x})["out"]
-    np.testing.assert_array_equal(y, x.repeat(2, axis=2).repeat(2, axis=3))
-    with pytest.raises(CaffeError, match="takes 2 bottoms, has 1"):
-        load_graph(path)
+def test_the_forks_one_bottom_upsample_matches_the_fork(tmp_path):
+    # The fork's Upsample repeats each value scale x scale times (one bottom): converted as
+    # such (SegNet's two-bottom Upsample is unpooling: below).
+    x = np.random.default_rng(1).standard_normal((1, 2, 3, 4))
+    r, _ = _against_fork(tmp_path, {"data": x.shape}, one("Upsample", "upsample_param { scale: 3 }"), data={"data": x})
+    np.testing.assert_allclose(r.ours[0], x.repeat(3, axis=2).repeat(3, axis=3), atol=1e-6)
 
 
 def test_the_forks_upsample_ignores_a_segnet_mask(tmp_path):
     # A SegNet net (values and the MAX pooling's mask) runs in the fork as well: its Upsample
-    # reads bottom 0 only and repeats it. The fork is no reference for caffe2torch's Upsample
-    # (the check would call a correct conversion divergent).
+    # reads bottom 0 only and repeats it. The fork is no reference for a two-bottom Upsample
+    # (the check would call a correct conversion divergent): Upsample.caffe_gap says so.
     layers = (
         one("Pooling", "pooling_param { pool: MAX kernel_size: 2 stride: 2 }", tops=("p", "m"), name="pool")
         + one("Upsample", "upsample_param { scale: 2 }", bottoms=("p", "m"))
@@ -334,4 +328,6 @@ def test_the_forks_upsample_ignores_a_segnet_mask(tmp_path):
     blobs = run_caffe(r.path, r.weights, r.inputs)
     np.testing.assert_array_equal(blobs["out"], blobs["p"].repeat(2, axis=2).repeat(2, axis=3))
     assert not compare(r.ours[0], blobs["out"], "out", "", atol=ATOL, rtol=RTOL).ok
+    node = r.conversion.graph.layers[-1]
+    assert "ignores the mask" in node.op.caffe_gap(node, "ssd")
 

@@ -114,3 +114,24 @@ def test_resample_linear_is_refused(tmp_path):
 
     with pytest.raises(CaffeError, match="Resample type LINEAR"):
         run(tmp_path, {"data": (1, 1, 2, 3)}, one("Resample", "resample_param { type: LINEAR factor: 2 }"))
+
+
+@pytest.mark.formula("Upsample")
+@pytest.mark.parametrize("scale", [1, 2, 3])
+def test_one_bottom_upsample_repeats(tmp_path, scale):
+    # The YOLOv3 ports' and brocolli's Upsample: out[h][w] = in[h / scale][w / scale].
+    check_numpy(
+        tmp_path, X4, one("Upsample", f"upsample_param {{ scale: {scale} }}"),
+        lambda i, b: [i["data"].repeat(scale, axis=2).repeat(scale, axis=3)],
+    )
+
+
+@pytest.mark.parametrize(
+    "param,message", [("", "needs scale"), ("upsample_param { scale: 2 scale_h: 2 }", "takes scale only")]
+)
+def test_one_bottom_upsample_refuses(tmp_path, param, message):
+    from caffe2torch.errors import CaffeError
+    from layer_harness import run
+
+    with pytest.raises(CaffeError, match=message):
+        run(tmp_path, X4, one("Upsample", param))

@@ -106,9 +106,13 @@ class Interp(Layer):
 class Upsample(Layer):
     """SegNet's max-unpooling (alexgkendall/caffe-segnet): bottoms (values, mask from a MAX
     pooling's second top). UpsampleLayer::LayerSetUp takes upsample_h and upsample_w (both,
-    each > 1), else scale or scale_h and scale_w (each > 1, pad_out only with scale 2)."""
+    each > 1), else scale or scale_h and scale_w (each > 1, pad_out only with scale 2).
+
+    With one bottom, the forks' other Upsample (YOLOv3 ports, the SSD fork as brocolli-caffe
+    ships it): each value repeated ``scale`` x ``scale`` times (nearest neighbour)."""
 
     TYPES = ("Upsample",)
+    CAFFE_FORKS = {"ssd": frozenset({"Upsample"})}
     SCHEMA = Schema(
         messages={
             "UpsampleParameter": (
@@ -125,12 +129,15 @@ class Upsample(Layer):
             ("UpsampleParameter", "upsample_param", 10137),  # SegNet: 137 (BVLC's embed_param)
         ),
     )
-    BOTTOMS = (2, 2)
+    BOTTOMS = (1, 2)
 
     def __init__(self, proto):
         super().__init__(proto)
         p = self.p = proto.upsample_param
         has = p.HasField
+        if self.n_bottoms == 1:
+            self._repeat(p)
+            return
         if not (
             (has("upsample_h") and has("upsample_w"))
             or (not has("scale") and has("scale_h") and has("scale_w"))
@@ -156,12 +163,35 @@ class Upsample(Layer):
             if (p.pad_out_h and self.scale_h != 2) or (p.pad_out_w and self.scale_w != 2):
                 raise LayerError("pad_out_h/pad_out_w work with scale 2 only")
 
+    def _repeat(self, p) -> None:
+        fields = ("scale_h", "scale_w", "pad_out_h", "pad_out_w", "upsample_h", "upsample_w")
+        others = [f for f in fields if p.HasField(f)]
+        if others:
+            raise LayerError(f"a one-bottom Upsample (nearest) takes scale only, not {', '.join(others)}")
+        if not p.HasField("scale"):
+            raise LayerError(
+                "a one-bottom Upsample needs scale: the forks disagree on its default "
+                "(SegNet's 2, the YOLOv3 ports' and brocolli's 1)"
+            )
+        if p.scale < 1:
+            raise LayerError(f"scale {p.scale} must be positive")
+        self.scale_h = self.scale_w = p.scale
+        self.size = None
+
+    def caffe_gap(self, node, build="bvlc"):
+        if build == "ssd" and self.n_bottoms == 2:
+            return "the SSD fork's Upsample ignores the mask (it repeats bottom 0)"
+        return super().caffe_gap(node, build)
+
     def describe(self):
         if self.size is not None:
             return f"to {self.size[0]}x{self.size[1]}"
-        return f"scale {self.scale_h}x{self.scale_w}"
+        return f"scale {self.scale_h}x{self.scale_w}" + (" (nearest)" if self.n_bottoms == 1 else "")
 
     def infer(self, inputs):
+        if self.n_bottoms == 1:
+            n, c, h, w = four_d(inputs[0])
+            return [(n, c, h * self.scale_h, w * self.scale_w)]
         x, mask = inputs
         n, c, h, w = four_d(x)
         four_d(mask, "mask")
@@ -180,6 +210,8 @@ class Upsample(Layer):
     def emit(self, ctx):
         _, _, h, w = ctx.in_shapes[0]
         oh, ow = ctx.out_shapes[0][2:]
+        if self.n_bottoms == 1:
+            return Emission([f'F.interpolate({{0}}, size=({oh}, {ow}), mode="nearest")'])
         k = (self.scale_h, self.scale_w)
         # The mask is the indices of the MAX pooling that made it (return_indices=True).
         if all(abs(o - i * s) < s for o, i, s in zip((oh, ow), (h, w), k)):
