@@ -191,3 +191,40 @@ def test_normalize_bbox(tmp_path, param, across, shared):
         tmp_path, X4, one("NormalizeBBox", param),
         lambda i, b: [caffe_normalize(i["data"], b[0], across, shared, eps)],
     )
+
+
+# -------------------------------------------------- the forks' BatchNorm with scale and bias
+def fork_bn(x, blobs, eps, affine):
+    """BVLC's statistics, then blob 3 as scale and blob 4 as bias (NVCaffe's scale_bias,
+    Intel Caffe's use_weight_bias/bias_term): y = x_norm * scale + bias."""
+    y = caffe_bn(x, blobs[:3], eps)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    if affine[0]:
+        y = y * blobs[3].reshape(shape)
+    if affine[1]:
+        y = y + blobs[4].reshape(shape)
+    return y
+
+
+FORK_BN = {
+    "nvcaffe_scale_bias": ("batch_norm_param { scale_bias: true eps: 1e-6 }", (True, True), 1e-5),
+    "nvcaffe_filler": ('batch_norm_param { scale_filler { type: "constant" value: 1 } }', (True, True), 1e-5),
+    "intel_default": ("batch_norm_param { bias_term: true }", (True, True), 1e-5),
+    "intel_no_bias": ("batch_norm_param { bias_term: false }", (True, False), 1e-5),
+    "intel_stats_only": ("batch_norm_param { use_weight_bias: false }", (False, False), 1e-5),
+}
+
+
+@pytest.mark.formula("BatchNorm")
+@pytest.mark.opencv("BatchNorm")
+@pytest.mark.parametrize("name", FORK_BN)
+def test_forks_batchnorm_with_scale_and_bias(tmp_path, name):
+    param, affine, eps = FORK_BN[name]
+    r = check_numpy(
+        tmp_path, X4, one("BatchNorm", param), lambda i, b: [fork_bn(i["data"], b, eps, affine)]
+    )
+    assert len(r.blobs["out"]) == 3 + sum(affine)
+    node = r.conversion.graph.layers[-1]
+    assert bool(node.op.opencv_gap(node)) == affine[0]  # OpenCV takes 3 blobs only
+    if not affine[0]:
+        check_opencv(tmp_path / "cv", X4, one("BatchNorm", param))

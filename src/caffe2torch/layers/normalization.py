@@ -24,14 +24,40 @@ def _channels(shape) -> int:
 
 @register
 class BatchNorm(SameShape):
+    """Caffe's BatchNorm (statistics only: the Scale after it is its affine part), and the
+    forks' with their own scale and bias, as blobs 3 and 4: NVCaffe's ``scale_bias`` (also
+    set by ``scale_filler``/``bias_filler``; eps at least 1e-5), Intel Caffe's
+    ``use_weight_bias``/``bias_term`` (its MKL engines' blobs, given when the prototxt sets
+    one of its fields)."""
+
     TYPES = ("BatchNorm",)
     OPENCV = frozenset({"BatchNorm"})
+    SCHEMA = Schema(
+        fields={
+            "BatchNormParameter": (
+                ("optional", "FillerParameter", "scale_filler", 5, None, False),  # NVCaffe
+                ("optional", "FillerParameter", "bias_filler", 6, None, False),  # both (Intel: 8)
+                ("optional", "bool", "scale_bias", 7, "false", False),  # NVCaffe
+                ("optional", "bool", "use_weight_bias", 1005, "true", False),  # Intel: 5
+                ("optional", "bool", "bias_term", 1006, "true", False),  # Intel: 6
+                ("optional", "FillerParameter", "filler", 1007, None, False),  # Intel: 7
+            ),
+        },
+    )
 
     def __init__(self, proto):
         super().__init__(proto)
         p = proto.batch_norm_param
         self.eps = p.eps
         self.use_global_stats = p.use_global_stats if p.HasField("use_global_stats") else None
+        intel = any(p.HasField(f) for f in ("use_weight_bias", "bias_term", "filler"))
+        if intel:  # MKLDNNBatchNormLayer::LayerSetUp: 3 + weight + (weight and bias) blobs
+            self.affine = (p.use_weight_bias, p.use_weight_bias and p.bias_term)
+        elif p.scale_bias or p.HasField("scale_filler") or p.HasField("bias_filler"):
+            self.affine = (True, True)  # NVCaffe's scale_bias, set by either filler too
+            self.eps = max(np.float32(p.eps), np.float32(1e-5))  # NVCaffe: eps at least 1e-5
+        else:
+            self.affine = (False, False)
         # BatchNormLayer::LayerSetUp: the three blobs are statistics, never learned.
         for i, spec in enumerate(list(proto.param)[:3]):
             if spec.lr_mult != 0:
@@ -39,6 +65,21 @@ class BatchNorm(SameShape):
                     f"param {i} has lr_mult {spec.lr_mult:g}: Caffe cannot configure batch "
                     "normalization statistics as layer parameters (lr_mult must be 0)"
                 )
+
+    FORK_FIELDS = ("scale_filler", "bias_filler", "scale_bias", "use_weight_bias", "bias_term", "filler")
+
+    def opencv_gap(self, node):
+        if self.affine[0]:
+            return "OpenCV's BatchNorm takes 3 blobs (no scale and bias of its own)"
+        return super().opencv_gap(node)
+
+    def opencv_layer(self, layer):
+        # Without a scale of its own, the forks' fields change nothing: OpenCV reads it as is.
+        p = layer.batch_norm_param
+        given = [f for f in self.FORK_FIELDS if p.HasField(f)]
+        for f in given:
+            p.ClearField(f)
+        return bool(given)
 
     def infer(self, inputs):
         # Caffe reads shape(1) in Reshape: a 1-D (or scalar) input has no channel axis.
@@ -56,16 +97,19 @@ class BatchNorm(SameShape):
 
     def weight_shapes(self, inputs):
         c = _channels(inputs[0])
-        return [(c,), (c,), (1,)]
+        return [(c,), (c,), (1,)] + [(c,)] * sum(self.affine)
 
     def init_weights(self, inputs, rng):
         c = _channels(inputs[0])
         mean = rng.normal(0.0, 0.2, c).astype(np.float32)
         var = rng.uniform(0.5, 2.0, c).astype(np.float32)
         f = MOVING_AVERAGE_FACTOR
-        return [mean * f, var * f, np.array([f], np.float32)]
+        own = [rng.uniform(0.5, 1.5, c), rng.uniform(-0.5, 0.5, c)][: sum(self.affine)]
+        return [mean * f, var * f, np.array([f], np.float32)] + [a.astype(np.float32) for a in own]
 
     def absorbs(self, node, next_node):
+        if self.affine[0]:  # its own scale (and bias): the Scale after it stays a Scale
+            return False
         """The Scale that follows a BatchNorm in nearly every Caffe net becomes its affine
         part: one ``nn.BatchNorm2d`` as a hand-written model would have."""
         out = node.outputs[0]
@@ -85,7 +129,7 @@ class BatchNorm(SameShape):
         if len(shape) not in _BATCHNORM:
             raise NotConvertible(f"BatchNorm of a {len(shape)}-D input")
         c = _channels(shape)
-        mean, var, factor = (b.reshape(-1) for b in ctx.blobs)
+        mean, var, factor = (b.reshape(-1) for b in ctx.blobs[:3])
         # Caffe stores running sums; it divides them by the factor (0 means "no statistics").
         f = np.float32(factor[0])
         scale = np.float32(0) if f == 0 else np.float32(1) / f
@@ -94,7 +138,10 @@ class BatchNorm(SameShape):
             args.append(f"eps={num(self.eps)}")
         state: dict[str, np.ndarray] = {}
         comment = ""
-        if ctx.absorbed:
+        if self.affine[0]:  # the fork's own scale and bias (blobs 3 and 4; no bias: 0)
+            state["weight"] = ctx.blobs[3].reshape(-1)
+            state["bias"] = ctx.blobs[4].reshape(-1) if self.affine[1] else np.zeros(c, np.float32)
+        elif ctx.absorbed:
             (scale_node, blobs), = ctx.absorbed
             state["weight"] = blobs[0].reshape(-1)
             state["bias"] = (

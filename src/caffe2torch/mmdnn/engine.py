@@ -109,6 +109,8 @@ def mmdnn_gap(node: Node) -> str:
                 f"MMdnn writes F.softmax(x) without dim: PyTorch takes axis {implicit} of this "
                 f"{ndim}-D input, Caffe axis {axis}"
             )
+    if t == "BatchNorm" and any(p.batch_norm_param.HasField(f) for f in node.op.FORK_FIELDS):
+        return "MMdnn reads BVLC's BatchNorm (3 blobs), not NVCaffe's or Intel Caffe's fields"
     if t == "Scale" and len(node.inputs) > 1:
         return "MMdnn has no Scale with a second bottom"
     if t == "Scale" and not _folded_scale(node):
