@@ -70,19 +70,15 @@ def loaded() -> list[Plugin]:
 def plugins_loaded(paths: Iterable[str | Path]) -> Iterator[list[Plugin]]:
     """Load each plugin file for the ``with`` block; afterwards the registry, the schema and
     ``sys.modules`` are as they were."""
-    # The registry's own dicts (layers/__init__.py), restored in place afterwards.
-    registry, python, helpers = dict(layers._REGISTRY), dict(layers._PYTHON), set(HELPER_NAMES)
+    helpers = set(HELPER_NAMES)
     before = list(_LOADED)
     modules: list[str] = []
     try:
-        for path in paths:
-            _LOADED.append(_load(Path(path), modules))
-        yield list(_LOADED)
+        with layers.registrations_undone():
+            for path in paths:
+                _LOADED.append(_load(Path(path), modules))
+            yield list(_LOADED)
     finally:
-        layers._REGISTRY.clear()
-        layers._REGISTRY.update(registry)
-        layers._PYTHON.clear()
-        layers._PYTHON.update(python)
         HELPER_NAMES.intersection_update(helpers)
         _LOADED[:] = before
         for name in modules:
@@ -100,19 +96,19 @@ def _load(path: Path, modules: list[str]) -> Plugin:
     for other in _LOADED:
         if other.sha256 == digest:
             raise PluginError(f"is given twice (the same file as {other.path})", file=path)
-    types_before, python_before = set(layers._REGISTRY), set(layers._PYTHON)
+    types_before, python_before = set(layers.known_types()), set(layers.python_layers())
     name = f"{MODULE_PREFIX}{digest[:16]}"
     modules.append(name)
     _execute(data, path, name)
-    new_types = tuple(sorted(set(layers._REGISTRY) - types_before))
-    new_python = tuple(sorted(set(layers._PYTHON) - python_before))
+    new_types = tuple(sorted(set(layers.known_types()) - types_before))
+    new_python = tuple(sorted(set(layers.python_layers()) - python_before))
     if not new_types and not new_python:
         raise PluginError(
             "registers no converter: decorate a subclass of caffe2torch.layers.Layer with "
             "@register (a layer type) or @register_python (a Python layer by module.layer)",
             file=path,
         )
-    for cls in [layers._REGISTRY[t] for t in new_types] + [layers._PYTHON[p] for p in new_python]:
+    for cls in [layers.layer_class(t) for t in new_types] + [layers.python_class(p) for p in new_python]:
         if not (isinstance(cls, type) and issubclass(cls, layers.Layer)):
             raise PluginError(f"registers {cls!r}, which is not a caffe2torch.layers.Layer subclass", file=path)
     try:

@@ -6,8 +6,10 @@ adding (or editing) one module: nothing else lists them.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import pkgutil
+from typing import Iterator
 
 from .base import DYNAMIC, Layer, LayerError, Schema, Shape, fmt_shape
 
@@ -17,31 +19,25 @@ _REGISTRY: dict[str, type[Layer]] = {}
 _PYTHON: dict[str, type[Layer]] = {}
 
 
+def _add(registry: dict[str, type[Layer]], names, cls: type[Layer], what: str, attr: str) -> type[Layer]:
+    if not names:
+        raise TypeError(f"{cls.__name__} declares no {attr}")
+    for name in names:
+        if name in registry:
+            raise TypeError(f"{what} '{name}' registered twice: {registry[name].__name__} and {cls.__name__}")
+        registry[name] = cls
+    return cls
+
+
 def register(cls: type[Layer]) -> type[Layer]:
     """Class decorator: register ``cls`` for each name in ``cls.TYPES``."""
-    if not cls.TYPES:
-        raise TypeError(f"{cls.__name__} declares no TYPES")
-    for name in cls.TYPES:
-        if name in _REGISTRY:
-            raise TypeError(
-                f"layer type '{name}' registered twice: {_REGISTRY[name].__name__} and {cls.__name__}"
-            )
-        _REGISTRY[name] = cls
-    return cls
+    return _add(_REGISTRY, cls.TYPES, cls, "layer type", "TYPES")
 
 
 def register_python(cls: type[Layer]) -> type[Layer]:
     """Class decorator: register ``cls`` for each ``module.layer`` in ``cls.PYTHON``, the Caffe
     ``Python`` layers it reimplements (their code is never imported)."""
-    if not cls.PYTHON:
-        raise TypeError(f"{cls.__name__} declares no PYTHON names")
-    for name in cls.PYTHON:
-        if name in _PYTHON:
-            raise TypeError(
-                f"Python layer '{name}' registered twice: {_PYTHON[name].__name__} and {cls.__name__}"
-            )
-        _PYTHON[name] = cls
-    return cls
+    return _add(_PYTHON, cls.PYTHON, cls, "Python layer", "PYTHON names")
 
 
 def python_qualname(layer) -> str:
@@ -65,6 +61,24 @@ def python_layers() -> list[str]:
     return sorted(_PYTHON)
 
 
+def python_class(name: str) -> type[Layer] | None:
+    """The class registered for the Python layer ``module.layer``."""
+    return _PYTHON.get(name)
+
+
+@contextlib.contextmanager
+def registrations_undone() -> Iterator[None]:
+    """What is registered inside the block (a plugin's converters, for one command) is
+    unregistered when it ends."""
+    saved = dict(_REGISTRY), dict(_PYTHON)
+    try:
+        yield
+    finally:
+        for registry, before in zip((_REGISTRY, _PYTHON), saved):
+            registry.clear()
+            registry.update(before)
+
+
 def known_types() -> list[str]:
     return sorted(_REGISTRY)
 
@@ -73,7 +87,8 @@ def fork_schemas() -> list[tuple[str, Schema]]:
     """(family class, what it adds to Caffe's schema) for every registered class that declares
     a ``SCHEMA`` of its own (not one it inherits), in a fixed order (the message classes are
     built from them: see caffe/schema.py)."""
-    declared = {f"{cls.__module__}.{cls.__qualname__}": cls for cls in _REGISTRY.values() if "SCHEMA" in vars(cls)}
+    classes = [*_REGISTRY.values(), *_PYTHON.values()]
+    declared = {f"{cls.__module__}.{cls.__qualname__}": cls for cls in classes if "SCHEMA" in vars(cls)}
     return [(who, declared[who].SCHEMA) for who in sorted(declared)]
 
 
@@ -101,5 +116,5 @@ for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
 __all__ = [
     "DYNAMIC", "Layer", "LayerError", "Shape", "fmt_shape", "layer_class", "known_types", "emits",
     "convertible_types", "fork_schemas", "register", "register_python", "python_layers",
-    "python_qualname",
+    "python_qualname", "python_class", "registrations_undone",
 ]
