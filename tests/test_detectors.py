@@ -73,25 +73,37 @@ def test_ssd_matches_the_reference_at_the_heads_and_detections(tmp_path, name):
     assert heads and all(r.status == "pass" for r in heads)
     (det,) = [r for r in v.rows if r.type == "DetectionOutput"]
     assert det.status == "pass" and det.engine in ("caffe-ssd", "opencv"), (det.status, det.engine, det.note)
-    # The boxes above 0.05, as sets: the model's against the reference engine's own run.
-    x = random_inputs(c.graph.inputs, 0)
-    ours = run_model(c.module(), c.graph.inputs, x)[0].reshape(-1, 7)
-    theirs = _reference_detections(path, weights, x, c, det.engine)
+    # The boxes above 0.05, as sets: the model's DetectionOutput and the engine's on the same
+    # heads (the model's, which the check found equal to the reference's).
     node = c.graph.node(det.layer)
+    names = [u.name for u in node.inputs]
+    x = random_inputs(c.graph.inputs, 0)
+    given = dict(zip(names, run_model(convert(path, weights, outputs=names).module(), c.graph.inputs, x)))
+    ours = run_model(c.module(), c.graph.inputs, x)[0].reshape(-1, 7)
+    theirs = _engine_detections(tmp_path, node, given, det.engine, c.graph).reshape(-1, 7)
     ours, theirs = (node.op.compare_form(0, d[d[:, 2] > 0.05]) for d in (ours, theirs))
     assert len(ours) >= 5, "the reference finds boxes"
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
 
 
-def _reference_detections(path, weights, x, c, engine):
-    det = next(n for n in c.graph.nodes if n.type == "DetectionOutput")
-    if engine == "caffe-ssd":
-        from caffe2torch.verify.caffe_ref import caffe_prefix, run_caffe
+def _engine_detections(tmp_path, node, given, engine, graph):
+    """The engine's DetectionOutput alone, the layer as the check gives it, on ``given``."""
+    from caffe2torch.verify.engines import CaffeEngine, OpenCVEngine
 
-        return run_caffe(path, weights, x, prefix=caffe_prefix("ssd"))[det.outputs[0].name].reshape(-1, 7)
+    eng = CaffeEngine("ssd") if engine == "caffe-ssd" else OpenCVEngine()
+    ref = eng.net(graph, [node], {})
+    net = tmp_path / "detection.prototxt"
+    net.write_text(ref.text)
+    empty = tmp_path / "empty.caffemodel"
+    empty.write_bytes(b"")
+    feed = {ref.blob[id(u)]: given[u.name] for u in ref.inputs}
+    if engine == "caffe-ssd":
+        from caffe2torch.verify.caffe_ref import run_caffe
+
+        return run_caffe(net, empty, feed, prefix=eng.build.prefix)[ref.blob[id(node.outputs[0])]]
     from caffe2torch.verify.opencv import run_opencv
 
-    return np.asarray(run_opencv(path, weights, x, graph=c.graph)[det.name][0]).reshape(-1, 7)
+    return np.asarray(run_opencv(net, empty, feed)[node.name][0])
 
 
 @pytest.mark.parametrize("name", TWO_STAGE)
