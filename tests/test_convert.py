@@ -240,11 +240,13 @@ layer { name: "c" type: "Wibble" bottom: "b" top: "c" }
     assert not (tmp_path / "o").exists()
 
 
-def test_known_layers_without_pytorch_form_are_listed(cli, tmp_path, corpus):
-    net = corpus / "ocv_prior_box" / "prior_box.prototxt"
+def test_known_layers_without_pytorch_form_are_listed(cli, tmp_path):
+    # Embed: known (shapes, weights) but without a PyTorch form yet.
+    layer = 'layer { name: "emb" type: "Embed" bottom: "data" top: "emb" embed_param { num_output: 4 input_dim: 10 } }'
+    net = write(tmp_path / "embed.prototxt", net_text({"data": (2, 3)}, layer))
     code, _, stderr = cli("convert", net, "--random-weights", "-o", tmp_path / "o")
     assert code == 2
-    assert "1 layer(s) cannot be converted: 'priorbox' (PriorBox)" in stderr
+    assert "1 layer(s) cannot be converted: 'emb' (Embed)" in stderr
     assert not (tmp_path / "o").exists()
 
 

@@ -761,6 +761,9 @@ def test_ctrl_c_during_the_check_exits_130_and_writes_nothing(tmp_path):
     proc = subprocess.Popen(
         [*CLI, "convert", "unet.prototxt", "--random-weights", "-o", "out"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # Ctrl-C as a terminal gives it, whatever this process inherited (a job started in the
+        # background by a non-interactive shell ignores SIGINT, and so would the child).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(8)  # in the check: OpenCV loading and running, the model running
     proc.send_signal(signal.SIGINT)

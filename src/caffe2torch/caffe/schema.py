@@ -137,7 +137,19 @@ def _file_descriptor(messages: dict[str, list], enums: dict[str, tuple]) -> desc
     return fdp
 
 
+_BUILT: dict[str, dict[str, type]] = {}
+
+
 def _message_classes(messages: dict[str, list], enums: dict[str, tuple]) -> dict[str, type]:
+    """The message classes of these tables; the same tables give the same classes (a graph
+    read before a plugin was loaded and unloaded stays of the schema in use)."""
+    key = repr((sorted((k, list(v)) for k, v in messages.items()), sorted(enums.items())))
+    if key not in _BUILT:
+        _BUILT[key] = _new_classes(messages, enums)
+    return dict(_BUILT[key])
+
+
+def _new_classes(messages: dict[str, list], enums: dict[str, tuple]) -> dict[str, type]:
     pool = descriptor_pool.DescriptorPool()
     pool.Add(_file_descriptor(messages, enums))
     get_class = getattr(message_factory, "GetMessageClass", None)
