@@ -156,11 +156,11 @@ class PriorBox(Layer):
 
     def emit(self, ctx):
         args = [
-            f"boxes={[(num(a), num(b)) for a, b in self.boxes]}".replace("'", ""),
-            f"variance={[num(v) for v in self.variance]}".replace("'", ""),
+            f"boxes={_pairs(self.boxes)}",
+            f"variance=[{', '.join(num(v) for v in self.variance)}]",
         ]
         if self.offsets != [(0.5, 0.5)]:
-            args.append(f"offsets={[(num(a), num(b)) for a, b in self.offsets]}".replace("'", ""))
+            args.append(f"offsets={_pairs(self.offsets)}")
         if any(self.image):
             args.append(f"image_size=({self.image[0]}, {self.image[1]})")
         if any(self.step):
@@ -172,6 +172,11 @@ class PriorBox(Layer):
             [f"{{m}}({feat}, {image})"], module=f"PriorBox({', '.join(args)})", helpers=(PRIOR_BOX,),
             comment="boxes are (width, height) in pixels; the output does not depend on the values",
         )
+
+
+def _pairs(pairs) -> str:
+    """``[(a, b), ...]`` as Python source, each number as Caffe's float32 reads it."""
+    return "[" + ", ".join(f"({num(a)}, {num(b)})" for a, b in pairs) + "]"
 
 
 PRIOR_BOX = Helper("PriorBox", '''
