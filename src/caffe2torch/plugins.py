@@ -127,10 +127,8 @@ def _execute(data: bytes, path: Path, name: str) -> None:
         exec(compile(data, str(path), "exec"), module.__dict__)  # the user's own plugin, by name
     except SyntaxError as e:
         raise PluginError(f"cannot be imported: {e.msg}", file=path, line=e.lineno) from None
-    except TypeError as e:
-        if "registered twice" in str(e):
-            raise PluginError(f"cannot be loaded: {_first_line(e)}", file=path, line=_line_in(e, path)) from None
-        raise _failed(e, path) from None
+    except layers.RegistrationError as e:  # a type already registered (a built-in one, say)
+        raise PluginError(f"cannot be loaded: {_first_line(e)}", file=path, line=_line_in(e, path)) from None
     except (Exception, SystemExit) as e:  # noqa: BLE001 - the plugin's own failure, one line
         raise _failed(e, path) from None
 

@@ -19,12 +19,16 @@ _REGISTRY: dict[str, type[Layer]] = {}
 _PYTHON: dict[str, type[Layer]] = {}
 
 
+class RegistrationError(TypeError):
+    """A class registered for a name another class has, or registered for no name."""
+
+
 def _add(registry: dict[str, type[Layer]], names, cls: type[Layer], what: str, attr: str) -> type[Layer]:
     if not names:
-        raise TypeError(f"{cls.__name__} declares no {attr}")
+        raise RegistrationError(f"{cls.__name__} declares no {attr}")
     for name in names:
         if name in registry:
-            raise TypeError(f"{what} '{name}' registered twice: {registry[name].__name__} and {cls.__name__}")
+            raise RegistrationError(f"{what} '{name}' registered twice: {registry[name].__name__} and {cls.__name__}")
         registry[name] = cls
     return cls
 
@@ -116,5 +120,5 @@ for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
 __all__ = [
     "DYNAMIC", "Layer", "LayerError", "Shape", "fmt_shape", "layer_class", "known_types", "emits",
     "convertible_types", "fork_schemas", "register", "register_python", "python_layers",
-    "python_qualname", "python_class", "registrations_undone",
+    "python_qualname", "python_class", "registrations_undone", "RegistrationError",
 ]
