@@ -1915,13 +1915,15 @@ CHOICES = {
                      "2G", "100", "512M", "infinity"],
     "--top": ["1", "0", "-1", "5", "1000000", "huge", "9223372036854775808"],
     "--reference": ["auto", "opencv", "caffe", "", "Caffe", "pycaffe"],
+    "--license": ["MIT", "BSD-2-Clause", "", "a\nb", "L" * 300, "\x1b[2J"],
 }
 OPTIONS = {
     "inspect": {"pos": ["net", "weights"], "opts": {"--input-shape": "shape", "-s": "shape", "--phase": "choice",
-                                                     "--stage": "choice", "--json": None, "--plugin": "in", "--proto": "in", "--ignore-unknown-fields": None}},
+                                                     "--stage": "choice", "--json": None, "--plugin": "in", "--proto": "in", "--ignore-unknown-fields": None, "--quiet": None, "-q": None, "--verbose": None, "-v": None}},
     "synth-weights": {"pos": ["net"], "opts": {"--output": "out", "-o": "out", "--seed": "int", "--input-shape": "shape",
                                                "-s": "shape", "--phase": "choice", "--stage": "choice", "--overwrite": None,
-                                               "--plugin": "in", "--proto": "in", "--ignore-unknown-fields": None}},
+                                               "--plugin": "in", "--proto": "in", "--ignore-unknown-fields": None,
+                                               "--json": None, "--quiet": None, "-q": None, "--verbose": None, "-v": None}},
     "convert": {"pos": ["net", "weights"], "opts": {
         "--output": "out", "-o": "out", "--input-shape": "shape", "-s": "shape", "--outputs": "choice",
         "--class-name": "choice", "--format": "choice", "--random-weights": None, "--seed": "int", "--overwrite": None,
@@ -1929,12 +1931,13 @@ OPTIONS = {
         "--keep-intermediate": None, "--mmdnn-python": "in", "--mean": "choice", "--mean-file": "in", "--scale": "float",
         "--input-order": "choice", "--caffe-order": "choice", "--fold-normalization": None,
         "--check-batch": "int",
-        "--max-memory": "choice", "--reference": "choice", "--plugin": "in", "--proto": "in", "--ignore-unknown-fields": None}},
+        "--max-memory": "choice", "--reference": "choice", "--plugin": "in", "--proto": "in", "--ignore-unknown-fields": None,
+        "--labels": "in", "--license": "choice", "--record-paths": None, "--json": None, "--quiet": None, "-q": None, "--verbose": None, "-v": None}},
     "verify": {"pos": ["folder"], "opts": {"--input": "in", "-i": "in", "--image": "in", "--seed": "int", "--rtol": "float",
                                            "--atol": "float", "--strict": None, "--net": "in", "--weights": "in",
                                            "--json": None, "--check-batch": "int", "--max-memory": "choice",
-                                           "--reference": "choice", "--plugin": "in", "--proto": "in"}},
-    "predict": {"pos": ["folder", "image"], "opts": {"--labels": "in", "--top": "choice", "--json": None}},
+                                           "--reference": "choice", "--plugin": "in", "--proto": "in", "--quiet": None, "-q": None, "--verbose": None, "-v": None}},
+    "predict": {"pos": ["folder", "image"], "opts": {"--labels": "in", "--top": "choice", "--json": None, "--quiet": None, "-q": None, "--verbose": None, "-v": None}},
 }
 GOOD_POS = {"net": ["net.prototxt", "net.prototxt", "v1.prototxt"], "weights": ["w.caffemodel", "w.caffemodel.h5"],
             "folder": ["conv"], "image": ["img.png"]}

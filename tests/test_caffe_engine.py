@@ -100,7 +100,7 @@ def test_verify_against_real_caffe_passes_and_names_a_changed_weight(tmp_path, c
     import torch
 
     out = tmp_path / "lenet"
-    code, _, err = cli("convert", "examples/lenet/lenet.prototxt", "--random-weights", "-o", out,
+    code, _, err = cli("convert", "--record-paths", "examples/lenet/lenet.prototxt", "--random-weights", "-o", out,
                        "--reference", "caffe")
     assert code == 0, err
     v = _verification(out)
@@ -130,7 +130,7 @@ def test_mvn_is_checked_by_caffe_and_skipped_by_opencv(tmp_path, cli):
                'mvn_param { normalize_variance: true eps: 0.1 } }\n')
     for reference, status in (("caffe", "pass"), ("opencv", "skipped"), ("auto", "pass")):
         out = tmp_path / reference
-        code, _, err = cli("convert", net, "-o", out, "--reference", reference)
+        code, _, err = cli("convert", "--record-paths", net, "-o", out, "--reference", reference)
         assert code == 0, err
         code, text, err = cli("verify", out, "--reference", reference, "--json")
         assert code == (1 if status == "skipped" else 0), err  # nothing checked: not a pass
@@ -147,7 +147,7 @@ def test_ssdlite_depthwise_on_1x1_passes_against_caffe(tmp_path, cli):
                'convolution_param { num_output: 8 group: 8 kernel_size: 3 pad: 1 } }\n'
                'layer { name: "relu" type: "ReLU" bottom: "dw" top: "dw" }\n')
     out = tmp_path / "out"
-    code, _, err = cli("convert", net, "--random-weights", "-o", out, "--reference", "caffe")
+    code, _, err = cli("convert", "--record-paths", net, "--random-weights", "-o", out, "--reference", "caffe")
     assert code == 0, err
     v = _verification(out)
     assert v["passed"] is True and v["compared_by"] == {"caffe": 2}, v
@@ -163,13 +163,13 @@ def test_auto_takes_caffe_and_opencv_where_caffe_lacks_the_type(tmp_path, cli):
                'convolution_param { num_output: 4 group: 4 kernel_size: 3 pad: 1 } }\n'
                'layer { name: "relu" type: "ReLU" bottom: "d" top: "e" }\n')
     out = tmp_path / "out"
-    code, _, err = cli("convert", net, "--random-weights", "-o", out)
+    code, _, err = cli("convert", "--record-paths", net, "--random-weights", "-o", out)
     assert code == 0, err
     v = _verification(out)
     assert v["checked_by"] == {"caffe": ["conv", "relu"], "opencv": ["dw"]}
     assert v["compared_by"] == {"caffe": 2, "opencv": 1} and v["passed"] is True
     assert "OpenCV" in v["reference"] and v["reference"].startswith("Caffe")
-    code, _, err = cli("convert", net, "--random-weights", "-o", tmp_path / "c", "--reference", "caffe")
+    code, _, err = cli("convert", "--record-paths", net, "--random-weights", "-o", tmp_path / "c", "--reference", "caffe")
     assert code == 0, err
     code, text, err = cli("verify", tmp_path / "c", "--reference", "caffe", "--json")
     assert code == 0, err
@@ -212,7 +212,7 @@ def test_the_ssd_fork_checks_what_bvlc_cannot_read(tmp_path, cli):
                'layer { name: "norm" type: "Normalize" bottom: "p" top: "n" '
                'norm_param { across_spatial: false channel_shared: false } }\n')
     out = tmp_path / "out"
-    code, _, err = cli("convert", net, "--random-weights", "-o", out, "--reference", "caffe")
+    code, _, err = cli("convert", "--record-paths", net, "--random-weights", "-o", out, "--reference", "caffe")
     assert code == 0, err
     v = _verification(out)
     assert v["checked_by"] == {"caffe": ["conv"], "caffe-ssd": ["pool", "norm"]}, v
@@ -227,7 +227,7 @@ def test_where_caffe_cannot_set_the_net_up_auto_checks_with_opencv(tmp_path, cli
 
     monkeypatch.setattr(caffe_ref.CaffeLoaded, "run", refuse)
     out = tmp_path / "auto"
-    code, _, err = cli("convert", "examples/lenet/lenet.prototxt", "--random-weights", "-o", out)
+    code, _, err = cli("convert", "--record-paths", "examples/lenet/lenet.prototxt", "--random-weights", "-o", out)
     assert code == 0, err
     v = _verification(out)
     assert v["passed"] is True and v["compared_by"] == {"opencv": 8}
@@ -235,6 +235,6 @@ def test_where_caffe_cannot_set_the_net_up_auto_checks_with_opencv(tmp_path, cli
         "real Caffe cannot run the net: Check failed: made up here: every layer was checked "
         "against OpenCV instead."
     )
-    code, stdout, err = cli("convert", "examples/lenet/lenet.prototxt", "--random-weights", "-o",
+    code, stdout, err = cli("convert", "--record-paths", "examples/lenet/lenet.prototxt", "--random-weights", "-o",
                             tmp_path / "caffe", "--reference", "caffe")
     assert code == 0 and "not verified: " in stdout and "made up here" in stdout, err

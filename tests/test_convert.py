@@ -33,9 +33,12 @@ def _run_model(model, conversion, seed=0):
 def test_folder_contract(cli, tmp_path):
     net = write(tmp_path / "tiny.prototxt", TINY_V2)
     out = tmp_path / "out"
-    code, stdout, stderr = cli("convert", net, "--random-weights", "-o", out)
+    code, stdout, stderr = cli("convert", "--record-paths", net, "--random-weights", "-o", out)
     assert code == 0, stderr
-    assert _files(out) == ["conversion.json", "model.pth", "model.py", "preprocess.json", "preprocess.py", "report.md"]
+    assert _files(out) == [
+        "README.md", "config.json", "conversion.json", "hubconf.py", "model.pth", "model.py",
+        "preprocess.json", "preprocess.py", "report.html", "report.md",
+    ]
     manifest = json.loads((out / "conversion.json").read_text())
     assert manifest["class_name"] == "Tiny"
     assert manifest["weights_file"] == "model.pth"
@@ -66,7 +69,7 @@ def test_folder_contract(cli, tmp_path):
 def test_model_py_imports_only_torch_and_loads_weights_only(cli, tmp_path):
     net = write(tmp_path / "tiny.prototxt", TINY_V2)
     out = tmp_path / "out"
-    assert cli("convert", net, "--random-weights", "-o", out)[0] == 0
+    assert cli("convert", "--record-paths", net, "--random-weights", "-o", out)[0] == 0
     tree = ast.parse((out / "model.py").read_text())
     imported = set()
     for node in ast.walk(tree):
@@ -95,7 +98,7 @@ def _same_bytes(cli, net, out, *args):
     a, b = out / "a", out / "b"
     out.mkdir()
     for folder in (a, b):
-        code, _, stderr = cli("convert", net, "--random-weights", "--seed", 3, "-o", folder, *args)
+        code, _, stderr = cli("convert", "--record-paths", net, "--random-weights", "--seed", 3, "-o", folder, *args)
         assert code == 0, stderr
     assert _files(a) == _files(b)
     for f in _files(a):
@@ -121,8 +124,11 @@ def test_safetensors(cli, tmp_path):
 
     net = write(tmp_path / "tiny.prototxt", TINY_V2)
     out = tmp_path / "out"
-    assert cli("convert", net, "--random-weights", "-o", out, "--format", "safetensors")[0] == 0
-    assert _files(out) == ["conversion.json", "model.py", "model.safetensors", "preprocess.json", "preprocess.py", "report.md"]
+    assert cli("convert", "--record-paths", net, "--random-weights", "-o", out, "--format", "safetensors")[0] == 0
+    assert _files(out) == [
+        "README.md", "config.json", "conversion.json", "hubconf.py", "model.py", "model.safetensors",
+        "preprocess.json", "preprocess.py", "report.html", "report.md",
+    ]
     pth = convert(net, random_weights=True).state_dict()
     st = load_file(out / "model.safetensors")
     assert set(st) == set(pth) and all(torch.equal(st[k], pth[k]) for k in pth)
@@ -132,7 +138,7 @@ def test_safetensors(cli, tmp_path):
 def test_trained_weights_end_to_end(cli, tmp_path, corpus):
     folder = corpus / "lenet_mnist_weights_ethereon"
     out = tmp_path / "lenet"
-    code, _, stderr = cli("convert", folder / "lenet.prototxt", folder / "lenet_iter_10000.caffemodel", "-o", out)
+    code, _, stderr = cli("convert", "--record-paths", folder / "lenet.prototxt", folder / "lenet_iter_10000.caffemodel", "-o", out)
     assert code == 0, stderr
     manifest = json.loads((out / "conversion.json").read_text())
     assert manifest["sources"]["weights"]["file"] == "lenet_iter_10000.caffemodel"
@@ -173,7 +179,7 @@ def test_outputs_pick_blobs_and_drop_what_they_do_not_need(tmp_path):
 
 def test_unknown_output_blob(cli, tmp_path):
     net = write(tmp_path / "v.prototxt", net_text({"data": (2, 3, 6, 6)}, VGG_HEAD, name="vgg"))
-    code, _, stderr = cli("convert", net, "--random-weights", "-o", tmp_path / "o", "--outputs", "fc9")
+    code, _, stderr = cli("convert", "--record-paths", net, "--random-weights", "-o", tmp_path / "o", "--outputs", "fc9")
     assert code == 2
     assert "v.prototxt: --outputs names 'fc9', which is not a blob of the net" in stderr
     assert not (tmp_path / "o").exists()
@@ -181,9 +187,9 @@ def test_unknown_output_blob(cli, tmp_path):
 
 def test_class_name(cli, tmp_path):
     net = write(tmp_path / "tiny.prototxt", TINY_V2)
-    assert cli("convert", net, "--random-weights", "-o", tmp_path / "a", "--class-name", "MyNet")[0] == 0
+    assert cli("convert", "--record-paths", net, "--random-weights", "-o", tmp_path / "a", "--class-name", "MyNet")[0] == 0
     assert "class MyNet(nn.Module):" in (tmp_path / "a" / "model.py").read_text()
-    code, _, stderr = cli("convert", net, "--random-weights", "-o", tmp_path / "b", "--class-name", "my-net")
+    code, _, stderr = cli("convert", "--record-paths", net, "--random-weights", "-o", tmp_path / "b", "--class-name", "my-net")
     assert code == 2 and "--class-name 'my-net' is not a Python identifier" in stderr
 
 
@@ -233,7 +239,7 @@ layer { name: "b" type: "TanH" bottom: "a" top: "b" }
 layer { name: "c" type: "Wibble" bottom: "b" top: "c" }
 """
     net = write(tmp_path / "u.prototxt", net_text({"data": (1, 3)}, layers))
-    code, _, stderr = cli("convert", net, "-o", tmp_path / "o")
+    code, _, stderr = cli("convert", "--record-paths", net, "-o", tmp_path / "o")
     assert code == 2
     assert stderr.count("\n") == 1
     assert "u.prototxt: 2 layers cannot be converted: 'a' (Frobnicate, line 5): unknown layer type; 'c' (Wibble, line 7)" in stderr
@@ -244,7 +250,7 @@ def test_known_layers_without_pytorch_form_are_listed(cli, tmp_path):
     # Embed: known (shapes, weights) but without a PyTorch form yet.
     layer = 'layer { name: "emb" type: "Embed" bottom: "data" top: "emb" embed_param { num_output: 4 input_dim: 10 } }'
     net = write(tmp_path / "embed.prototxt", net_text({"data": (2, 3)}, layer))
-    code, _, stderr = cli("convert", net, "--random-weights", "-o", tmp_path / "o")
+    code, _, stderr = cli("convert", "--record-paths", net, "--random-weights", "-o", tmp_path / "o")
     assert code == 2
     assert "1 layer(s) cannot be converted: 'emb' (Embed)" in stderr
     assert not (tmp_path / "o").exists()
@@ -260,7 +266,7 @@ layer { name: "q" type: "Python" bottom: "p" top: "q" python_param { module: "ev
     net = write(tmp_path / "py.prototxt", net_text({"data": (1, 3)}, layers))
     # The module is importable (so that importing it would show), yet never imported.
     monkeypatch.syspath_prepend(str(tmp_path))
-    code, _, stderr = cli("convert", net, "-o", tmp_path / "o")
+    code, _, stderr = cli("convert", "--record-paths", net, "-o", tmp_path / "o")
     assert code == 2
     assert "'p' (Python evil_layer.L, line 5): a Python layer's code is never imported or run" in stderr
     assert "'q'" in stderr and not marker.exists() and not (tmp_path / "o").exists()
@@ -268,11 +274,11 @@ layer { name: "q" type: "Python" bottom: "p" top: "q" python_param { module: "ev
 
 def test_weights_are_required_unless_random(cli, tmp_path):
     net = write(tmp_path / "tiny.prototxt", TINY_V2)
-    code, _, stderr = cli("convert", net, "-o", tmp_path / "o")
+    code, _, stderr = cli("convert", "--record-paths", net, "-o", tmp_path / "o")
     assert code == 2 and "no weights given: pass the .caffemodel, or --random-weights" in stderr
     w = tmp_path / "w.caffemodel"
     assert cli("synth-weights", net, "-o", w)[0] == 0
-    code, _, stderr = cli("convert", net, w, "--random-weights", "-o", tmp_path / "o")
+    code, _, stderr = cli("convert", "--record-paths", net, w, "--random-weights", "-o", tmp_path / "o")
     assert code == 2 and "not both" in stderr
 
 
@@ -281,21 +287,24 @@ def test_existing_folder_is_kept_unless_overwrite(cli, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "mine.txt").write_text("keep me")
-    code, _, stderr = cli("convert", net, "--random-weights", "-o", out)
+    code, _, stderr = cli("convert", "--record-paths", net, "--random-weights", "-o", out)
     assert code == 2 and "the folder exists and is not empty: pass --overwrite" in stderr
     assert _files(out) == ["mine.txt"]
     # --overwrite replaces only a folder caffe2torch wrote, holding nothing else.
-    code, _, stderr = cli("convert", net, "--random-weights", "-o", out, "--overwrite")
+    code, _, stderr = cli("convert", "--record-paths", net, "--random-weights", "-o", out, "--overwrite")
     assert code == 2 and stderr == (
         f"error: {out}: --overwrite replaces only a folder caffe2torch wrote, and it has no "
         "conversion.json, so caffe2torch did not write it; give a new folder\n"
     )
     assert _files(out) == ["mine.txt"]
     (out / "mine.txt").unlink()
-    assert cli("convert", net, "--random-weights", "-o", out)[0] == 0
+    assert cli("convert", "--record-paths", net, "--random-weights", "-o", out)[0] == 0
     first = (out / "model.py").read_bytes()
-    assert cli("convert", net, "--random-weights", "-o", out, "--overwrite", "--class-name", "Other")[0] == 0
-    assert _files(out) == ["conversion.json", "model.pth", "model.py", "preprocess.json", "preprocess.py", "report.md"]
+    assert cli("convert", "--record-paths", net, "--random-weights", "-o", out, "--overwrite", "--class-name", "Other")[0] == 0
+    assert _files(out) == [
+        "README.md", "config.json", "conversion.json", "hubconf.py", "model.pth", "model.py",
+        "preprocess.json", "preprocess.py", "report.html", "report.md",
+    ]
     assert (out / "model.py").read_bytes() != first and b"class Other" in (out / "model.py").read_bytes()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 

@@ -21,9 +21,8 @@ MODULES = sorted(
 # cycle): the CLI keeps torch out of the commands that do not need it, the binary caffemodel
 # reader keeps protobuf out unless a V0/V1 net is read.
 LAZY = {
-    ("caffe2torch.cli.app", "caffe2torch.emit"),
-    ("caffe2torch.cli.app", "caffe2torch.emit.names"),
-    ("caffe2torch.cli.app", "caffe2torch.mmdnn.engine"),
+    ("caffe2torch.cli.app", "caffe2torch"),  # convert and verify (caffe2torch.public) import torch
+    ("caffe2torch", "caffe2torch"),  # caffe2torch.convert/verify, loaded on first use (PEP 562)
     ("caffe2torch.caffe.caffemodel", "caffe2torch.caffe.upgrade"),
     ("caffe2torch.caffe.caffemodel", "caffe2torch.caffe.schema"),
 }

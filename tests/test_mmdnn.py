@@ -43,7 +43,7 @@ assert "BatchNorm" in BN_NET and "Scale" in BN_NET
 def test_bn_net_squeezed_converted_and_verified(cli, tmp_path):
     net = write(tmp_path / "bn.prototxt", BN_NET)
     out = tmp_path / "out"
-    code, stdout, stderr = cli("convert", net, "--random-weights", "-o", out, "--engine", "mmdnn",
+    code, stdout, stderr = cli("convert", "--record-paths", net, "--random-weights", "-o", out, "--engine", "mmdnn",
                                "--keep-intermediate")
     assert code == 0, stderr
     manifest = json.loads((out / "conversion.json").read_text())
@@ -125,14 +125,14 @@ layer { name: "pool" type: "Pooling" bottom: "shuffle" top: "pool"
         ),
     )
     out = tmp_path / "out"
-    code, _, stderr = cli("convert", net, "--random-weights", "-o", out, "--engine", "mmdnn")
+    code, _, stderr = cli("convert", "--record-paths", net, "--random-weights", "-o", out, "--engine", "mmdnn")
     assert code == 2 and stderr.count("\n") == 1, stderr
     assert "'shuffle': MMdnn has no ShuffleChannel layer" in stderr
     assert "'conv': MMdnn's PyTorch code ignores dilation" in stderr
     assert "'pool': MMdnn's padded AVE pooling" in stderr
     assert "--engine native" in stderr and not out.exists()
     # The native engine converts it.
-    assert cli("convert", net, "--random-weights", "-o", out)[0] == 0
+    assert cli("convert", "--record-paths", net, "--random-weights", "-o", out)[0] == 0
 
 
 def test_loadable_code_keeps_mmdnn_code_and_drops_the_weights_file():
@@ -437,7 +437,7 @@ layer { name: "F" type: "InnerProduct" bottom: "up" top: "F" inner_product_param
         ),
     )
     out = tmp_path / "out"
-    code, _, stderr = cli("convert", net, "--random-weights", "-o", out, "--engine", "mmdnn")
+    code, _, stderr = cli("convert", "--record-paths", net, "--random-weights", "-o", out, "--engine", "mmdnn")
     assert code == 2 and stderr.count("\n") == 1, stderr
     assert "'a-b': MMdnn names a variable of 'a/b' and of this layer both 'a_b'" in stderr
     assert "'elu': MMdnn's PyTorch emitter has no ELU" in stderr

@@ -83,7 +83,7 @@ def test_plugin_converts_a_made_up_layer_type_to_its_formula(cli, tmp_path):
     code, _, err = cli("synth-weights", net, "-o", weights, "--plugin", plugin, "--seed", "4")
     assert (code, err) == (0, "")
     out = tmp_path / "out"
-    code, _, err = cli("convert", net, weights, "-o", out, "--plugin", plugin, "--no-verify")
+    code, _, err = cli("convert", "--record-paths", net, weights, "-o", out, "--plugin", plugin, "--no-verify")
     assert (code, err) == (0, "")
 
     stored = read_caffemodel(weights).layers
@@ -115,7 +115,7 @@ def test_plugin_converts_a_made_up_layer_type_to_its_formula(cli, tmp_path):
 def test_the_same_net_without_the_plugin_is_refused_in_one_line(cli, tmp_path):
     net = write(tmp_path / "net.prototxt", NET)
     out = tmp_path / "out"
-    code, _, err = cli("convert", net, "--random-weights", "-o", out)
+    code, _, err = cli("convert", "--record-paths", net, "--random-weights", "-o", out)
     assert code == 2 and not out.exists()
     assert err.count("\n") == 1, err
     assert "2 layers cannot be converted: 'st1' (ScaledTanh, line 5): unknown layer type; " in err
@@ -125,10 +125,10 @@ def test_the_same_net_without_the_plugin_is_refused_in_one_line(cli, tmp_path):
 def test_a_python_layer_converts_through_a_plugin_by_module_and_layer(cli, tmp_path):
     net = write(tmp_path / "shift.prototxt", PYTHON_NET)
     out = tmp_path / "out"
-    code, _, err = cli("convert", net, "-o", out, "--no-verify")
+    code, _, err = cli("convert", "--record-paths", net, "-o", out, "--no-verify")
     assert code == 2 and "Python layer (my_layers.ShiftLayer)" in err and not out.exists()
     plugin = write(tmp_path / "my_plugin.py", PYTHON_PLUGIN)
-    code, _, err = cli("convert", net, "-o", out, "--no-verify", "--plugin", plugin)
+    code, _, err = cli("convert", "--record-paths", net, "-o", out, "--no-verify", "--plugin", plugin)
     assert (code, err) == (0, "")
     x = np.random.default_rng(1).standard_normal((1, 2, 3, 3)).astype(np.float32)
     y = caffe2torch.load(out)(torch.from_numpy(x)).numpy()
@@ -160,7 +160,7 @@ def test_a_bad_plugin_is_one_line_naming_the_file(cli, tmp_path, name):
     plugin = write(tmp_path / name, source)
     net = write(tmp_path / "net.prototxt", NET)
     out = tmp_path / "out"
-    code, _, err = cli("convert", net, "--random-weights", "-o", out, "--plugin", plugin)
+    code, _, err = cli("convert", "--record-paths", net, "--random-weights", "-o", out, "--plugin", plugin)
     assert code == 2 and not out.exists()
     assert err.count("\n") == 1 and expected in err, err
     assert layers.layer_class("Odd") is None and layers.layer_class("Convolution").__name__ != "Conv"
@@ -185,7 +185,7 @@ def test_verify_needs_the_same_plugin_again(cli, tmp_path):
         '  convolution_param { num_output: 3 kernel_size: 1 } }\nlayer {\n  name: "st1"',
     ))
     out = tmp_path / "out"
-    code, _, err = cli("convert", net, "--random-weights", "-o", out, "--plugin", plugin)
+    code, _, err = cli("convert", "--record-paths", net, "--random-weights", "-o", out, "--plugin", plugin)
     assert (code, err) == (0, "")
     code, _, err = cli("verify", out)
     assert code == 2 and err.count("\n") == 1

@@ -138,7 +138,7 @@ def test_rgb_model_verifies_layer_by_layer_against_the_bgr_reference(cli, tmp_pa
         assert "with its channels reversed (BGR to RGB)" in v.inputs
     # the folder on disk: the same, from conversion.json
     path = write(tmp_path / "net.prototxt", CONV_PAD)
-    code, _, stderr = cli("convert", path, "--random-weights", "-o", tmp_path / "o", "--input-order", "rgb")
+    code, _, stderr = cli("convert", "--record-paths", path, "--random-weights", "-o", tmp_path / "o", "--input-order", "rgb")
     assert code == 0, stderr
     manifest = json.loads((tmp_path / "o" / "conversion.json").read_text())
     assert manifest["options"]["input_order"] == "rgb"
@@ -237,14 +237,14 @@ def test_bad_mean_files_give_one_line(cli, tmp_path):
         (["--mean", "1,2"], "--mean has 2 values for an input with 3 channels"),
         (["--mean", "a,b,c"], "--mean 'a,b,c': give numbers"),
     ):
-        code, _, stderr = cli("convert", net, "--random-weights", "-o", tmp_path / "o", *args)
+        code, _, stderr = cli("convert", "--record-paths", net, "--random-weights", "-o", tmp_path / "o", *args)
         assert code == 2, (args, stderr)
         assert needle in stderr and len(stderr.strip().splitlines()) == 1, stderr
         assert not (tmp_path / "o").exists()
-    code, _, stderr = cli("convert", net, "--random-weights", "-o", tmp_path / "o", "--input-order", "xyz")
+    code, _, stderr = cli("convert", "--record-paths", net, "--random-weights", "-o", tmp_path / "o", "--input-order", "xyz")
     assert code == 2 and "'xyz' is not one of 'bgr', 'rgb'" in stderr  # a usage error, shown by typer
     grey = write(tmp_path / "grey.prototxt", CONV_PAD.replace("dim: 3 dim: 12", "dim: 1 dim: 12"))
-    code, _, stderr = cli("convert", grey, "--random-weights", "-o", tmp_path / "o", "--input-order", "rgb")
+    code, _, stderr = cli("convert", "--record-paths", grey, "--random-weights", "-o", tmp_path / "o", "--input-order", "rgb")
     assert code == 2 and "no 3-channel image input" in stderr
 
 
@@ -276,7 +276,7 @@ def test_v1_image_data_scale_and_mean_file_reach_preprocess_json(cli, tmp_path):
     mean = np.random.default_rng(7).uniform(90, 130, size=(1, 3, 20, 24)).astype(np.float32)
     write_blobproto(tmp_path / "mean.binaryproto", mean, legacy=True)
     net = write(tmp_path / "v1.prototxt", V1_IMAGE_DATA)
-    code, _, stderr = cli("convert", net, "--random-weights", "-o", tmp_path / "o")
+    code, _, stderr = cli("convert", "--record-paths", net, "--random-weights", "-o", tmp_path / "o")
     assert code == 0, stderr
     spec = json.loads((tmp_path / "o" / "preprocess.json").read_text())["inputs"][0]
     assert spec["shape"] == [1, 3, 16, 16]
@@ -292,11 +292,11 @@ def test_v1_image_data_scale_and_mean_file_reach_preprocess_json(cli, tmp_path):
     manifest = json.loads((tmp_path / "o" / "conversion.json").read_text())
     assert manifest["preprocess"] == json.loads((tmp_path / "o" / "preprocess.json").read_text())
     # byte-identical again, mean.pth included
-    assert cli("convert", net, "--random-weights", "-o", tmp_path / "o2")[0] == 0
+    assert cli("convert", "--record-paths", net, "--random-weights", "-o", tmp_path / "o2")[0] == 0
     for f in ("mean.pth", "preprocess.json", "preprocess.py", "conversion.json", "model.pth"):
         assert (tmp_path / "o" / f).read_bytes() == (tmp_path / "o2" / f).read_bytes(), f
     # flags win over the prototxt, and say what the prototxt said
-    code, _, _ = cli("convert", net, "--random-weights", "-o", tmp_path / "p", "--scale", "0.5", "--mean", "1")
+    code, _, _ = cli("convert", "--record-paths", net, "--random-weights", "-o", tmp_path / "p", "--scale", "0.5", "--mean", "1")
     spec = json.loads((tmp_path / "p" / "preprocess.json").read_text())["inputs"][0]
     assert spec["scale"] == 0.5 and spec["mean"] == [1.0, 1.0, 1.0]
     assert spec["sources"]["scale"] == "--scale (the prototxt says 0.00390625)"
@@ -350,7 +350,7 @@ def test_preprocess_py_equals_numpy(cli, tmp_path):
     mean = np.random.default_rng(8).uniform(90, 130, size=(1, 3, 20, 24)).astype(np.float32)
     write_blobproto(tmp_path / "mean.binaryproto", mean, legacy=True)
     net = write(tmp_path / "v1.prototxt", V1_IMAGE_DATA)
-    assert cli("convert", net, "--random-weights", "-o", tmp_path / "o")[0] == 0
+    assert cli("convert", "--record-paths", net, "--random-weights", "-o", tmp_path / "o")[0] == 0
     pre = load_preprocess(tmp_path / "o")
     tree = ast.parse((tmp_path / "o" / "preprocess.py").read_text())
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
@@ -372,13 +372,13 @@ def test_preprocess_py_equals_numpy(cli, tmp_path):
 
 def test_preprocess_py_grey_is_opencvs_and_rgb_mean_is_reordered(cli, tmp_path):
     grey = write(tmp_path / "grey.prototxt", CONV_PAD.replace("dim: 3 dim: 12", "dim: 1 dim: 12"))
-    assert cli("convert", grey, "--random-weights", "-o", tmp_path / "g", "--mean", "33.3")[0] == 0
+    assert cli("convert", "--record-paths", grey, "--random-weights", "-o", tmp_path / "g", "--mean", "33.3")[0] == 0
     pre = load_preprocess(tmp_path / "g")
     img = np.random.default_rng(10).integers(0, 256, size=(12, 12, 3), dtype=np.uint8)
     ref = numpy_preprocess(pre.SPEC["inputs"][0], img, None)
     assert np.array_equal(pre.preprocess(img).numpy(), ref)
     colour = write(tmp_path / "c.prototxt", CONV_PAD)
-    assert cli("convert", colour, "--random-weights", "-o", tmp_path / "c", "--mean", "104,117,123",
+    assert cli("convert", "--record-paths", colour, "--random-weights", "-o", tmp_path / "c", "--mean", "104,117,123",
                "--input-order", "rgb")[0] == 0
     pre = load_preprocess(tmp_path / "c")
     spec = pre.SPEC["inputs"][0]
@@ -432,7 +432,7 @@ def test_predict_top_classes_with_labels(cli, tmp_path, softmax):
 
     text = CLASSIFIER + ('layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }\n' if softmax else "")
     net = write(tmp_path / "net.prototxt", text)
-    assert cli("convert", net, "--random-weights", "--seed", "2", "-o", tmp_path / "o", "--mean", "100")[0] == 0
+    assert cli("convert", "--record-paths", net, "--random-weights", "--seed", "2", "-o", tmp_path / "o", "--mean", "100")[0] == 0
     img = np.random.default_rng(11).integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
     Image.fromarray(img).save(tmp_path / "x.png")
     labels = [f"n0000000{i} class {i}" for i in range(6)]
@@ -457,7 +457,7 @@ def test_predict_top_classes_with_labels(cli, tmp_path, softmax):
 
 def test_predict_bad_inputs(cli, tmp_path):
     net = write(tmp_path / "net.prototxt", CLASSIFIER)
-    assert cli("convert", net, "--random-weights", "-o", tmp_path / "o")[0] == 0
+    assert cli("convert", "--record-paths", net, "--random-weights", "-o", tmp_path / "o")[0] == 0
     (tmp_path / "notimage.png").write_text("hello")
     (tmp_path / "labels.txt").write_text("a\nb\n")
     for args, needle in (
@@ -474,7 +474,7 @@ def test_predict_bad_inputs(cli, tmp_path):
 
 def test_mmdnn_engine_refuses_weight_folding(cli, tmp_path):
     net = write(tmp_path / "net.prototxt", CONV_PAD)
-    code, _, stderr = cli("convert", net, "--random-weights", "-o", tmp_path / "o", "--engine", "mmdnn",
+    code, _, stderr = cli("convert", "--record-paths", net, "--random-weights", "-o", tmp_path / "o", "--engine", "mmdnn",
                           "--input-order", "rgb")
     assert code == 2 and "the native engine does that" in stderr
     assert not (tmp_path / "o").exists()
@@ -485,7 +485,7 @@ def test_verify_with_an_image_through_preprocess_py(cli, tmp_path, flags):
     from PIL import Image
 
     net = write(tmp_path / "net.prototxt", CONV_NOPAD)
-    code, _, stderr = cli("convert", net, "--random-weights", "-o", tmp_path / "o", "--mean", "104,117,123",
+    code, _, stderr = cli("convert", "--record-paths", net, "--random-weights", "-o", tmp_path / "o", "--mean", "104,117,123",
                           "--scale", "0.017", *flags)
     assert code == 0, stderr
     img = np.random.default_rng(12).integers(0, 256, size=(30, 26, 3), dtype=np.uint8)
@@ -509,7 +509,7 @@ def test_the_reference_gets_the_caffe_blob_of_the_image(cli, tmp_path, flags):
     from caffe2torch.preprocess.spec import caffe_input
 
     net = write(tmp_path / "net.prototxt", CONV_NOPAD)
-    assert cli("convert", net, "--random-weights", "-o", tmp_path / "o", "--mean", "104,117,123",
+    assert cli("convert", "--record-paths", net, "--random-weights", "-o", tmp_path / "o", "--mean", "104,117,123",
                "--scale", "0.017", *flags)[0] == 0
     img = np.random.default_rng(13).integers(0, 256, size=(12, 12, 3), dtype=np.uint8)
     Image.fromarray(img).save(tmp_path / "a.png")

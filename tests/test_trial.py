@@ -50,7 +50,7 @@ def test_trial_convert_verify_predict(cli, tmp_path, name):
     weights = tmp_path / f"{name}.caffemodel"
     assert cli("synth-weights", net, "-o", weights, "--seed", "3")[0] == 0
     out = tmp_path / "out"
-    code, stdout, stderr = cli("convert", net, weights, "-o", out)
+    code, stdout, stderr = cli("convert", "--record-paths", net, weights, "-o", out)
     assert code == 0, stdout + stderr
     manifest = json.loads((out / "conversion.json").read_text())
     check = manifest["verification"]

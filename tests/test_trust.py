@@ -61,7 +61,7 @@ def test_overwrite_of_the_folder_holding_the_inputs_is_refused(cli, tmp_path):
     net, weights = _tiny(d, cli)
     (d / "notes.txt").write_text("mine")
     before = _hashes(d)
-    msg = _one_line(*cli("convert", net, weights, "-o", d, "--overwrite"))
+    msg = _one_line(*cli("convert", "--record-paths", net, weights, "-o", d, "--overwrite"))
     assert msg == (
         f"{d}: holds an input of this run ({net}): caffe2torch never replaces it; give a new "
         "folder with -o"
@@ -74,13 +74,13 @@ def test_overwrite_of_the_current_folder_is_refused(cli, tmp_path, monkeypatch):
     _tiny(d, cli)
     before = _hashes(d)
     monkeypatch.chdir(d)
-    msg = _one_line(*cli("convert", "det1.prototxt", "det1.caffemodel", "-o", ".", "--overwrite"))
+    msg = _one_line(*cli("convert", "--record-paths", "det1.prototxt", "det1.caffemodel", "-o", ".", "--overwrite"))
     assert msg == ".: is the current folder: caffe2torch never replaces it; give a new folder with -o"
     monkeypatch.chdir(d / "..")
     sub = d / "sub"
     sub.mkdir()
     monkeypatch.chdir(sub)
-    msg = _one_line(*cli("convert", "../det1.prototxt", "--random-weights", "-o", "..", "--overwrite"))
+    msg = _one_line(*cli("convert", "--record-paths", "../det1.prototxt", "--random-weights", "-o", "..", "--overwrite"))
     assert msg == "..: is a parent of the current folder: caffe2torch never replaces it; give a new folder with -o"
     assert _hashes(d) == before and _strays(tmp_path) == []
 
@@ -90,7 +90,7 @@ def test_overwrite_of_a_parent_of_an_input_is_refused(cli, tmp_path, monkeypatch
     net, weights = _tiny(d / "lenet", cli)
     before = _hashes(d)
     monkeypatch.chdir(tmp_path)
-    msg = _one_line(*cli("convert", net, weights, "-o", d, "--overwrite"))
+    msg = _one_line(*cli("convert", "--record-paths", net, weights, "-o", d, "--overwrite"))
     assert msg == (
         f"{d}: is a parent of an input of this run ({net}): caffe2torch never replaces it; "
         "give a new folder with -o"
@@ -104,17 +104,17 @@ def test_overwrite_of_a_folder_caffe2torch_did_not_write_is_refused(cli, tmp_pat
     other.mkdir()
     (other / "cat.jpg").write_bytes(b"\xff\xd8 not really")
     before = _hashes(other)
-    msg = _one_line(*cli("convert", net, weights, "-o", other, "--overwrite"))
+    msg = _one_line(*cli("convert", "--record-paths", net, weights, "-o", other, "--overwrite"))
     assert msg == (
         f"{other}: --overwrite replaces only a folder caffe2torch wrote, and it has no "
         "conversion.json, so caffe2torch did not write it; give a new folder"
     )
     # A folder caffe2torch wrote, with a file of the user's added: refused too.
     out = tmp_path / "out"
-    assert cli("convert", net, weights, "-o", out)[0] == 0
+    assert cli("convert", "--record-paths", net, weights, "-o", out)[0] == 0
     (out / "my_notes.txt").write_text("keep")
     kept = _hashes(out)
-    msg = _one_line(*cli("convert", net, weights, "-o", out, "--overwrite"))
+    msg = _one_line(*cli("convert", "--record-paths", net, weights, "-o", out, "--overwrite"))
     assert msg == (
         f"{out}: --overwrite replaces only a folder caffe2torch wrote, and it also holds files "
         "caffe2torch did not write (my_notes.txt); give a new folder"
@@ -125,7 +125,7 @@ def test_overwrite_of_a_folder_caffe2torch_did_not_write_is_refused(cli, tmp_pat
 def test_a_failed_replacement_keeps_the_old_folder(cli, tmp_path, monkeypatch):
     net, weights = _tiny(tmp_path / "in", cli)
     out = tmp_path / "out"
-    assert cli("convert", net, weights, "-o", out)[0] == 0
+    assert cli("convert", "--record-paths", net, weights, "-o", out)[0] == 0
     before = _hashes(out)
     from caffe2torch.emit import conversion
 
@@ -133,7 +133,7 @@ def test_a_failed_replacement_keeps_the_old_folder(cli, tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(conversion, "save_weights", full)
-    msg = _one_line(*cli("convert", net, weights, "-o", out, "--overwrite"))
+    msg = _one_line(*cli("convert", "--record-paths", net, weights, "-o", out, "--overwrite"))
     assert msg == f"{out}: cannot write: No space left on device"
     assert _hashes(out) == before and _strays(tmp_path) == []
 
@@ -141,17 +141,17 @@ def test_a_failed_replacement_keeps_the_old_folder(cli, tmp_path, monkeypatch):
 def test_unwritable_outputs_are_refused_before_any_work(cli, tmp_path):
     net = write(tmp_path / "det1.prototxt", TINY_V2)
     missing = tmp_path / "never_read.caffemodel"  # the destination is checked first
-    msg = _one_line(*cli("convert", net, missing, "-o", "/proc/x"))
+    msg = _one_line(*cli("convert", "--record-paths", net, missing, "-o", "/proc/x"))
     assert msg.startswith("/proc/x: cannot be written: ")
     link = tmp_path / "dangling"
     link.symlink_to(tmp_path / "nowhere")
-    msg = _one_line(*cli("convert", net, missing, "-o", link))
+    msg = _one_line(*cli("convert", "--record-paths", net, missing, "-o", link))
     assert msg == (
         f"{link}: is a symbolic link: give the folder itself (caffe2torch replaces the link's "
         "name, never what it points to)"
     )
     long = tmp_path / ("x" * 300)
-    msg = _one_line(*cli("convert", net, missing, "-o", long))
+    msg = _one_line(*cli("convert", "--record-paths", net, missing, "-o", long))
     assert msg.startswith(str(tmp_path)[:40]) and msg.endswith("xxxxxxxxxx: cannot be written: File name too long")
     assert re.search(r"…\(\d{3} more characters\)…", msg)  # a name that long is shortened
     msg = _one_line(*cli("synth-weights", net, "-o", "/proc/x.caffemodel"))
@@ -217,7 +217,7 @@ def test_a_check_over_the_memory_limit_is_refused_before_anything_is_read(cli, t
     net = write(tmp_path / "unet.prototxt", nets.unet(batch=10, size=480))
     corrupt = tmp_path / "unet.caffemodel"
     corrupt.write_bytes(b"\x0a\xff\xff\xff\x0f")  # never read: the estimate comes first
-    msg = _one_line(*cli("convert", net, corrupt, "-o", tmp_path / "out", "--max-memory", "500M"))
+    msg = _one_line(*cli("convert", "--record-paths", net, corrupt, "-o", tmp_path / "out", "--max-memory", "500M"))
     assert msg.startswith(f"{net}: the check would need about 1.9 GiB (")
     assert msg.endswith(
         "over the limit of 500 MiB set by --max-memory; nothing was started. The check runs on "
@@ -226,9 +226,9 @@ def test_a_check_over_the_memory_limit_is_refused_before_anything_is_read(cli, t
     )
     assert not (tmp_path / "out").exists()
     # The batch of the check can be chosen; the limit can be lifted.
-    msg = _one_line(*cli("convert", net, corrupt, "-o", tmp_path / "out", "--check-batch", "10", "--max-memory", "8G"))
+    msg = _one_line(*cli("convert", "--record-paths", net, corrupt, "-o", tmp_path / "out", "--check-batch", "10", "--max-memory", "8G"))
     assert "data 10x3x480x480" in msg and "over the limit of 8.0 GiB" in msg
-    assert _one_line(*cli("convert", net, "-o", tmp_path / "out", "--max-memory", "lots")).endswith(
+    assert _one_line(*cli("convert", "--record-paths", net, "-o", tmp_path / "out", "--max-memory", "lots")).endswith(
         "Invalid value for --max-memory: 'lots' is not a size: give e.g. 8G, 512M or none (see 'caffe2torch convert --help')"
     )
 
@@ -238,7 +238,7 @@ def test_a_check_over_the_memory_limit_is_refused_before_anything_is_read(cli, t
 def folder(cli, tmp_path):
     net, weights = _tiny(tmp_path / "in", cli)
     out = tmp_path / "out"
-    assert cli("convert", net, weights, "-o", out)[0] == 0
+    assert cli("convert", "--record-paths", net, weights, "-o", out)[0] == 0
     return out
 
 
@@ -326,7 +326,7 @@ def test_a_blob_with_a_zero_count_and_absurd_dims_is_one_line(cli, tmp_path):
     blob = ld(7, ld(1, b"".join(varint(d) for d in (0, 2**62, 2**62))))
     w = tmp_path / "w.caffemodel"
     w.write_bytes(v2_layer("conv1", "Convolution", [blob]))
-    msg = _one_line(*cli("convert", net, w, "-o", tmp_path / "out"))
+    msg = _one_line(*cli("convert", "--record-paths", net, w, "-o", tmp_path / "out"))
     assert msg == (
         f"{w}: corrupted caffemodel: layer 'conv1', blob 0: blob shape "
         "0x4611686018427387904x4611686018427387904 has a dimension over Caffe's limit of "
@@ -346,7 +346,7 @@ def test_hdf5_weights_that_claim_terabytes_or_link_elsewhere_are_one_line(cli, t
 
     big = h5("big.caffemodel.h5", lambda f: f.create_dataset("data/conv1/0", shape=(2**20, 2**20, 4), dtype="f4"))
     assert big.stat().st_size < 1 << 20
-    msg = _one_line(*cli("convert", net, big, "-o", tmp_path / "o"))
+    msg = _one_line(*cli("convert", "--record-paths", net, big, "-o", tmp_path / "o"))
     assert msg == (
         f"{big}: layer 'conv1': blob 0 of shape 1048576x1048576x4 is over Caffe's blob limits "
         "(32 axes, 2^31 - 1 values)"
@@ -357,7 +357,7 @@ def test_hdf5_weights_that_claim_terabytes_or_link_elsewhere_are_one_line(cli, t
         g["conv1"] = h5py.SoftLink("/data/conv1")
 
     looped = h5("loop.caffemodel.h5", loop)
-    msg = _one_line(*cli("convert", net, looped, "-o", tmp_path / "o"))
+    msg = _one_line(*cli("convert", "--record-paths", net, looped, "-o", tmp_path / "o"))
     assert msg == f"{looped}: 'data/conv1' is a soft link, which caffe2torch does not follow"
 
     def external(f):
@@ -365,7 +365,7 @@ def test_hdf5_weights_that_claim_terabytes_or_link_elsewhere_are_one_line(cli, t
         g["conv1"] = h5py.ExternalLink("/etc/passwd", "/")
 
     ext = h5("ext.caffemodel.h5", external)
-    msg = _one_line(*cli("convert", net, ext, "-o", tmp_path / "o"))
+    msg = _one_line(*cli("convert", "--record-paths", net, ext, "-o", tmp_path / "o"))
     assert msg == f"{ext}: 'data/conv1' is a link to another file (/etc/passwd), which caffe2torch does not follow"
 
 
@@ -406,13 +406,13 @@ def test_huge_sparse_files_are_refused_unread(cli, tmp_path):
         "(the largest real ones are a few MB)"
     )
     weights = sparse.rename(tmp_path / "huge.caffemodel")
-    msg = _one_line(*cli("convert", net, weights, "-o", tmp_path / "o"))
+    msg = _one_line(*cli("convert", "--record-paths", net, weights, "-o", tmp_path / "o"))
     assert msg == (
         f"{weights}: is 12.0 GiB: Caffe reads binary caffemodels of at most 2 GiB (protobuf's "
         "limit, kProtoReadBytesLimit), so no Caffe could load it"
     )
     mean = weights.rename(tmp_path / "huge.binaryproto")
-    msg = _one_line(*cli("convert", net, "--random-weights", "--mean-file", mean, "-o", tmp_path / "o"))
+    msg = _one_line(*cli("convert", "--record-paths", net, "--random-weights", "--mean-file", mean, "-o", tmp_path / "o"))
     assert msg == f"{mean}: is 12.0 GiB, over the limit of 2.0 GiB: Caffe reads binary protos of at most 2 GiB"
 
 
@@ -492,7 +492,7 @@ def test_npy_inputs_are_checked_from_their_header(cli, folder, tmp_path):
         (("convert", "{net}", "--random-weights", "--format", "onnx"),
          "Invalid value for '--format': Value error, 'onnx' is not one of 'pth', 'safetensors'. "
          "(see 'caffe2torch convert --help')"),
-        (("convert",), "Missing argument 'prototxt'. (see 'caffe2torch convert --help')"),
+        (("convert",), "Missing argument 'PROTOTXT'. (see 'caffe2torch convert --help')"),
         (("convert", "{net}", "--no-such-flag"), "No such option: --no-such-flag (see 'caffe2torch convert --help')"),
         (("inspect", "{net}", "--input-shape", "9" * 5000),
          "--input-shape '" + "9" * 59 + "…(4,923 more characters)…" + "9" * 18
@@ -512,7 +512,7 @@ def test_bad_options_are_one_line(cli, tmp_path, monkeypatch, args, expected):
 @pytest.mark.parametrize("name", ["nn", "super", "torch", "F", "Tensor", "Scale"])
 def test_a_class_name_that_shadows_what_model_py_uses_is_refused(cli, tmp_path, name):
     net = write(tmp_path / "net.prototxt", TINY_V2)
-    msg = _one_line(*cli("convert", net, "--random-weights", "--class-name", name, "-o", tmp_path / "o"))
+    msg = _one_line(*cli("convert", "--record-paths", net, "--random-weights", "--class-name", name, "-o", tmp_path / "o"))
     assert msg == f"--class-name '{name}': model.py uses that name itself; choose another"
     assert not (tmp_path / "o").exists()
 
@@ -548,9 +548,9 @@ layer { name: "py" type: "Python" bottom: "bad" top: "py" python_param { module:
 layer { name: "odd" type: "Frobnicate" bottom: "py" top: "odd" }
 """
     net = write(tmp_path / "net.prototxt", TINY_V2 + after)
-    msg = _one_line(*cli("convert", net, "--random-weights", "-o", tmp_path / "o"))
+    msg = _one_line(*cli("convert", "--record-paths", net, "--random-weights", "-o", tmp_path / "o"))
     assert msg.startswith(f"{net}: 2 layers cannot be converted: 'py' (Python my_layers.Proposals, line 26)")
-    code, out, err = cli("convert", net, "--random-weights", "-o", tmp_path / "o", "--outputs", "prob")
+    code, out, err = cli("convert", "--record-paths", net, "--random-weights", "-o", tmp_path / "o", "--outputs", "prob")
     assert code == 0, err
     manifest = json.loads((tmp_path / "o/conversion.json").read_text())
     assert manifest["outputs"] == [{"name": "prob", "shape": [2, 5]}]
@@ -560,7 +560,7 @@ layer { name: "odd" type: "Frobnicate" bottom: "py" top: "odd" }
 
 def test_a_net_ending_in_silence_returns_the_silenced_blob(cli, tmp_path):
     net = write(tmp_path / "color.prototxt", nets.colorization())
-    code, out, err = cli("convert", net, "--random-weights", "-o", tmp_path / "o")
+    code, out, err = cli("convert", "--record-paths", net, "--random-weights", "-o", tmp_path / "o")
     assert code == 0, err
     manifest = json.loads((tmp_path / "o/conversion.json").read_text())
     assert manifest["outputs"] == [{"name": "class8_ab", "shape": [1, 2, 64, 64]}]
@@ -581,19 +581,19 @@ def test_a_net_with_no_outputs_names_the_candidates(cli, tmp_path):
 
 def test_unused_tops_of_a_slice_are_not_outputs(cli, tmp_path):
     net = write(tmp_path / "tsm.prototxt", nets.tsm_slice(64))
-    code, out, err = cli("convert", net, "--random-weights", "-o", tmp_path / "o")
+    code, out, err = cli("convert", "--record-paths", net, "--random-weights", "-o", tmp_path / "o")
     assert code == 0, err
     manifest = json.loads((tmp_path / "o/conversion.json").read_text())
     assert manifest["outputs"] == [{"name": "head", "shape": [1, 4, 8, 8]}]
     assert "-> Tensor:" in (tmp_path / "o/model.py").read_text()
-    code, out, err = cli("convert", net, "--random-weights", "-o", tmp_path / "o2", "--outputs", "head,part63")
+    code, out, err = cli("convert", "--record-paths", net, "--random-weights", "-o", tmp_path / "o2", "--outputs", "head,part63")
     assert code == 0 and len(json.loads((tmp_path / "o2/conversion.json").read_text())["outputs"]) == 2
 
 
 # -------------------------------------------------------------- messages that say what is known
 def test_preprocessing_the_prototxt_does_not_state_is_an_assumption(cli, tmp_path):
     net = write(tmp_path / "det1.prototxt", nets.mtcnn_pnet())
-    code, out, err = cli("convert", net, "--random-weights", "-o", tmp_path / "o")
+    code, out, err = cli("convert", "--record-paths", net, "--random-weights", "-o", tmp_path / "o")
     assert code == 0, err
     line = (
         "Input data: BGR, pixels 0..255 (the prototxt does not say; Caffe's defaults assumed: "
@@ -604,7 +604,7 @@ def test_preprocessing_the_prototxt_does_not_state_is_an_assumption(cli, tmp_pat
     assert line in (tmp_path / "o/report.md").read_text()
     spec = json.loads((tmp_path / "o/preprocess.json").read_text())["inputs"][0]
     assert spec["assumed"] == ["channel_order", "pixel_range", "scale", "mean"]
-    code, out, err = cli("convert", net, "--random-weights", "-o", tmp_path / "o2", "--mean", "127.5", "--scale", "0.0078125")
+    code, out, err = cli("convert", "--record-paths", net, "--random-weights", "-o", tmp_path / "o2", "--mean", "127.5", "--scale", "0.0078125")
     assert (
         "Input data: BGR, pixels 0..255, minus mean [127.5, 127.5, 127.5], times 0.0078125 (the prototxt "
         "does not say; Caffe's defaults assumed: BGR, pixels 0..255; preprocess.py makes it)"
@@ -624,7 +624,7 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "conv1" bottom: "label" top
 def test_folding_says_exactly_what_was_folded_and_predict_warns_of_a_missing_mean(cli, tmp_path):
     net = write(tmp_path / "m.prototxt", DATA_WITH_MISSING_MEAN)
     out_dir = tmp_path / "o"
-    code, out, err = cli("convert", net, "--random-weights", "--input-shape", "1,3,8,8", "--fold-normalization", "-o", out_dir)
+    code, out, err = cli("convert", "--record-paths", net, "--random-weights", "--input-shape", "1,3,8,8", "--fold-normalization", "-o", out_dir)
     assert code == 0, err
     assert (
         "Input data: BGR, pixels 0..255, no mean (the prototxt's mean file missing_mean.binaryproto "
@@ -644,7 +644,7 @@ def test_folding_says_exactly_what_was_folded_and_predict_warns_of_a_missing_mea
     )
     # Nothing to fold at all: said so, and nothing claimed.
     net2 = write(tmp_path / "m2.prototxt", DATA_WITH_MISSING_MEAN.replace("scale: 0.0078125 ", ""))
-    code, out, err = cli("convert", net2, "--random-weights", "--input-shape", "1,3,8,8", "--fold-normalization", "-o", tmp_path / "o2")
+    code, out, err = cli("convert", "--record-paths", net2, "--random-weights", "--input-shape", "1,3,8,8", "--fold-normalization", "-o", tmp_path / "o2")
     assert code == 0 and "folded into conv1" not in out
     assert "--fold-normalization: nothing folded into the layers reading 'data': it has no mean (the mean file missing_mean.binaryproto is not here) and scale 1" in out
 
@@ -660,7 +660,7 @@ def test_shared_weights_are_noted_only_for_layers_with_weights(cli, tmp_path):
         + 'layer { name: "sum" type: "Eltwise" bottom: "c0" bottom: "c1" bottom: "c2" bottom: "c3" bottom: "c4" top: "sum" }\n'
     )
     net = write(tmp_path / "crop.prototxt", net_text({"data": (1, 2, 10, 10), "ref": (1, 2, 4, 4)}, layers))
-    code, out, err = cli("convert", net, "--random-weights", "-o", tmp_path / "o")
+    code, out, err = cli("convert", "--record-paths", net, "--random-weights", "-o", tmp_path / "o")
     assert code == 0, err
     assert "share one set of weights" not in out
     twice = layers.replace('name: "crop"', 'name: "crop_x"') + layers.split("\n")[0].replace('top: "conv1"', 'top: "conv1b"') + "\n"
@@ -674,7 +674,7 @@ def test_strict_counts_each_value_once_and_failures_go_to_stderr(cli, tmp_path):
 
     net, weights = _cancel_net(tmp_path)
     out_dir = tmp_path / "out"
-    assert cli("convert", net, weights, "-o", out_dir)[0] == 0
+    assert cli("convert", "--record-paths", net, weights, "-o", out_dir)[0] == 0
     state = torch.load(out_dir / "model.pth", weights_only=True)
     state["a.weight"] *= 1 + 2e-5
     torch.save(state, out_dir / "model.pth")
@@ -696,7 +696,7 @@ def test_a_wrong_reference_value_is_a_reference_error_not_a_failure(cli, tmp_pat
     """OpenCV's depthwise 3x3 convolution with pad 1 over a 1x1 input is wrong (SSDLite's last
     box predictors): the model matches an exact float64 computation of the layer."""
     net = write(tmp_path / "ssdlite.prototxt", nets.ssdlite_head(64))
-    code, out, err = cli("convert", net, "--random-weights", "-o", tmp_path / "o", "--reference", "opencv")
+    code, out, err = cli("convert", "--record-paths", net, "--random-weights", "-o", tmp_path / "o", "--reference", "opencv")
     assert code == 0, out + err
     v = json.loads((tmp_path / "o/conversion.json").read_text())["verification"]
     assert v["passed"] is True and v["reference_errors"] >= 1, v
@@ -714,7 +714,7 @@ def test_a_wrong_model_on_the_same_layer_still_fails(cli, tmp_path):
     """The exact computation decides for the model only where the model matches it."""
     net = write(tmp_path / "ssdlite.prototxt", nets.ssdlite_head(64))
     out = tmp_path / "o"
-    assert cli("convert", net, "--random-weights", "-o", out)[0] == 0
+    assert cli("convert", "--record-paths", net, "--random-weights", "-o", out)[0] == 0
     state = torch.load(out / "model.pth", weights_only=True)
     state["pw5_mbox_loc_dw.weight"] *= 2
     torch.save(state, out / "model.pth")

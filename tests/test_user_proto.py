@@ -51,7 +51,7 @@ def files(tmp_path):
 
 def test_without_the_proto_the_field_is_named_with_its_place(cli, files, tmp_path):
     _, net = files
-    code, _, err = cli("convert", net, "--random-weights", "-o", tmp_path / "out", "--outputs", "conv")
+    code, _, err = cli("convert", "--record-paths", net, "--random-weights", "-o", tmp_path / "out", "--outputs", "conv")
     assert code == 2 and not (tmp_path / "out").exists()
     assert err == f"error: {net}:10:44: layer 'extra': unknown field 'my_gain' in PoolingParameter\n"
 
@@ -60,7 +60,8 @@ def test_with_the_proto_the_net_is_read_and_converted_around_the_field(cli, file
     proto, net = files
     out = tmp_path / "out"
     code, _, err = cli(
-        "convert", net, "--random-weights", "-o", out, "--outputs", "conv", "--proto", proto
+        "convert", net, "--random-weights", "-o", out, "--outputs", "conv", "--proto", proto,
+        "--record-paths",
     )
     assert (code, err) == (0, "")
     manifest = json.loads((out / "conversion.json").read_text())
@@ -99,7 +100,7 @@ def test_inspect_reads_the_whole_net_and_notes_what_is_not_read(cli, files):
 def test_a_converted_layer_that_sets_a_field_only_the_proto_declares_stops(cli, files, tmp_path):
     proto, net = files
     out = tmp_path / "out"
-    code, _, err = cli("convert", net, "--random-weights", "-o", out, "--proto", proto)
+    code, _, err = cli("convert", "--record-paths", net, "--random-weights", "-o", out, "--proto", proto)
     assert code == 2 and not out.exists() and err.count("\n") == 1
     assert err.startswith(
         f"error: {net}:10:44: layer 'extra' (Pooling): field 'my_gain' of PoolingParameter is "
@@ -114,7 +115,7 @@ def test_a_converted_layer_that_sets_a_field_only_the_proto_declares_stops(cli, 
 def test_ignore_unknown_fields_skips_them_only_on_layers_left_out(cli, files, tmp_path):
     _, net = files
     out = tmp_path / "out"
-    args = ("convert", net, "--random-weights", "-o", out, "--ignore-unknown-fields")
+    args = ("convert", "--record-paths", net, "--random-weights", "-o", out, "--ignore-unknown-fields")
     code, _, err = cli(*args)
     assert code == 2 and not out.exists()
     assert err == (
@@ -136,7 +137,7 @@ def test_the_values_of_a_net_read_with_a_proto_are_those_of_the_net_without_the_
     plain = write(tmp_path / "plain.prototxt", NET.replace(" my_gain: 0.5", "").replace(
         "  my_param { level: 3 weights: [1, 2] }\n", ""))
     for name, source, extra in (("a", net, ("--proto", proto)), ("b", plain, ())):
-        code, _, err = cli("convert", source, "--random-weights", "-o", tmp_path / name, "--outputs", "conv", "--no-verify", *extra)
+        code, _, err = cli("convert", "--record-paths", source, "--random-weights", "-o", tmp_path / name, "--outputs", "conv", "--no-verify", *extra)
         assert (code, err) == (0, "")
     assert (tmp_path / "a" / "model.pth").read_bytes() == (tmp_path / "b" / "model.pth").read_bytes()
 

@@ -53,7 +53,7 @@ layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }
 def converted(cli, tmp_path):
     net = write(tmp_path / "small.prototxt", NET)
     out = tmp_path / "out"
-    code, stdout, stderr = cli("convert", net, "--random-weights", "-o", out)
+    code, stdout, stderr = cli("convert", "--record-paths", net, "--random-weights", "-o", out)
     assert code == 0, stderr
     return out
 
@@ -141,7 +141,7 @@ def test_wrong_semantics_in_an_emitter_fails_convert(cli, tmp_path, monkeypatch)
     monkeypatch.setattr(lrn, "emit", buggy)
     net = write(tmp_path / "small.prototxt", NET)
     out = tmp_path / "out"
-    code, stdout, stderr = cli("convert", net, "--random-weights", "-o", out)
+    code, stdout, stderr = cli("convert", "--record-paths", net, "--random-weights", "-o", out)
     assert code == 1
     assert "conversion FAILED verification" in stderr and "first divergence: layer 'norm1'" in stderr
     assert (out / "model.py").is_file() and (out / "model.pth").is_file()
@@ -173,7 +173,7 @@ layer { name: "argmax" type: "ArgMax" bottom: "conv2" top: "best" argmax_param {
         ),
     )
     out = tmp_path / "out"
-    code, _, stderr = cli("convert", net, "--random-weights", "-o", out, "--reference", "opencv")
+    code, _, stderr = cli("convert", "--record-paths", net, "--random-weights", "-o", out, "--reference", "opencv")
     assert code == 0, stderr
     code, result, _ = _verify(cli, out, "--reference", "opencv")
     assert code == 0
@@ -214,7 +214,7 @@ layer { name: "d" type: "Eltwise" bottom: "a" bottom: "b" top: "d" eltwise_param
 def test_drift_is_reported_not_failed_unless_strict(cli, tmp_path):
     net, weights = _cancel_net(tmp_path)
     out = tmp_path / "out"
-    assert cli("convert", net, weights, "-o", out)[0] == 0
+    assert cli("convert", "--record-paths", net, weights, "-o", out)[0] == 0
     state = torch.load(out / "model.pth", weights_only=True)
     state["a.weight"] *= 1 + 2e-5
     torch.save(state, out / "model.pth")
@@ -265,7 +265,7 @@ def test_bad_inputs_exit_2_with_one_line(cli, converted, tmp_path):
 def test_no_verify_and_library_api(cli, tmp_path):
     net = write(tmp_path / "small.prototxt", NET)
     out = tmp_path / "out"
-    code, stdout, _ = cli("convert", net, "--random-weights", "-o", out, "--no-verify")
+    code, stdout, _ = cli("convert", "--record-paths", net, "--random-weights", "-o", out, "--no-verify")
     assert code == 0 and "not verified: --no-verify" in stdout
     manifest = json.loads((out / "conversion.json").read_text())
     assert manifest["verification"] == {"passed": None, "skipped": "--no-verify"}
@@ -311,7 +311,7 @@ def test_without_opencv_convert_says_unverified_and_verify_exits_2(cli, tmp_path
     monkeypatch.setenv("CAFFE2TORCH_CAFFE", str(tmp_path / "no-caffe"))  # nor real Caffe
     net = write(tmp_path / "small.prototxt", NET)
     out = tmp_path / "out"
-    code, stdout, _ = cli("convert", net, "--random-weights", "-o", out)
+    code, stdout, _ = cli("convert", "--record-paths", net, "--random-weights", "-o", out)
     assert code == 0 and "not verified: no reference engine: real Caffe is not built" in stdout
     assert "OpenCV is not installed" in stdout
     manifest = json.loads((out / "conversion.json").read_text())
@@ -335,7 +335,7 @@ def test_reference_caffe_where_it_is_not_built_is_one_line_exit_2(tmp_path, cli,
     # (here, not in test_cli_and_synth.py: convert needs torch, which the protobuf 3 tier lacks)
     monkeypatch.setenv("CAFFE2TORCH_CAFFE", str(tmp_path / "no-caffe"))
     out = tmp_path / "out"
-    code, _, err = cli("convert", "examples/lenet/lenet.prototxt", "--random-weights", "-o", out,
+    code, _, err = cli("convert", "--record-paths", "examples/lenet/lenet.prototxt", "--random-weights", "-o", out,
                        "--reference", "caffe")
     assert code == 2 and not out.exists()
     assert err.strip() == f"error: real Caffe is not built at $CAFFE2TORCH_CAFFE ({tmp_path / 'no-caffe'}): run make caffe-ref"

@@ -6,9 +6,14 @@ from typing import Iterable, Mapping, Sequence
 
 from .caffe.caffemodel import Weights, read_caffemodel
 from .caffe.prototxt import NetText, Unread, read_prototxt
-from .caffe.schema import active
+from .caffe.schema import active, extended
+from .caffe.user_proto import read_proto
 from .errors import CaffeError, PrototxtError
+from .folder import load_converted
 from .graph import Graph, Shape, WeightCheck, build_graph, check_weights
+from .memory import CheckOptions
+from .plugins import plugins_loaded
+from .summary import summarize
 
 
 def load_graph(
@@ -117,3 +122,71 @@ def unread_error(text: NetText, u: Unread) -> PrototxtError:
     return PrototxtError(
         why, file=text.path, line=u.line, column=u.column, layer=u.layer, layer_type=type_
     )
+
+
+# ------------------------------------------------------------------------- the public API
+# caffe2torch.convert / verify / inspect / load: what the CLI's commands call, with the same
+# arguments as their flags. Each raises CaffeError (one line naming the file, the layer or the
+# field) on bad input and never prints; torch is imported only by those that need it.
+PathLike = str | Path
+InputShapes = Mapping[str, Sequence[int]] | Sequence[int]
+
+
+def input_shapes_of(shapes: InputShapes | None) -> dict | None:
+    """``{"data": (1, 3, 224, 224)}``, or one shape for a net with one input."""
+    if shapes is None:
+        return None
+    if isinstance(shapes, Mapping):
+        return {k: tuple(int(d) for d in v) for k, v in shapes.items()}
+    return {None: tuple(int(d) for d in shapes)}
+
+
+def check_options(verify: bool, reference: str, check_batch: int, max_memory: int | None):
+    """The check's settings from the public API's arguments (None: no check)."""
+    if not verify:
+        return None
+    if check_batch < 1:
+        raise CaffeError("check_batch must be at least 1")
+    return CheckOptions(
+        batch=check_batch, max_memory=None if max_memory == 0 else max_memory, unlimited=max_memory == 0,
+        reference=str(getattr(reference, "value", reference)),
+    )
+
+
+def inspect(
+    prototxt: PathLike,
+    weights: PathLike | None = None,
+    *,
+    input_shapes: InputShapes | None = None,
+    phase: str = "test",
+    stages: Sequence[str] = (),
+    plugins: Sequence[PathLike] = (),
+    proto: PathLike | None = None,
+    ignore_unknown_fields: bool = False,
+) -> dict:
+    """Every layer of a net with its output shapes and parameter count, and the weights checked
+    against it when given (``caffe2torch inspect --json``): a dict with ``name``, ``format``,
+    ``inputs``, ``outputs``, ``layers`` (name, type, bottoms, tops, output and weight shapes,
+    params, details), ``params`` and ``notes``. Fields caffe2torch does not read are notes
+    here, not errors."""
+    user = read_proto(Path(proto)) if proto is not None else None
+    plugin_files = [Path(p) for p in plugins]
+    with plugins_loaded(plugin_files), extended(
+        user, ignore_unknown_fields=ignore_unknown_fields
+    ):
+        graph = load_graph(
+            prototxt, phase=phase, stages=stages, input_shapes=input_shapes_of(input_shapes),
+            stop_unread=False,
+        )
+        w = check = None
+        if weights is not None:
+            w, check = load_weights(graph, weights)
+        return summarize(graph, w, check)
+
+
+def load(folder: PathLike):
+    """The model of a folder ``convert`` wrote: its ``model.py`` imported under a module name of
+    its own (several folders load into one process), its weights loaded with
+    ``weights_only=True``, in eval mode. Any problem with the folder's files raises
+    :class:`~caffe2torch.errors.CaffeError` with one line naming the file."""
+    return load_converted(folder)

@@ -19,6 +19,7 @@ import, a tampered or truncated weights file (loaded with ``weights_only``, neve
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -47,6 +48,10 @@ FORMAT = "caffe2torch-conversion/1"
 MANIFEST = "conversion.json"
 MODEL_FILE = "model.py"
 REPORT_FILE = "report.md"
+# The hub files (caffe2torch.hub), the drawn report, and what export-onnx writes by default.
+HUB_FILES = ("hubconf.py", "README.md", "config.json")
+REPORT_HTML = "report.html"
+ONNX_FILE = "model.onnx"
 PREPROCESS_JSON = "preprocess.json"
 PREPROCESS_FILE = "preprocess.py"
 MEAN_FILE = "mean.pth"
@@ -55,7 +60,7 @@ INTERMEDIATE_DIR = "mmdnn"  # the MMdnn engine's own files (--keep-intermediate)
 # What caffe2torch may find in a folder it wrote (importing model.py adds __pycache__).
 OWN_FILES = frozenset(
     {MANIFEST, MODEL_FILE, REPORT_FILE, PREPROCESS_JSON, PREPROCESS_FILE, MEAN_FILE,
-     *WEIGHT_FILES.values()}
+     *WEIGHT_FILES.values(), *HUB_FILES, REPORT_HTML, ONNX_FILE}
 )
 OWN_DIRS = frozenset({"__pycache__", INTERMEDIATE_DIR})
 WEIGHTS_LIMIT = 64 * GiB
@@ -228,11 +233,10 @@ class Destination:
                     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".tmp", dir=parent))
                 except OSError as e:
                     raise OutputError(f"cannot write: {e.strerror or e}", file=parent) from None
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o777 & ~umask)
+            os.chmod(tmp, folder_mode())
             with _writing(outdir):
                 fill(tmp)
+                settle_tree(tmp)  # normal modes, and every file on disk before the rename
                 with no_interrupt():
                     if self.replace and outdir.exists():
                         why = written_by_us(outdir)  # again: it may have changed meanwhile
@@ -248,6 +252,7 @@ class Destination:
                             os.rmdir(old)
                             old = None
                         raise
+                    fsync_folder(parent)  # the rename itself on disk
                     if old is not None:
                         shutil.rmtree(old, ignore_errors=True)
                         old = None
@@ -322,6 +327,70 @@ def no_interrupt():
 WRITTEN: list[Path] = []
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS says it (Linux: a
+    momentary ``os.umask(0)`` would give another thread's new files mode 0666)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return umask
+
+
+def file_mode() -> int:
+    """The mode of a new file, as ``open()`` gives it: 0666 less the umask."""
+    return 0o666 & ~current_umask()
+
+
+def folder_mode() -> int:
+    """The mode of a new folder, as ``mkdir`` gives it: 0777 less the umask."""
+    return 0o777 & ~current_umask()
+
+
+def fsync_folder(path: Path) -> None:
+    """A folder's entries on disk (a rename or a new file is durable only once its folder is
+    synced). A file system that cannot sync folders (EINVAL) is left as it is."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # not readable, or not a folder we can open: nothing to sync through
+        return
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def settle_tree(root: Path) -> None:
+    """Before a written folder is put in place: every file under ``root`` gets mode 0666 and
+    every folder 0777, less the umask (what ``open()`` and ``mkdir`` give, whatever wrote
+    them: ``mkstemp`` gives 0600, ``mkdtemp`` 0700), and each is synced to disk, files first,
+    then the folders from the deepest up. Links are left alone."""
+    fmode, dmode = file_mode(), folder_mode()
+    for dirpath, _, filenames in os.walk(root, topdown=False):
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            if not stat.S_ISREG(os.lstat(p).st_mode):
+                continue
+            fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            try:
+                if stat.S_IMODE(os.fstat(fd).st_mode) != fmode:
+                    os.fchmod(fd, fmode)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        if stat.S_IMODE(os.lstat(dirpath).st_mode) != dmode:
+            os.chmod(dirpath, dmode)
+        fsync_folder(Path(dirpath))
+
+
 @contextlib.contextmanager
 def atomic_file(path: Path):
     """A binary file written beside ``path`` and renamed onto it only when complete."""
@@ -333,12 +402,13 @@ def atomic_file(path: Path):
         with _writing(path):
             with f:
                 yield f
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
+                f.flush()
+                os.fchmod(f.fileno(), file_mode())  # as open() would make it, not mkstemp's 0600
+                os.fsync(f.fileno())  # its bytes on disk before the rename makes it the file
             with no_interrupt():
                 os.replace(tmp, path)
                 tmp = None
+            fsync_folder(path.parent)  # the rename itself on disk
     except BaseException:
         if tmp is not None:
             with contextlib.suppress(FileNotFoundError):

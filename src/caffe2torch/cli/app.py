@@ -15,21 +15,20 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .. import __version__
-from ..api import load_graph, load_weights
+from .. import __version__, api
+from ..api import load_graph
 from ..caffe.schema import extended
-from ..caffe.user_proto import read_proto, recorded_proto
+from ..caffe.user_proto import read_proto
 from ..errors import CaffeError, printable
 from ..folder import MANIFEST, WRITTEN, Destination, dump_json, read_manifest
 from ..graph import parse_input_shapes
 from ..memory import CheckOptions, parse_size
-from ..plugins import check_recorded, plugins_loaded
+from ..plugins import plugins_loaded
 from ..predict import predict, read_labels
-from ..preprocess import Options as PreprocessOptions
+from ..progress import reporting
 from ..preprocess import PreprocessError
-from ..summary import summarize
 from ..synth import write_synth_weights
-from ..verify.run import verify_folder, with_reference
+from ..verify.run import with_reference
 from .render import render_conversion, render_predictions, render_summary, render_verification
 
 EXIT_FAILED = 1
@@ -53,23 +52,50 @@ app = typer.Typer(
     ),
     rich_markup_mode="rich",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 # Piped output gets room for the wide layer table instead of rich's 80-column default.
 _width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
 out = Console(highlight=False, soft_wrap=True, width=_width)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-_state = {"debug": False}
+_state = {"debug": False, "quiet": False, "verbose": 0}
+
+
+def versions() -> dict[str, str | None]:
+    """caffe2torch's and its libraries' versions, read from the installed metadata (nothing is
+    imported: --version is instant); None for what is not installed."""
+    import platform
+    from importlib import metadata
+
+    def of(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    opencv = next(
+        (v for v in (of(n) for n in ("opencv-python-headless", "opencv-python", "opencv-contrib-python")) if v),
+        None,
+    )
+    return {
+        "caffe2torch": __version__,
+        "python": platform.python_version(),
+        "torch": of("torch"),
+        "opencv": opencv,
+        "numpy": of("numpy"),
+        "protobuf": of("protobuf"),
+        "onnxruntime": of("onnxruntime"),
+    }
 
 
 def _version(value: bool) -> None:
     if value:
-        import google.protobuf
-        import numpy
-
-        print(f"caffe2torch {__version__} (numpy {numpy.__version__}, protobuf {google.protobuf.__version__})")
+        v = versions()
+        libs = ", ".join(f"{k} {v[k] or 'not installed'}" for k in v if k != "caffe2torch")
+        print(f"caffe2torch {v['caffe2torch']} ({libs})")
         raise typer.Exit()
 
 
@@ -84,6 +110,56 @@ def _main(
     ] = False,
 ) -> None:
     _state["debug"] = debug
+
+
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print nothing but errors (and --json's output).")
+]
+Verbose = Annotated[
+    int, typer.Option("--verbose", "-v", count=True, show_default=False, help="Say more: notes, where the time went.")
+]
+
+
+def _verbosity(quiet: bool, verbose: int) -> None:
+    if quiet and verbose:
+        raise typer.BadParameter("give one of them", param_hint="--quiet/--verbose")
+    _state["quiet"], _state["verbose"] = quiet, verbose
+
+
+@contextlib.contextmanager
+def _staged(what: str) -> Iterator[None]:
+    """A progress display on stderr while the library works (reading, layer i of N of the
+    check, writing): on a terminal only, gone when the work ends; nothing under -q or when
+    stderr is piped."""
+    if _state["quiet"] or not err.is_terminal:
+        with reporting(None):
+            yield
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=err, transient=True,
+    )
+    task = bar.add_task(what, total=None)
+    names = {"reading": "reading the net and its weights", "checking": "checking layer by layer",
+             "writing": "writing the folder"}
+
+    def show(stage: str, done: int | None, total: int | None) -> None:
+        bar.update(task, description=f"{what}: {names.get(stage, stage)}", completed=done or 0, total=total)
+
+    with bar, reporting(show):
+        yield
+
+
+def _emit_json(data) -> None:
+    sys.stdout.write(dump_json(data))
+
+
+def _say(render, *args) -> None:
+    """Human output on stdout, unless -q."""
+    if not _state["quiet"]:
+        render(out, *args)
 
 
 def _error_line(text: str) -> None:
@@ -300,6 +376,8 @@ def inspect(
     plugin: PluginFiles = None,
     proto: ProtoFile = None,
     ignore_unknown_fields: IgnoreUnknown = False,
+    quiet: Quiet = False,
+    verbose: Verbose = 0,
 ) -> None:
     """Show every layer with its output shape and parameter count; check weights if given.
 
@@ -311,17 +389,18 @@ def inspect(
 
       caffe2torch inspect train_val.prototxt --phase test --input-shape data=10,3,227,227 --json
     """
-    with _reported(), _extended(plugin, proto, ignore_unknown_fields):
-        graph = _graph(prototxt, input_shape, phase, stage, stop_unread=False)
-        w = check = None
-        if weights is not None:
-            w, check = load_weights(graph, weights)
-        summary = summarize(graph, w, check)
+    _verbosity(quiet, verbose)
+    with _reported():
+        summary = api.inspect(
+            prototxt, weights, input_shapes=parse_input_shapes(input_shape or []) or None,
+            phase=phase.value, stages=stage or (), plugins=plugin or (), proto=proto,
+            ignore_unknown_fields=ignore_unknown_fields,
+        )
     if as_json:
         json.dump(summary, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
-    render_summary(out, summary)
+    _say(render_summary, summary)
 
 
 @app.command("synth-weights")
@@ -336,6 +415,9 @@ def synth_weights(
     plugin: PluginFiles = None,
     proto: ProtoFile = None,
     ignore_unknown_fields: IgnoreUnknown = False,
+    as_json: AsJson = False,
+    quiet: Quiet = False,
+    verbose: Verbose = 0,
 ) -> None:
     """Write a V2 caffemodel with seeded random weights for every learnable layer.
 
@@ -348,6 +430,7 @@ def synth_weights(
       caffe2torch synth-weights VGG_ILSVRC_16_layers_deploy.prototxt -o vgg16.caffemodel --seed 0
     """
     _check_seed(seed)
+    _verbosity(quiet, verbose)
     with _reported():
         dest = Destination.file(output, inputs=[prototxt, proto, *(plugin or ())], overwrite=overwrite)
         with _extended(plugin, proto, ignore_unknown_fields):
@@ -356,10 +439,14 @@ def synth_weights(
         WRITTEN.append(dest.path)
     layers = sum(1 for n in graph.nodes if n.weight_shapes)
     size = output.stat().st_size
-    out.print(
-        f"wrote {escape(printable(str(output)))}: {layers} learnable layers, {values:,} values, "
-        f"{size / 2**20:.1f} MiB (seed {seed})"
-    )
+    if as_json:
+        _emit_json({"file": str(output), "learnable_layers": layers, "values": values, "bytes": size, "seed": seed})
+        return
+    if not _state["quiet"]:
+        out.print(
+            f"wrote {escape(printable(str(output)))}: {layers} learnable layers, {values:,} values, "
+            f"{size / 2**20:.1f} MiB (seed {seed})"
+        )
 
 
 @app.command()
@@ -478,6 +565,34 @@ def convert(
     plugin: PluginFiles = None,
     proto: ProtoFile = None,
     ignore_unknown_fields: IgnoreUnknown = False,
+    labels: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--labels", metavar="FILE",
+            help="Class names, one per line (synset_words.txt): into config.json and the model card.",
+            rich_help_panel="Sharing (README.md, config.json, hubconf.py)",
+        ),
+    ] = None,
+    license_: Annotated[
+        Optional[str],
+        typer.Option(
+            "--license", metavar="SPDX",
+            help="The weights' licence, as you know it (MIT, BSD-2-Clause, ...): into the model card.",
+            rich_help_panel="Sharing (README.md, config.json, hubconf.py)",
+        ),
+    ] = None,
+    record_paths: Annotated[
+        bool,
+        typer.Option(
+            "--record-paths",
+            help="Record in conversion.json where the sources are (relative to the folder), so "
+            "that verify finds them; by default a folder names no path outside itself.",
+            rich_help_panel="Sharing (README.md, config.json, hubconf.py)",
+        ),
+    ] = False,
+    as_json: AsJson = False,
+    quiet: Quiet = False,
+    verbose: Verbose = 0,
 ) -> None:
     """Convert a Caffe net to a PyTorch folder: model.py, model.pth, conversion.json, report.md.
 
@@ -498,13 +613,8 @@ def convert(
 
       caffe2torch convert ResNet-50-deploy.prototxt --random-weights -o resnet50 --format safetensors
     """
-    # Imported here, not above: they import torch (seconds), which the other commands and
-    # --help do not need.
-    from ..emit import ConvertOptions, convert as convert_net
-    from ..emit.names import check_class_name
-    from ..mmdnn.engine import convert_mmdnn
-
     _check_seed(seed)
+    _verbosity(quiet, verbose)
     check = _check_options(check_batch, max_memory, reference) if verify else None
     mmdnn = engine is EngineName.mmdnn
     if not mmdnn and (keep_intermediate or mmdnn_python):
@@ -519,42 +629,33 @@ def convert(
             param_hint="--plugin/--proto/--ignore-unknown-fields",
         )
     _finite(scale, "--scale")
-    with _reported():
-        if class_name is not None:
-            check_class_name(class_name)
-        options = ConvertOptions(
-            random_weights=random_weights,
-            seed=seed,
-            input_shapes=parse_input_shapes(input_shape or []),
+    with _reported(), _staged("converting"):
+        from .. import public  # imports torch (seconds), which the other commands do not need
+
+        conversion = public.convert(
+            prototxt, weights, output,
+            random_weights=random_weights, seed=seed,
+            input_shapes=parse_input_shapes(input_shape or []) or None,
             outputs=[o.strip() for o in outputs.split(",") if o.strip()] if outputs else None,
-            class_name=class_name,
-            phase=phase.value,
-            stages=tuple(stage or ()),
-            preprocess=PreprocessOptions(
-                mean=_mean_values(mean),
-                mean_file=mean_file,
-                scale=scale,
-                input_order=input_order.value if input_order else None,
-                caffe_order=caffe_order.value if caffe_order else None,
-                fold_normalization=fold_normalization,
-            ),
-            check=check,
-            unchecked="--no-verify",
+            class_name=class_name, phase=phase.value, stages=tuple(stage or ()),
+            mean=_mean_values(mean), mean_file=mean_file, scale=scale,
+            input_order=input_order.value if input_order else None,
+            caffe_order=caffe_order.value if caffe_order else None,
+            fold_normalization=fold_normalization,
+            verify=verify, reference=reference.value,
+            check_batch=check_batch, max_memory=_memory_arg(check),
+            engine=engine.value, keep_intermediate=keep_intermediate, mmdnn_python=mmdnn_python,
+            plugins=plugin or (), proto=proto, ignore_unknown_fields=ignore_unknown_fields,
+            weights_format=weights_format.value, overwrite=overwrite,
+            record_paths=record_paths, labels=labels, license=license_,
         )
-        # Where the folder goes is checked first: nothing is read if it cannot be written.
-        dest = Destination.folder(
-            output, inputs=[prototxt, weights, mean_file, proto, *(plugin or ())], overwrite=overwrite
-        )
-        status = "converting, then checking against OpenCV layer by layer..." if verify else "converting..."
-        with _extended(plugin, proto, ignore_unknown_fields), err.status(status):
-            if mmdnn:
-                conversion = convert_mmdnn(
-                    prototxt, weights, options, keep_intermediate=keep_intermediate, python=mmdnn_python
-                )
-            else:
-                conversion = convert_net(prototxt, weights, options)
-        folder = conversion.write(dest, weights_format=weights_format.value)
-    render_conversion(out, conversion, folder, weights_format.value)
+    folder = conversion.folder
+    if as_json:
+        _emit_json(conversion_record(conversion, folder))
+    else:
+        _say(render_conversion, conversion, folder, weights_format.value)
+        if _state["verbose"]:
+            _notes(conversion.notes + conversion.generated.notes)
     if conversion.verified_failed:
         first = conversion.verification.first_divergence
         err.print(
@@ -564,6 +665,38 @@ def convert(
             f"{escape(printable(str(folder)))}/report.md)"
         )
         raise typer.Exit(EXIT_FAILED)
+
+
+def conversion_record(conversion, folder: Path) -> dict:
+    """``convert --json``: where the folder is, what it holds, and the check's result."""
+    manifest = read_manifest(folder)
+    return {
+        "folder": str(folder),
+        "class_name": manifest.class_name,
+        "files": sorted(p.name for p in folder.iterdir() if p.is_file()),
+        "inputs": manifest.inputs,
+        "outputs": manifest.outputs,
+        "verification": manifest.verification,
+        "notes": manifest.notes,
+        "manifest": str(folder / MANIFEST),
+    }
+
+
+def _notes(notes: list[str]) -> None:
+    for note in notes:
+        err.print(f"[dim]note:[/dim] {escape(printable(note))}")
+
+
+def _memory_arg(check: CheckOptions | None) -> int | None:
+    """--max-memory as the library takes it: bytes, 0 for no limit, None for the default."""
+    if check is None:
+        return None
+    return 0 if check.unlimited else check.max_memory
+
+
+def _timings(seconds: dict) -> None:
+    if seconds:
+        err.print("[dim]time:[/dim] " + ", ".join(f"{k} {v:.2f} s" for k, v in seconds.items()))
 
 
 def _mean_values(mean: str | None) -> list[float] | None:
@@ -644,6 +777,8 @@ def verify_cmd(
             rich_help_panel="Extensions",
         ),
     ] = None,
+    quiet: Quiet = False,
+    verbose: Verbose = 0,
 ) -> None:
     """Compare every Caffe value of a converted model with the reference's, layer by layer.
 
@@ -669,21 +804,22 @@ def verify_cmd(
     _finite(rtol, "--rtol", nonneg=True)
     _finite(atol, "--atol", nonneg=True)
     _check_seed(seed)
+    _verbosity(quiet, verbose)
     check = _check_options(check_batch, max_memory, reference)
-    with _reported():
-        manifest = read_manifest(outdir)
-        check_recorded(manifest.plugins, plugin or (), outdir / MANIFEST)
-        user = recorded_proto(outdir, manifest.source("proto"), proto, outdir / MANIFEST)
-        ignore = bool(manifest.options.get("ignore_unknown_fields", False))
-        with plugins_loaded(plugin or ()), extended(user, ignore_unknown_fields=ignore):
-            result = verify_folder(
-                outdir, net=net, weights=weights, inputs=input_files or (), seed=seed,
-                rtol=rtol, atol=atol, images=images or (), check=check, strict=strict,
-            )
+    with _reported(), _staged("verifying"):
+        from .. import public
+
+        result = public.verify(
+            outdir, net=net, weights=weights, inputs=input_files or (), images=images or (),
+            seed=seed, rtol=rtol, atol=atol, strict=strict, reference=check.reference,
+            check_batch=check_batch, max_memory=_memory_arg(check), plugins=plugin or (), proto=proto,
+        )
     if as_json:
         sys.stdout.write(dump_json(result.to_dict()))
     else:
-        render_verification(out, result)
+        _say(render_verification, result)
+        if _state["verbose"]:
+            _timings(result.seconds)
     if not result.passed:
         first = result.first_divergence
         where = f"first divergence: layer '{escape(printable(first.layer))}'" if first else "nothing compared"
@@ -704,6 +840,8 @@ def predict_cmd(
     ] = None,
     top: Annotated[int, typer.Option("--top", help="How many classes to show.")] = 5,
     as_json: AsJson = False,
+    quiet: Quiet = False,
+    verbose: Verbose = 0,
 ) -> None:
     """Run a converted model on images, preprocessed as its preprocess.json says.
 
@@ -718,6 +856,7 @@ def predict_cmd(
 
       caffe2torch predict triplet 4_78.png --json
     """
+    _verbosity(quiet, verbose)
     if top < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--top")
     with _reported():
@@ -726,11 +865,20 @@ def predict_cmd(
     if as_json:
         sys.stdout.write(dump_json([r.to_dict() for r in results]))
     else:
-        render_predictions(out, results)
+        _say(render_predictions, results)
 
 
 def _warn(text: str) -> None:
     err.print(f"[yellow]warning:[/yellow] {escape(printable(text))}")
+
+
+from .zoo_cmd import register as _register_zoo  # noqa: E402 - convert-all, on the app above
+
+_register_zoo(app)
+
+from .onnx_cmd import register as _register_onnx  # noqa: E402 - export-onnx (cli/onnx_cmd.py)
+
+_register_onnx(app)
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -744,6 +892,7 @@ def run(argv: list[str] | None = None) -> int:
     _state["debug"] = "--debug" in argv
     try:
         command = typer.main.get_command(app)  # (builds the options: Ctrl-C may come here too)
+        _polish(command)
         rv = command.main(args=argv, prog_name="caffe2torch", standalone_mode=False)
     except click_exc.NoArgsIsHelpError as e:  # no command at all: the help, as --help does
         out.print(e.ctx.get_help(), markup=False, highlight=False)
@@ -808,3 +957,52 @@ def main() -> None:
         # destroying it would abort ("terminate called without an active exception").
         os._exit(code)
     sys.exit(code)
+
+
+# ------------------------------------------------------------------------------ help text
+def _rewrap(doc: str | None) -> str | None:
+    """A docstring as help: each paragraph's lines joined, so that the help is wrapped to the
+    terminal's width and not at the source's line breaks; indented lines (examples) kept."""
+    if not doc:
+        return doc
+    import inspect as _pyinspect
+
+    paragraphs = _pyinspect.cleandoc(doc).split("\n\n")
+    out = []
+    for para in paragraphs:
+        lines = para.splitlines()
+        if any(line.startswith(" ") for line in lines):
+            out.append(para)
+        else:
+            out.append(" ".join(line.strip() for line in lines))
+    return "\n\n".join(out)
+
+
+def _finish_help(typer_app: typer.Typer) -> None:
+    for info in typer_app.registered_commands:
+        if info.help is None and info.callback is not None:
+            info.help = _rewrap(info.callback.__doc__)
+
+
+def _polish(command) -> None:
+    """Help that reads right: no type shown for a flag (``<bool>``), ``PATH...`` for a
+    repeatable path option (``<list[Path]>``), upper-case argument names."""
+    from pathlib import PurePath
+
+    for sub in getattr(command, "commands", {}).values():
+        _polish(sub)
+    for param in getattr(command, "params", []):
+        if param.metavar is not None:
+            continue
+        if getattr(param, "is_flag", False) or getattr(param, "count", False):
+            param.metavar = ""
+            continue
+        annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+        args = getattr(annotation, "__args__", ()) or ()
+        if getattr(param, "multiple", False) and args and isinstance(args[0], type) and issubclass(args[0], PurePath):
+            param.metavar = "PATH"
+        elif param.param_type_name == "argument":
+            param.metavar = param.name.upper() + ("..." if param.nargs != 1 else "")
+
+
+_finish_help(app)

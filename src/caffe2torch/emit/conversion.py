@@ -35,6 +35,7 @@ from ..folder import (
     PREPROCESS_FILE,
     PREPROCESS_JSON,
     REPORT_FILE,
+    REPORT_HTML,
     WEIGHT_FILES,
     Destination,
     Digest,
@@ -45,6 +46,7 @@ from ..folder import (
     sha256_file,
 )
 from ..graph import Graph, Shape, Value, check_weights
+from ..hub import CardOptions, hub_files
 from ..layers import fmt_shape
 from ..memory import CheckOptions
 from ..plugins import Plugin, check_model_imports, loaded
@@ -54,6 +56,7 @@ from ..synth import synth_blobs
 from ..verify.layerwise import Verification
 from ..verify.opencv import ReferenceError
 from ..verify.report import render_report
+from ..verify.report_html import render_report_html
 from ..verify.run import verify_conversion
 from .codegen import Generated, generate
 from .names import check_class_name
@@ -102,6 +105,7 @@ class Conversion:
     # (written once as a caffemodel) instead of making them again.
     random_blobs: dict[str, list[np.ndarray]] | None = None
     plugins: list[Plugin] = field(default_factory=list)  # the --plugin files it was made with
+    folder: Path | None = None  # where caffe2torch.convert wrote it (None: not written)
 
     @property
     def class_name(self) -> str:
@@ -127,11 +131,16 @@ class Conversion:
                 out[key] = torch.from_numpy(arr)
         return out
 
-    def manifest(self, weights_format: str = "pth", outdir: Path | None = None) -> Manifest:
+    def manifest(
+        self, weights_format: str = "pth", outdir: Path | None = None, *, record_paths: bool = False
+    ) -> Manifest:
+        """``conversion.json``. Where the sources are (relative to ``outdir``) is recorded only
+        when asked (``record_paths``, ``convert --record-paths``): a shared folder should not
+        say where its maker keeps files; ``verify`` then takes ``--net`` and ``--weights``."""
         import torch
 
         sources = json.loads(json.dumps(self.sources, default=str))
-        if outdir is not None:  # where the sources are, from the folder (for verify)
+        if outdir is not None and record_paths:  # where the sources are, from the folder
             for key, path in self.paths.items():
                 if path is not None and isinstance(sources.get(key), dict):
                     try:
@@ -189,22 +198,33 @@ class Conversion:
         *,
         weights_format: str = "pth",
         overwrite: bool = False,
+        record_paths: bool = False,
+        card: CardOptions | None = None,
     ) -> Path:
         """Write the folder: into a temporary folder beside ``outdir``, put in place at the end
         (see :class:`~caffe2torch.folder.Destination`). ``outdir`` may be a Destination
-        checked before the conversion started."""
+        checked before the conversion started. ``record_paths``: say in conversion.json where
+        the sources are; ``card``: the labels and licence of the hub files
+        (:mod:`caffe2torch.hub`)."""
         if weights_format not in WEIGHT_FILES:
             raise OutputError(f"unknown weights format '{weights_format}': pth or safetensors")
+        card = card or CardOptions()
+        card.check()
         dest = outdir if isinstance(outdir, Destination) else Destination.folder(
-            outdir, inputs=self.input_paths(), overwrite=overwrite
+            outdir, inputs=[*self.input_paths(), *([card.labels] if card.labels else [])],
+            overwrite=overwrite,
         )
+        manifest = self.manifest(weights_format, dest.path, record_paths=record_paths).to_dict()
+        hub = hub_files(self, manifest, card)  # before any file: a bad --labels writes nothing
 
         def fill(tmp: Path) -> None:
             (tmp / MODEL_FILE).write_text(self.code, encoding="utf-8")
             save_weights(self.state_dict(), tmp / WEIGHT_FILES[weights_format], weights_format)
-            text = dump_json(self.manifest(weights_format, dest.path).to_dict())
-            (tmp / MANIFEST).write_text(text, encoding="utf-8")
+            (tmp / MANIFEST).write_text(dump_json(manifest), encoding="utf-8")
+            for name, text in hub.items():
+                (tmp / name).write_text(text, encoding="utf-8")
             (tmp / REPORT_FILE).write_text(render_report(self, weights_format), encoding="utf-8")
+            (tmp / REPORT_HTML).write_text(render_report_html(self), encoding="utf-8")
             self._write_preprocess(tmp)
             for rel, src in sorted(self.extra_files.items()):
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
