@@ -18,20 +18,21 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-from .api import inspect, load  # noqa: E402 - after __version__, which modules import
+from . import verify  # noqa: E402 - callable: caffe2torch.verify(folder, ...)
+from .api import inspect, load  # noqa: E402
 from .errors import CaffeError  # noqa: E402
 
 if TYPE_CHECKING:
-    from .public import convert, verify
+    from .public import convert
 
 __all__ = ["__version__", "convert", "verify", "inspect", "load", "CaffeError"]
 
 
 def __getattr__(name: str):
-    """``convert`` and ``verify`` import torch: loaded on first use, so that ``import
-    caffe2torch`` (and the commands that need no torch) stay fast."""
-    if name in ("convert", "verify"):
+    """``convert`` imports torch: loaded on first use, so that ``import caffe2torch`` (and
+    the commands that need no torch) stay fast."""
+    if name == "convert":
         from . import public
 
-        return getattr(public, name)
+        return public.convert
     raise AttributeError(f"module 'caffe2torch' has no attribute '{name}'")

@@ -1,8 +1,8 @@
-"""``caffe2torch.convert`` and ``caffe2torch.verify``: what ``caffe2torch convert`` and
-``caffe2torch verify`` do, with the same arguments as their flags. Imported when first used
-(``import caffe2torch`` stays light; this imports torch). Both raise
-:class:`~caffe2torch.errors.CaffeError` (one line naming the file, the layer or the field) on
-bad input and never print; a failed check does not raise, the result says so."""
+"""``caffe2torch.convert``: what ``caffe2torch convert`` does, with the same arguments as its
+flags. Imported when first used (``import caffe2torch`` stays light; this imports torch).
+Raises :class:`~caffe2torch.errors.CaffeError` (one line naming the file, the layer or the
+field) on bad input and never prints; a failed check does not raise, the result says so.
+(``caffe2torch.verify`` is :func:`caffe2torch.verify.run.verify`.)"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,20 +10,19 @@ from typing import Sequence
 
 from .api import InputShapes, PathLike, check_options, input_shapes_of
 from .caffe.schema import extended
-from .caffe.user_proto import read_proto, recorded_proto
+from .caffe.user_proto import read_proto
 from .emit import Conversion, ConvertOptions, convert as convert_net
 from .emit.names import check_class_name
 from .errors import CaffeError
-from .folder import MANIFEST, Destination, read_manifest
+from .folder import Destination
 from .hub import CardOptions
 from .mmdnn.engine import convert_mmdnn
-from .plugins import check_recorded, plugins_loaded
+from .plugins import plugins_loaded
 from .preprocess import Options as PreprocessOptions
 from .progress import stage
-from .verify.layerwise import Verification
-from .verify.run import verify_folder, with_reference
+from .verify.run import with_reference
 
-__all__ = ["convert", "verify"]
+__all__ = ["convert"]
 
 
 def convert(
@@ -153,56 +152,3 @@ def convert(
                 dest, weights_format=weights_format, record_paths=record_paths, card=card
             )
     return conversion
-
-
-def verify(
-    folder: PathLike,
-    *,
-    net: PathLike | None = None,
-    weights: PathLike | None = None,
-    inputs: Sequence[PathLike] = (),
-    images: Sequence[PathLike] = (),
-    seed: int = 0,
-    rtol: float = 1e-4,
-    atol: float = 1e-5,
-    strict: bool = False,
-    reference: str = "auto",
-    check_batch: int = 1,
-    max_memory: int | None = None,
-    plugins: Sequence[PathLike] = (),
-    proto: PathLike | None = None,
-) -> Verification:
-    """Compare every Caffe value of a converted folder with the reference, layer by layer
-    (``caffe2torch verify``).
-
-    Runs the folder's own ``model.py`` and weights, and the reference ("auto": real Caffe where
-    it is built, OpenCV's dnn module for the layers it lacks; or "caffe", "opencv") on the
-    Caffe files it was converted from: ``net``/``weights`` where ``conversion.json`` does not
-    record their paths (see ``convert(record_paths=True)``); their sha256 must match. Input:
-    ``inputs`` (``.npy`` files, in order or ``NAME=FILE``), ``images`` (made into the input by
-    the folder's ``preprocess.py``), or seeded random (``seed``). A value passes when
-    ``max|y - ref| <= atol + rtol * max|ref|``; drift fails only when ``strict``.
-
-    Returns the :class:`~caffe2torch.verify.layerwise.Verification` (``.passed``, ``.rows``,
-    ``.first_divergence``, ``.to_dict()``). A failed check does not raise; bad input raises
-    :class:`~caffe2torch.errors.CaffeError`."""
-    folder = Path(folder)
-    check = check_options(True, reference, check_batch, max_memory)
-    if check.reference != "auto":
-        with_reference(check)
-    manifest = read_manifest(folder)
-    plugin_files = [Path(p) for p in plugins]
-    check_recorded(manifest.plugins, plugin_files, folder / MANIFEST)
-    user = recorded_proto(folder, manifest.source("proto"), Path(proto) if proto else None, folder / MANIFEST)
-    ignore = bool(manifest.options.get("ignore_unknown_fields", False))
-    with plugins_loaded(plugin_files), extended(
-        user, ignore_unknown_fields=ignore
-    ):
-        return verify_folder(
-            folder,
-            net=Path(net) if net is not None else None,
-            weights=Path(weights) if weights is not None else None,
-            inputs=[Path(p) for p in inputs],
-            images=[Path(p) for p in images],
-            seed=seed, rtol=rtol, atol=atol, check=check, strict=strict,
-        )

@@ -28,6 +28,7 @@ from ..predict import predict, read_labels
 from ..progress import reporting
 from ..preprocess import PreprocessError
 from ..synth import write_synth_weights
+from ..verify import run as verify_run
 from ..verify.run import with_reference
 from .render import render_conversion, render_predictions, render_summary, render_verification
 
@@ -146,7 +147,11 @@ def _staged(what: str) -> Iterator[None]:
              "writing": "writing the folder"}
 
     def show(stage: str, done: int | None, total: int | None) -> None:
-        bar.update(task, description=f"{what}: {names.get(stage, stage)}", completed=done or 0, total=total)
+        text = f"{what}: {names.get(stage, stage)}"
+        if total is None:
+            bar.reset(task, total=None, description=text)
+        else:
+            bar.update(task, description=text, completed=done or 0, total=total)
 
     with bar, reporting(show):
         yield
@@ -807,9 +812,7 @@ def verify_cmd(
     _verbosity(quiet, verbose)
     check = _check_options(check_batch, max_memory, reference)
     with _reported(), _staged("verifying"):
-        from .. import public
-
-        result = public.verify(
+        result = verify_run.verify(
             outdir, net=net, weights=weights, inputs=input_files or (), images=images or (),
             seed=seed, rtol=rtol, atol=atol, strict=strict, reference=check.reference,
             check_batch=check_batch, max_memory=_memory_arg(check), plugins=plugin or (), proto=proto,
@@ -991,6 +994,15 @@ def _polish(command) -> None:
 
     for sub in getattr(command, "commands", {}).values():
         _polish(sub)
+    make_help = command.get_help_option
+
+    def help_option(ctx):
+        option = make_help(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
     for param in getattr(command, "params", []):
         if param.metavar is not None:
             continue

@@ -33,6 +33,7 @@ from ..caffe.caffemodel import read_caffemodel
 from ..errors import CaffeError
 from ..graph import Graph, Node, Value, check_weights, needed_nodes
 from ..memory import segmenter
+from ..progress import stage
 from .instrument import TraceError, TraceStep, instrument
 from .engines import describe, gap as engines_gap, select
 from .caffe_ref import CaffeRunError
@@ -621,6 +622,8 @@ class _Check:
         """Tap of phase 3: compare output ``k`` of step ``i`` with the reference's."""
         rtol, atol = self.options.rtol, self.options.atol
         self.reached = i
+        if k == 0:
+            stage("checking", i + 1, len(self.trace))
         row = self.rows[(i, k)]
         row.shape = tuple(t.shape)
         theirs, why = self.reference(*_ref(self.trace[i].writes[k]))

@@ -18,7 +18,10 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..errors import PROTO_BINARY_LIMIT, CaffeError, WeightsError, check_file, npy_header, read_text, reading
-from ..api import load_graph
+from ..api import PathLike, check_options, load_graph
+from ..caffe.schema import extended
+from ..caffe.user_proto import recorded_proto
+from ..plugins import check_recorded, plugins_loaded
 from ..folder import MANIFEST, Digest, FolderError, Manifest, load_state, read_manifest
 from ..memory import CheckOptions
 from ..predict import image_batch
@@ -325,7 +328,61 @@ def verify_folder(
     return result
 
 
+# ---------------------------------------------------------------- caffe2torch.verify
+def verify(
+    folder: PathLike,
+    *,
+    net: PathLike | None = None,
+    weights: PathLike | None = None,
+    inputs: Sequence[PathLike] = (),
+    images: Sequence[PathLike] = (),
+    seed: int = 0,
+    rtol: float = 1e-4,
+    atol: float = 1e-5,
+    strict: bool = False,
+    reference: str = "auto",
+    check_batch: int = 1,
+    max_memory: int | None = None,
+    plugins: Sequence[PathLike] = (),
+    proto: PathLike | None = None,
+) -> Verification:
+    """Compare every Caffe value of a converted folder with the reference, layer by layer
+    (``caffe2torch verify``).
+
+    Runs the folder's own ``model.py`` and weights, and the reference ("auto": real Caffe where
+    it is built, OpenCV's dnn module for the layers it lacks; or "caffe", "opencv") on the
+    Caffe files it was converted from: ``net``/``weights`` where ``conversion.json`` does not
+    record their paths (see ``convert(record_paths=True)``); their sha256 must match. Input:
+    ``inputs`` (``.npy`` files, in order or ``NAME=FILE``), ``images`` (made into the input by
+    the folder's ``preprocess.py``), or seeded random (``seed``). A value passes when
+    ``max|y - ref| <= atol + rtol * max|ref|``; drift fails only when ``strict``.
+
+    Returns the :class:`~caffe2torch.verify.layerwise.Verification` (``.passed``, ``.rows``,
+    ``.first_divergence``, ``.to_dict()``). A failed check does not raise; bad input raises
+    :class:`~caffe2torch.errors.CaffeError`."""
+    folder = Path(folder)
+    check = check_options(True, reference, check_batch, max_memory)
+    if check.reference != "auto":
+        with_reference(check)
+    manifest = read_manifest(folder)
+    plugin_files = [Path(p) for p in plugins]
+    check_recorded(manifest.plugins, plugin_files, folder / MANIFEST)
+    user = recorded_proto(folder, manifest.source("proto"), Path(proto) if proto else None, folder / MANIFEST)
+    ignore = bool(manifest.options.get("ignore_unknown_fields", False))
+    with plugins_loaded(plugin_files), extended(
+        user, ignore_unknown_fields=ignore
+    ):
+        return verify_folder(
+            folder,
+            net=Path(net) if net is not None else None,
+            weights=Path(weights) if weights is not None else None,
+            inputs=[Path(p) for p in inputs],
+            images=[Path(p) for p in images],
+            seed=seed, rtol=rtol, atol=atol, check=check, strict=strict,
+        )
+
+
 __all__ = [
-    "verify_conversion", "verify_folder", "VerifyInputError", "TraceError",
+    "verify", "verify_conversion", "verify_folder", "VerifyInputError", "TraceError",
     "read_input_arrays", "load_input_arrays", "with_reference",
 ]
