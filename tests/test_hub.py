@@ -222,3 +222,18 @@ def test_help_version_and_completion(cli):
                           capture_output=True, text=True, timeout=60,
                           env={"PATH": "/usr/bin:/bin", "SHELL": "/bin/bash"})
     assert done.returncode == 0 and "complete" in done.stdout and "caffe2torch" in done.stdout.lower()
+
+
+def test_predict_names_the_classes_of_config_json(cli, net, tmp_path):
+    from PIL import Image
+
+    proto, weights, labels = net
+    out = tmp_path / "out"
+    caffe2torch.convert(proto, weights, out, labels=labels)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (17, 17, 3), dtype=np.uint8)).save(tmp_path / "x.png")
+    code, stdout, _ = cli("predict", out, tmp_path / "x.png", "--json", "--top", "5")
+    with_config = json.loads(stdout)
+    code2, stdout2, _ = cli("predict", out, tmp_path / "x.png", "--json", "--top", "5", "--labels", labels)
+    assert code == code2 == 0 and with_config == json.loads(stdout2)
+    names = {c["label"] for c in with_config[0]["top"]} if "top" in with_config[0] else None
+    assert names == {f"class {i}, the {i}th" for i in range(5)}, with_config

@@ -28,7 +28,7 @@ def example(tmp_path_factory):
     (work / "out").mkdir()
     for args in (
         ["synth-weights", lenet, "-o", "out/lenet.caffemodel", "--seed", "0", "--overwrite"],
-        ["convert", lenet, "out/lenet.caffemodel", "-o", "out/lenet", "--overwrite"],
+        ["convert", lenet, "out/lenet.caffemodel", "-o", "out/lenet", "--overwrite", "--record-paths"],
         ["convert", lenet, "--random-weights", "-o", "googlenet", "--class-name", "GoogleNet"],
         ["convert", lenet, "--random-weights", "--seed", "1", "-o", "vgg16_fc7"],
     ):

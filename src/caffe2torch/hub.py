@@ -83,6 +83,25 @@ def read_label_file(path: Path) -> tuple[list[str], dict[str, str]]:
     return names, descriptions
 
 
+def folder_labels(folder: Path) -> list[str] | None:
+    """The class names a folder's ``config.json`` holds (the descriptions where the labels
+    had WordNet ids), for ``predict`` without ``--labels``; None when it holds none."""
+    path = Path(folder) / CONFIG
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise HubError(f"cannot be read: {e}", file=path) from None
+    names = config.get("label_names") if isinstance(config, dict) else None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return None
+    described = config.get("label_descriptions")
+    if isinstance(described, dict):
+        return [str(described.get(n, n)) for n in names]
+    return names
+
+
 # ----------------------------------------------------------------------------- the net's roles
 def _walk_back(value):
     """The layer that makes ``value``'s classes: back through Softmax, Flatten and the like."""

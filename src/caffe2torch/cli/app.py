@@ -22,6 +22,7 @@ from ..caffe.user_proto import read_proto
 from ..errors import CaffeError, printable
 from ..folder import MANIFEST, WRITTEN, Destination, dump_json, read_manifest
 from ..graph import parse_input_shapes
+from ..hub import folder_labels
 from ..memory import CheckOptions, parse_size
 from ..plugins import plugins_loaded
 from ..predict import predict, read_labels
@@ -839,7 +840,11 @@ def predict_cmd(
     images: Annotated[list[Path], typer.Argument(help="Image files (any format Pillow reads).")],
     labels: Annotated[
         Optional[Path],
-        typer.Option("--labels", help="Class names, one per line (synset_words.txt)."),
+        typer.Option(
+            "--labels",
+            help="Class names, one per line (synset_words.txt). Default: those convert --labels "
+            "put in the folder's config.json.",
+        ),
     ] = None,
     top: Annotated[int, typer.Option("--top", help="How many classes to show.")] = 5,
     as_json: AsJson = False,
@@ -863,7 +868,7 @@ def predict_cmd(
     if top < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--top")
     with _reported():
-        names = read_labels(labels) if labels is not None else None
+        names = read_labels(labels) if labels is not None else folder_labels(outdir)
         results = predict(outdir, images, labels=names, top=top, warn=_warn)
     if as_json:
         sys.stdout.write(dump_json([r.to_dict() for r in results]))

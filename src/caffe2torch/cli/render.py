@@ -91,7 +91,11 @@ def render_conversion(console: Console, conversion, folder, weights_format: str)
         f"{weights.stat().st_size / 2**20:.1f} MiB"
     )
     console.print(f"  {MANIFEST}: layer map, inputs, outputs, sources (sha256), the check's result")
-    console.print("  report.md: what was converted and the layer-by-layer parity table")
+    console.print("  report.md, report.html: what was converted and the layer-by-layer check (drawn)")
+    console.print(
+        "  README.md, config.json, hubconf.py: model card, timm-style config, "
+        "torch.hub.load(folder, \"model\", source=\"local\")"
+    )
     if conversion.preprocess is not None:
         console.print("  preprocess.json, preprocess.py: how an image becomes the input")
         for line in input_lines(conversion.preprocess):
