@@ -28,7 +28,7 @@ RUN_USER ?= $(if $(findstring podman,$(DOCKER)),0,$(shell id -u):$(shell id -g))
 TORCH_CPU_WHEEL := docker/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: help example test test-fast docs test-protobuf3 mmdnn-env caffe-ref bench bench-engines corpus clean \
+.PHONY: help example test test-fast docs test-protobuf3 test-min-versions mmdnn-env caffe-ref bench bench-engines corpus clean \
 	image convert verify lint lock torch-wheel image-test caffe-ref-ssd
 
 help: ## List the targets
@@ -46,7 +46,7 @@ example: $(BIN)/caffe2torch ## Set up .venv, convert the bundled LeNet (seeded w
 	mkdir -p out
 	$(BIN)/caffe2torch synth-weights examples/lenet/lenet.prototxt -o out/lenet.caffemodel --seed 0 --overwrite
 	$(BIN)/caffe2torch inspect examples/lenet/lenet.prototxt out/lenet.caffemodel
-	$(BIN)/caffe2torch convert examples/lenet/lenet.prototxt out/lenet.caffemodel -o out/lenet --overwrite
+	$(BIN)/caffe2torch convert examples/lenet/lenet.prototxt out/lenet.caffemodel -o out/lenet --overwrite --record-paths
 	$(BIN)/caffe2torch verify out/lenet
 	$(BIN)/python -c "import torch, json; s = torch.load('out/lenet/model.pth', weights_only=True); \
 		print('out/lenet/model.pth:', len(s), 'tensors, loads with weights_only=True')"
@@ -117,6 +117,12 @@ test-protobuf3: $(VENV_PB3)/bin/caffe2torch
 	$(VENV_PB3)/bin/python -c "import google.protobuf as p; assert p.__version__ == '3.20.3', p.__version__"
 	$(VENV_PB3)/bin/python -m pytest -p no:cacheprovider tests/test_prototxt.py tests/test_caffemodel.py \
 		tests/test_shapes.py tests/test_bad_input.py tests/test_corpus.py tests/test_cli_and_synth.py
+
+# The lowest versions pyproject.toml allows (core and the verify, images, hdf5 extras), from PyPI
+# into a fresh venv from the built wheel (uv --resolution lowest-direct, none of this machine's
+# pip settings), then the bundled LeNet: synth-weights, convert, verify (tools/min_versions.py).
+test-min-versions: $(TOOLS)/uv ## Install the lowest declared versions from PyPI; convert and verify LeNet with them
+	$(PYTHON) tools/min_versions.py --uv $(TOOLS)/uv --python $(PYTHON)
 
 bench: $(BIN)/caffe2torch ## Run the speed and memory benchmarks (ratios against baselines)
 	$(BIN)/python benchmarks/read_caffemodel.py

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import GiB, TEXT_LIMIT, CaffeError, check_file, read_text, reading
+from .extras import require
 from .folder import (
     PREPROCESS_FILE, PREPROCESS_JSON, check_preprocess, import_file, load_converted, parse_json,
     read_manifest,
@@ -85,8 +86,8 @@ def _line(e: BaseException) -> str:
 def load_image(path: Path) -> np.ndarray:
     """An image file as H x W x 3 uint8, RGB (Pillow). Its size is checked from the header
     before it is decoded (a decompression bomb is refused, not decoded)."""
-    from PIL import Image, UnidentifiedImageError
-
+    Image = require("PIL.Image", "images", "reading images", error=PredictError)
+    UnidentifiedImageError = Image.UnidentifiedImageError
     check_file(path, PredictError, "an image", limit=MAX_IMAGE_FILE)
     with reading(path, PredictError, "an image"):
         limit = Image.MAX_IMAGE_PIXELS

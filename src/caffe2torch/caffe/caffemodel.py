@@ -27,6 +27,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from ..errors import PROTO_BINARY_LIMIT, WeightsError, check_file, reading, size_text
+from ..extras import require
 from ..folder import atomic_file
 
 # Caffe's blobs: at most 32 axes (kMaxBlobAxes), each and the count at most INT_MAX.
@@ -410,8 +411,7 @@ def read_hdf5(path: Path) -> Weights:
 
     Links are never followed (a soft link may loop, an external link reads another file), and
     every dataset's size is checked from its header before it is read (Caffe's blob limits)."""
-    import h5py
-
+    h5py = _h5py(path)
     try:
         f = h5py.File(path, "r")
     except OSError as e:
@@ -467,9 +467,12 @@ def read_hdf5(path: Path) -> Weights:
 HDF5_LIMIT = 64 << 30
 
 
-def _h5_child(group, name: str, path: Path, what: str):
-    import h5py
+def _h5py(path: Path):
+    return require("h5py", "hdf5", "reading HDF5 weights", error=WeightsError, file=path)
 
+
+def _h5_child(group, name: str, path: Path, what: str):
+    h5py = _h5py(path)
     link = group.get(name, getlink=True)
     if link is None:
         return None

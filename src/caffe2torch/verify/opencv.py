@@ -31,21 +31,17 @@ from google.protobuf import text_format
 
 from ..caffe.prototxt import read_prototxt
 from ..caffe.schema import pb
+from ..extras import install_hint, require
 from .reference import ReferenceError, ReferenceNet, input_layer, layer_copy
 
 
 def opencv():
     """Import cv2, checking that it can read Caffe files."""
-    try:
-        import cv2
-    except ImportError:
-        raise ReferenceError(
-            "OpenCV is not installed: pip install 'opencv-python-headless>=4.8,<5'"
-        ) from None
+    cv2 = require("cv2", "verify", "verifying", error=ReferenceError)
     if not hasattr(cv2, "dnn") or not hasattr(cv2.dnn, "readNetFromCaffe"):
         raise ReferenceError(
             f"OpenCV {cv2.__version__} has no Caffe importer (dropped in 5.x): "
-            "pip install 'opencv-python-headless>=4.8,<5'"
+            f"{install_hint('verify')} (OpenCV 4)"
         )
     return cv2
 
