@@ -29,7 +29,7 @@ TORCH_CPU_WHEEL := docker/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: help example test test-fast docs test-protobuf3 test-min-versions mmdnn-env caffe-ref bench bench-engines corpus clean \
-	image convert verify lint lock torch-wheel image-test caffe-ref-ssd
+	image convert convert-all verify lint lock torch-wheel image-test caffe-ref-ssd
 
 help: ## List the targets
 	@grep -hE '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | \
@@ -160,6 +160,14 @@ convert: ## Convert PROTOTXT [WEIGHTS] from this folder into OUT with the image 
 	mkdir -p "$(dir $(OUT))"
 	$(DOCKER) run --rm $(if $(GPUS),--gpus $(GPUS)) --user $(RUN_USER) -v "$(CURDIR):/workspace" \
 		$(IMAGE) convert $(PROTOTXT) $(WEIGHTS) -o $(OUT) $(ARGS)
+
+ZOO ?=
+JOBS ?=
+convert-all: ## Convert every net under ZOO into OUT (summary.json, index.html) with the image (JOBS=N, ARGS=--random-weights ...)
+	@test -n "$(ZOO)" || { echo "usage: make convert-all ZOO=zoo/ [OUT=out/zoo] [JOBS=N] [ARGS=...]" >&2; exit 2; }
+	mkdir -p "$(OUT)"
+	$(DOCKER) run --rm $(if $(GPUS),--gpus $(GPUS)) --user $(RUN_USER) -v "$(CURDIR):/workspace" \
+		$(IMAGE) convert-all $(ZOO) -o $(OUT) $(if $(JOBS),--jobs $(JOBS)) $(ARGS)
 
 verify: ## Verify the converted folder OUT against real Caffe (OpenCV where it lacks a layer), layer by layer, with the image
 	$(DOCKER) run --rm --user $(RUN_USER) -v "$(CURDIR):/workspace" $(IMAGE) verify $(OUT) $(ARGS)

@@ -36,7 +36,7 @@ if [[ $needs_files == true ]]; then
     fi
 
     case $1 in
-        convert | synth-weights)
+        convert | convert-all | synth-weights)
             [[ -w $workspace ]] \
                 || die "$workspace (owned by uid $owner) is not writable by uid $(id -u): run with --user \"\$(id -u):\$(id -g)\""
             ;;

@@ -1938,6 +1938,11 @@ OPTIONS = {
                                            "--json": None, "--check-batch": "int", "--max-memory": "choice",
                                            "--reference": "choice", "--plugin": "in", "--proto": "in", "--quiet": None, "-q": None, "--verbose": None, "-v": None}},
     "predict": {"pos": ["folder", "image"], "opts": {"--labels": "in", "--top": "choice", "--json": None, "--quiet": None, "-q": None, "--verbose": None, "-v": None}},
+    "convert-all": {"pos": ["folder"], "opts": {"--output": "out", "-o": "out", "--jobs": "int", "-j": "int", "--random-weights": None,
+                                                "--seed": "int", "--shard": "choice", "--merge": "in", "--force": None, "--timeout": "float",
+                                                "--max-memory": "choice", "--json": None, "--quiet": None, "-q": None, "--verbose": None, "-v": None}},
+    "export-onnx": {"pos": ["folder"], "opts": {"--output": "out", "-o": "out", "--dynamic-batch": None, "--opset": "int",
+                                                "--overwrite": None, "--json": None, "--quiet": None, "-q": None, "--verbose": None, "-v": None}},
 }
 GOOD_POS = {"net": ["net.prototxt", "net.prototxt", "v1.prototxt"], "weights": ["w.caffemodel", "w.caffemodel.h5"],
             "folder": ["conv"], "image": ["img.png"]}

@@ -22,7 +22,9 @@ MODULES = sorted(
 # reader keeps protobuf out unless a V0/V1 net is read.
 LAZY = {
     ("caffe2torch.cli.app", "caffe2torch"),  # convert and verify (caffe2torch.public) import torch
-    ("caffe2torch", "caffe2torch"),  # caffe2torch.convert/verify, loaded on first use (PEP 562)
+    ("caffe2torch", "caffe2torch"),  # caffe2torch.convert, loaded on first use (PEP 562)
+    ("caffe2torch.zoo", "caffe2torch"),  # convert-all's workers import the engine (torch); its parent never does
+    ("caffe2torch.zoo", "caffe2torch.emit"),
     ("caffe2torch.caffe.caffemodel", "caffe2torch.caffe.upgrade"),
     ("caffe2torch.caffe.caffemodel", "caffe2torch.caffe.schema"),
 }
