@@ -49,7 +49,8 @@ RUN /tmp/caffe-build/build.sh /opt/caffe-bvlc /tmp/caffe-work \
 
 # ------------------------------------------------------------------------------------- builder
 # Two virtual environments, every package pinned with its hash (docker/*.lock):
-#   /opt/caffe2torch  caffe2torch, torch, OpenCV, protobuf 7;
+#   /opt/caffe2torch  caffe2torch with all its extras (caffe2torch[all]): torch, OpenCV, protobuf
+#                     7, Pillow, h5py, onnx, onnxruntime, onnxscript, matplotlib;
 #   /opt/mmdnn        MMdnn 0.3.1 with the protobuf 3.20.3 its generated code needs. It uses the
 #                     torch of /opt/caffe2torch (a .pth line placed after its own packages), so
 #                     torch is installed once and its own protobuf and numpy come first.
@@ -76,10 +77,11 @@ RUN --mount=type=secret,id=ca,required=false \
  && /opt/mmdnn/bin/pip install --require-hashes --no-deps --only-binary=:all: \
         -r /tmp/locks/mmdnn.lock
 # The project, from the build context, with the build backend pinned in the lock (no download).
-COPY pyproject.toml README.md /src/
+# With every extra and no index: pip resolves caffe2torch[all] against what the lock installed,
+# so a requirement (or extra) the lock lacks, or pins outside its range, fails here.
+COPY pyproject.toml README.md LICENSE /src/
 COPY src /src/src
-RUN /opt/caffe2torch/bin/pip install --no-deps --no-index --no-build-isolation /src \
- && /opt/caffe2torch/bin/pip uninstall -y wheel \
+RUN /opt/caffe2torch/bin/pip install --no-index --no-build-isolation "/src[all]" \
  && /opt/caffe2torch/bin/pip check \
  && /opt/mmdnn/bin/pip check \
  && /opt/caffe2torch/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
@@ -105,6 +107,13 @@ RUN apt-get update \
         apt-get install -y --no-install-recommends python3 python3-numpy python3-protobuf python3-six \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/*
+# Graphviz's `dot`, which draws the net in report.html (caffe2torch runs it as a program; without
+# it the page says so instead). A layer of its own, so `make image-test` can say what it adds.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends graphviz \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* \
+ && dot -V
 # A numeric, non-root user; `--user UID:GID` runs as any other.
 RUN groupadd --gid 1000 caffe2torch \
  && useradd --uid 1000 --gid 1000 --no-log-init --create-home --shell /bin/bash caffe2torch
@@ -136,7 +145,13 @@ ENV PATH=/opt/caffe2torch/bin:$PATH \
     CAFFE2TORCH_CAFFE=/opt/caffe-bvlc \
     CAFFE2TORCH_CAFFE_PYTHON=/usr/bin/python3 \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    MPLCONFIGDIR=/tmp/matplotlib
+# matplotlib's font cache, built once here (sticky and world-writable, like /tmp, as matplotlib
+# wants its folder writable): otherwise every fresh container spends seconds building it.
+RUN python -c 'import matplotlib.font_manager' \
+ && chmod 1777 "${MPLCONFIGDIR}" \
+ && ls "${MPLCONFIGDIR}"
 # The build-time check: everything imports at the versions on the labels, both engines convert
 # and verify a tiny net (LeNet natively, the BatchNorm net through MMdnn), and real Caffe runs
 # LeNet to what the converted model computes. The version build arguments reach it as

@@ -9,8 +9,12 @@
 #  4. inside the image, on a folder mounted at /workspace and owned by a non-root user:
 #     weights made, LeNet converted twice (byte-identical), verified, the BatchNorm net converted
 #     with --engine mmdnn; real Caffe (pycaffe) runs LeNet to what the converted folder computes,
-#     and LeNet is verified and converted with --reference caffe; every file written belongs to
-#     that user; bad calls exit 2 with one line. What Caffe adds to the image is measured.
+#     and LeNet is verified and converted with --reference caffe; every converted folder has its
+#     hub files (hubconf.py, README.md, config.json) and a report.html with the net drawn by
+#     Graphviz's dot (its layers' names in the SVG) and matplotlib's plot, never a "needs ..."
+#     line; `export-onnx` (when the image's caffe2torch has it) writes LeNet's model.onnx and its
+#     onnxruntime check passes; every file written belongs to that user; bad calls exit 2 with
+#     one line. What Caffe, Graphviz and the onnx and report extras add to the image is measured.
 #
 # Variables: IMAGE (caffe2torch:image-test), HOST_UID/HOST_GID (the owner of the mounted folder:
 # the user who called sudo, else 4321), KEEP_BASE=1 keeps a base image already built.
@@ -31,6 +35,7 @@ fail() {
 
 [[ $(id -u) -eq 0 ]] || fail "run as root (podman and buildah build and run chroot containers here)"
 
+test_start=$(date +%s)
 say "tools"
 if ! command -v podman >/dev/null || ! command -v buildah >/dev/null || ! command -v debootstrap >/dev/null; then
     apt-get update -qq
@@ -122,8 +127,10 @@ echo "ok: $(grep -c . <<<"$help") lines of help"
 
 say "as root (--user 0): the entry switches to the owner of /workspace (uid $host_uid)"
 run_in --user 0 "${mount[@]}" -- synth-weights lenet.prototxt -o lenet.caffemodel --seed 0
-run_in --user 0 "${mount[@]}" -- convert lenet.prototxt lenet.caffemodel -o run1/lenet
-run_in --user 0 "${mount[@]}" -- convert lenet.prototxt lenet.caffemodel -o run2/lenet >/dev/null
+# --record-paths: conversion.json says where the sources are (relative to the folder), so that
+# verify finds them
+run_in --user 0 "${mount[@]}" -- convert lenet.prototxt lenet.caffemodel -o run1/lenet --record-paths
+run_in --user 0 "${mount[@]}" -- convert lenet.prototxt lenet.caffemodel -o run2/lenet --record-paths >/dev/null
 run_in --user 0 "${mount[@]}" -- verify run1/lenet
 
 real=../shared/corpus/cifar10_quick_weights_bxuan
@@ -132,7 +139,7 @@ if [[ -d $real ]]; then
     install -o "$host_uid" -g "$host_gid" -m 644 "$real/cifar10_quick.prototxt" \
         "$real/cifar10_quick_iter_4000.caffemodel" "$ws/"
     run_in --user 0 "${mount[@]}" -- convert cifar10_quick.prototxt cifar10_quick_iter_4000.caffemodel \
-        -o run1/cifar10_quick >/dev/null
+        -o run1/cifar10_quick --record-paths >/dev/null
     run_in --user 0 "${mount[@]}" -- verify run1/cifar10_quick | tail -n 1
 fi
 
@@ -230,12 +237,87 @@ rm -f "$ws.verify.json"
 
 say "two runs give byte-identical files"
 for f in lenet/model.py lenet/model.pth lenet/conversion.json lenet/report.md lenet/preprocess.json \
-    lenet/preprocess.py bn_mmdnn/model.py bn_mmdnn/model.pth bn_mmdnn/conversion.json \
-    bn_mmdnn/report.md bn_mmdnn/preprocess.json lenet_caffe/model.py lenet_caffe/model.pth \
-    lenet_caffe/conversion.json lenet_caffe/report.md; do
+    lenet/preprocess.py lenet/report.html lenet/hubconf.py lenet/README.md lenet/config.json \
+    bn_mmdnn/model.py bn_mmdnn/model.pth bn_mmdnn/conversion.json bn_mmdnn/report.md \
+    bn_mmdnn/preprocess.json bn_mmdnn/report.html lenet_caffe/model.py lenet_caffe/model.pth \
+    lenet_caffe/conversion.json lenet_caffe/report.md lenet_caffe/report.html; do
     cmp "$ws/run1/$f" "$ws/run2/$f" || fail "$f differs between two runs"
     echo "identical: $f $(sha256sum <"$ws/run1/$f" | cut -c1-16)"
 done
+
+say "report.html (Graphviz's dot, matplotlib) and the hub files of every converted folder"
+# FOLDER:LAYER...: the layers whose names the drawing must show (as a box's text)
+report_checks=("run1/lenet:conv1,ip2" "run1/lenet_caffe:conv1,ip2" "run1/bn_mmdnn:conv1,bn1" "run2/lenet:conv1")
+if [[ -d $ws/run1/cifar10_quick ]]; then report_checks+=("run1/cifar10_quick:conv1,ip1"); fi
+if [[ -d $ws/run1/triplet ]]; then report_checks+=("run1/triplet:conv1,conv2"); fi
+python3 - "$ws" "${report_checks[@]}" <<'PY' || fail "a converted folder lacks its report.html drawing or hub files"
+import json, re, sys
+from pathlib import Path
+
+ws = Path(sys.argv[1])
+for arg in sys.argv[2:]:
+    name, layers = arg.split(":")
+    folder = ws / name
+    missing = [f for f in ("hubconf.py", "README.md", "config.json", "report.md", "report.html")
+               if not (folder / f).is_file()]
+    assert not missing, f"{name}: no {', '.join(missing)}"
+    json.loads((folder / "config.json").read_text())
+    page = (folder / "report.html").read_text()
+    needs = re.findall(r"[^<>]*needs (?:Graphviz|matplotlib)[^<>]*", page)
+    assert not needs, f"{name}/report.html says: {needs[0].strip()}"
+    net = re.search(r'<svg class="net".*?</svg>', page, re.S)
+    assert net, f"{name}/report.html has no drawing of the net"
+    drawn = set(re.findall(r">([^<>]+)</text>", net.group(0)))
+    absent = [x for x in layers.split(",") if x not in drawn]
+    assert not absent, f"{name}/report.html: the drawing lacks the layers {absent}"
+    assert '<svg class="plot"' in page, f"{name}/report.html has no error plot"
+    boxes = net.group(0).count('<g class="node')
+    print(f"{name}: report.html {len(page) // 1000} kB, the net drawn ({boxes} boxes, "
+          f"{', '.join(layers.split(','))} among them) and the error plot; hubconf.py, README.md, config.json")
+PY
+
+say "export-onnx"
+rc=0
+run_in --user 0 "${mount[@]}" -- export-onnx -h >/dev/null 2>&1 || rc=$?
+if [[ $rc -ne 0 ]]; then
+    echo "export-onnx SKIPPED: 'caffe2torch export-onnx -h' exits $rc in this image (no such command yet)"
+else
+    start=$(date +%s)
+    run_in --user 0 "${mount[@]}" -- export-onnx run1/lenet --json >"$ws.onnx.json" \
+        || fail "export-onnx run1/lenet failed: $(cat "$ws.onnx.json")"
+    python3 - "$ws.onnx.json" "$ws/run1/lenet/model.onnx" "$(($(date +%s) - start))" <<'PY' \
+        || fail "export-onnx did not write a checked model.onnx"
+import json, sys
+from pathlib import Path
+
+r = json.loads(Path(sys.argv[1]).read_text())
+onnx = Path(sys.argv[2])
+assert r.get("passed") is True, r
+assert onnx.is_file() and onnx.stat().st_size > 1000, onnx
+errors = "; ".join(f"batch {b}: " + ", ".join(f"{k} {v:.1e}" for k, v in e.items())
+                   for b, e in r.get("errors", {}).items())
+print(f"export-onnx run1/lenet: model.onnx {onnx.stat().st_size // 1000} kB, opset {r.get('opset')}, "
+      f"{'dynamic' if r.get('dynamic_batch') else 'static'} batch; onnxruntime vs torch, max relative "
+      f"error: {errors} (tolerance {r.get('tolerance')}); {sys.argv[3]} s")
+PY
+    rm -f "$ws.onnx.json"
+fi
+
+say "what Graphviz and the onnx and report extras add"
+graphviz_layer=$(podman history --format json "$image" | python3 -c '
+import json, sys
+print(sum(h["size"] for h in json.load(sys.stdin) if "install -y --no-install-recommends graphviz" in h["CreatedBy"]))')
+extras_sizes=$(buildah run --isolation chroot "$ctr" -- /opt/caffe2torch/bin/python -c '
+from importlib.metadata import distribution
+names = ["onnx", "onnx-ir", "onnxruntime", "onnxscript", "ml-dtypes", "flatbuffers", "matplotlib",
+         "contourpy", "cycler", "fonttools", "kiwisolver", "pyparsing", "python-dateutil", "tzdata"]
+sizes = {n: sum(f.size or 0 for f in distribution(n).files or []) for n in names}
+print(sum(sizes.values()), "; ".join(f"{n} {s / 1e6:.1f}" for n, s in sorted(sizes.items(), key=lambda x: -x[1])))
+')
+[[ $graphviz_layer -gt 0 && ${extras_sizes%% *} -gt 0 ]] || fail "could not measure graphviz and the extras"
+echo "Graphviz (dot and its libraries, one layer) adds $((graphviz_layer / 1000000)) MB;" \
+    "the onnx and report extras in /opt/caffe2torch $((${extras_sizes%% *} / 1000000)) MB" \
+    "(MB: ${extras_sizes#* })"
 
 say "bad calls: exit 2, one line, nothing written"
 before=$(find "$ws" | sort | sha256sum)
@@ -253,4 +335,6 @@ wrong=$(find "$ws" -mindepth 1 \( ! -uid "$host_uid" -o ! -gid "$host_gid" \) -p
 echo "every file belongs to $host_uid:$host_gid"
 
 say "image-test passed: built in ${build_s} s (the Caffe stage ${caffe_s} s), $((size / 1000000)) MB" \
-    "(Caffe $(((caffe_du + caffe_layer) / 1000000)) MB of it)"
+    "(Caffe $(((caffe_du + caffe_layer) / 1000000)) MB of it, Graphviz $((graphviz_layer / 1000000)) MB," \
+    "the onnx and report extras $((${extras_sizes%% *} / 1000000)) MB; the $image before this build:" \
+    "$((previous / 1000000)) MB); in $(($(date +%s) - test_start)) s in all"

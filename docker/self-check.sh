@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Build-time check of the image (run by the Dockerfile, as root, before USER): everything imports
-# at the versions on the image's labels, both engines convert and verify a tiny net, and real
-# Caffe (pycaffe in $CAFFE2TORCH_CAFFE, under $CAFFE2TORCH_CAFFE_PYTHON) runs LeNet to what the
-# converted model computes.
+# at the versions on the image's labels, every requirement of caffe2torch[all] (each extra) is
+# installed at a version it allows, Graphviz's dot runs, both engines convert and verify a tiny
+# net (LeNet's report.html with the net drawn and the plot), and real Caffe (pycaffe in
+# $CAFFE2TORCH_CAFFE, under $CAFFE2TORCH_CAFFE_PYTHON) runs LeNet to what the converted model
+# computes.
 # Usage: self-check.sh EXAMPLES_DIR   (the build arguments come in as environment variables)
 set -euo pipefail
 
@@ -16,7 +18,13 @@ from importlib.metadata import version
 
 import cv2
 import google.protobuf
+import h5py
+import matplotlib
 import numpy
+import onnx
+import onnxruntime
+import onnxscript
+import PIL
 import safetensors
 import torch
 import typer
@@ -37,7 +45,54 @@ print("caffe2torch", caffe2torch.__version__, "torch", torch.__version__, "cuda"
       "opencv", cv2.__version__, "numpy", numpy.__version__, "protobuf", google.protobuf.__version__,
       "typer", typer.__version__, "rich", version("rich"),
       "safetensors", safetensors.__version__)
+print("extras: pillow", PIL.__version__, "h5py", h5py.__version__, "onnx", onnx.__version__,
+      "onnxruntime", onnxruntime.__version__, "onnxscript", version("onnxscript"),
+      "matplotlib", matplotlib.__version__)
 PY
+
+# Every requirement of caffe2torch[all] (the extras `all` names, read from the installed
+# metadata, so it follows pyproject.toml) is installed at a version its range allows.
+/opt/caffe2torch/bin/python - <<'PY'
+from importlib.metadata import PackageNotFoundError, requires, version
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+reqs = [Requirement(r) for r in requires("caffe2torch") or []]
+
+
+def of(extra):
+    if extra is None:
+        return [r for r in reqs if r.marker is None or r.marker.evaluate({"extra": ""})]
+    return [r for r in reqs if r.marker is not None and "extra" in str(r.marker)
+            and r.marker.evaluate({"extra": extra})]
+
+
+todo, seen, checked, bad = [None, "all"], set(), [], []
+while todo:
+    extra = todo.pop()
+    if extra in seen:
+        continue
+    seen.add(extra)
+    for r in of(extra):
+        if canonicalize_name(r.name) == "caffe2torch":
+            todo.extend(sorted(r.extras))
+            continue
+        try:
+            have = version(r.name)
+        except PackageNotFoundError:
+            bad.append(f"{r} ({extra or 'core'}): not installed")
+            continue
+        if not r.specifier.contains(have, prereleases=True):
+            bad.append(f"{r} ({extra or 'core'}): {have} installed")
+        checked.append(f"{r.name} {have}")
+assert len(seen) > 2 and not bad, (sorted(seen, key=str), bad)
+extras = sorted(e for e in seen if e not in (None, "all"))
+print(f"caffe2torch[all] = core + {', '.join(extras)}: {len(checked)} requirements installed at "
+      "versions they allow")
+PY
+
+dot -V 2>&1
 
 /opt/mmdnn/bin/python - <<'PY'
 import os
@@ -72,8 +127,18 @@ PY
 
 cd "$work"
 caffe2torch synth-weights "$examples/lenet/lenet.prototxt" -o lenet.caffemodel --seed 0
-caffe2torch convert "$examples/lenet/lenet.prototxt" lenet.caffemodel -o lenet
+# --record-paths: conversion.json says where the sources are, so that verify finds them
+caffe2torch convert "$examples/lenet/lenet.prototxt" lenet.caffemodel -o lenet --record-paths
 caffe2torch verify lenet
+# report.html: the net drawn by dot (a layer's name in it) and matplotlib's plot, no "needs ..."
+for want in '<svg class="net"' '<svg class="plot"' '>conv1<'; do
+    grep -q -F -- "$want" lenet/report.html || { echo "self-check: no '$want' in lenet/report.html" >&2; exit 1; }
+done
+if grep -q -E 'needs (Graphviz|matplotlib)' lenet/report.html; then
+    echo "self-check: lenet/report.html says: $(grep -o -E '[^>]*needs (Graphviz|matplotlib)[^<]*' lenet/report.html)" >&2
+    exit 1
+fi
+echo "report.html: the net drawn by dot and the error plot ($(wc -c < lenet/report.html) bytes)"
 
 # Real Caffe runs LeNet (seeded weights, a seeded input) and gives what the converted model does.
 /opt/caffe2torch/bin/python - "$examples/lenet/lenet.prototxt" lenet.caffemodel <<'PY'
