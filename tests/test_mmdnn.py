@@ -180,7 +180,8 @@ def test_same_inputs_give_identical_bytes(cli, tmp_path):
                 "--keep-intermediate")
         assert cli(*args)[0] == 0
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
-    assert len(files) == 12  # model.py, model.pth, conversion.json, report.md, preprocess.json/.py, mmdnn/ (6)
+    # model.py, model.pth, conversion.json, report.md/.html, preprocess.json/.py, the hub files (3), mmdnn/ (6)
+    assert len(files) == 16
     for f in files:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
 
@@ -316,7 +317,7 @@ def real_nets(tmp_path_factory):
         out = root / name
         with CliRunner().isolation() as (so, se, _):
             code = run(["convert", str(net), str(weights), "-o", str(out), "--engine", "mmdnn",
-                        "--keep-intermediate"])
+                        "--keep-intermediate", "--record-paths"])
             sys.stdout.flush()
             sys.stderr.flush()
             done[name] = (out, code, so.getvalue().decode(), se.getvalue().decode())
