@@ -107,6 +107,11 @@ def test_plugin_converts_a_made_up_layer_type_to_its_formula(cli, tmp_path):
          "types": ["ScaledTanh"], "python": []}
     ]
     assert manifest["layer_map"] == {"data": "input", "st1": "st1", "st2": "st2"}
+    # Without --record-paths the plugin is named, not located (no path outside the folder).
+    code, _, err = cli("convert", net, weights, "-o", tmp_path / "bare", "--plugin", plugin, "--no-verify")
+    assert (code, err) == (0, "")
+    bare = json.loads((tmp_path / "bare" / "conversion.json").read_text())["plugins"]
+    assert bare == [{"file": "scaled_tanh.py", "sha256": digest, "types": ["ScaledTanh"], "python": []}]
     # Nothing stays registered after the command.
     assert layers.layer_class("ScaledTanh") is None
     assert "scaled_tanh_param" not in pb.LayerParameter.DESCRIPTOR.fields_by_name

@@ -644,7 +644,7 @@ def read_manifest(outdir: Path) -> Manifest:
     for i, rec in enumerate(plugins):
         c.dict(rec, f"plugins[{i}]")
         for f in ("file", "path", "sha256"):
-            c.str(rec.get(f), f"plugins[{i}].{f}")
+            c.str(rec.get(f), f"plugins[{i}].{f}", allow_none=f == "path")
         for f in ("types", "python"):
             for j, registered in enumerate(c.list(rec.get(f, []), f"plugins[{i}].{f}")):
                 c.str(registered, f"plugins[{i}].{f}[{j}]")

@@ -46,16 +46,16 @@ class Plugin:
     python: tuple[str, ...]
 
     def record(self, outdir: Path | None = None) -> dict:
-        """What conversion.json keeps: the file, its path from the folder (as the sources'),
-        its sha256, the layer types and Python layers it registered."""
-        path = self.path.as_posix()
+        """What conversion.json keeps: the file, its sha256, the layer types and Python layers
+        it registered, and, given ``outdir`` (``--record-paths``), its path from the folder
+        (as the sources'). ``verify`` takes the plugin again by ``--plugin`` either way."""
+        out: dict = {"file": self.path.name}
         if outdir is not None:
+            path = self.path.as_posix()
             with contextlib.suppress(ValueError):  # another drive
                 path = Path(os.path.relpath(self.path.absolute(), Path(outdir).absolute())).as_posix()
-        return {
-            "file": self.path.name, "path": path, "sha256": self.sha256,
-            "types": list(self.types), "python": list(self.python),
-        }
+            out["path"] = path
+        return {**out, "sha256": self.sha256, "types": list(self.types), "python": list(self.python)}
 
 
 _LOADED: list[Plugin] = []

@@ -156,7 +156,7 @@ class Conversion:
             outputs=[{"name": v.name, "shape": list(v.shape)} for v in self.outputs],
             layer_map=self.generated.layer_map,
             sources=sources,
-            plugins=[p.record(outdir) for p in self.plugins],
+            plugins=[p.record(outdir if record_paths else None) for p in self.plugins],
             options=self.options,
             notes=self.notes + self.generated.notes,
             preprocess=self.preprocess.to_dict(),
