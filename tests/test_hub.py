@@ -218,10 +218,14 @@ def test_help_version_and_completion(cli):
     assert "<bool>" not in stdout
     code, stdout, _ = cli("--version")
     assert code == 0 and f"torch {torch.__version__}" in stdout
-    done = subprocess.run([sys.executable, "-m", "caffe2torch", "--show-completion", "bash"],
-                          capture_output=True, text=True, timeout=60,
-                          env={"PATH": "/usr/bin:/bin", "SHELL": "/bin/bash"})
-    assert done.returncode == 0 and "complete" in done.stdout and "caffe2torch" in done.stdout.lower()
+    # What `--install-completion` makes bash run: the completion script, from the command itself.
+    done = subprocess.run([sys.executable, "-m", "caffe2torch"], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "_CAFFE2TORCH_COMPLETE": "source_bash"})
+    assert done.returncode == 0 and "complete -o default -F _caffe2torch_completion caffe2torch" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "caffe2torch"], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "_CAFFE2TORCH_COMPLETE": "complete_bash",
+                               "COMP_WORDS": "caffe2torch conv", "COMP_CWORD": "1"})
+    assert done.returncode == 0 and done.stdout.split() == ["convert", "convert-all"], done.stdout
 
 
 def test_predict_names_the_classes_of_config_json(cli, net, tmp_path):
