@@ -260,3 +260,16 @@ def safe_text(text: str, limit: int = 200) -> str:
         c if (c.isascii() and c.isprintable() and c not in "\"'\\") else "?" for c in text
     )
     return out[:limit]
+
+
+def bug_line(e: BaseException) -> str:
+    """The line for an unexpected exception, a bug in caffe2torch: where in caffe2torch it was
+    raised (the innermost of its frames) and what it was."""
+    where = ""
+    tb = e.__traceback__
+    while tb is not None:
+        if "caffe2torch" in tb.tb_frame.f_code.co_filename:
+            where = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    first = str(e).splitlines()[0] if str(e) else ""
+    return printable(f"caffe2torch failed unexpectedly{where} ({type(e).__name__}: {first}): this is a bug")

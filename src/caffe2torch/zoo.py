@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from . import __version__
-from .errors import TEXT_LIMIT, CaffeError, PrototxtError, printable
+from .errors import TEXT_LIMIT, CaffeError, PrototxtError, bug_line, printable
 from .caffe.prototxt import read_prototxt
 from .memory import CheckOptions
 from .progress import reporting
@@ -1126,16 +1126,6 @@ def convert_task(task: dict, stage: Callable[[str], None]) -> dict:
                 "seconds": time.monotonic() - started}
 
 
-def bug_line(e: BaseException) -> str:
-    """The CLI's line for an unexpected exception (where in caffe2torch, what)."""
-    where = ""
-    tb = e.__traceback__
-    while tb is not None:
-        if "caffe2torch" in tb.tb_frame.f_code.co_filename:
-            where = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}"
-        tb = tb.tb_next
-    first = str(e).splitlines()[0] if str(e) else ""
-    return printable(f"caffe2torch failed unexpectedly{where} ({type(e).__name__}: {first}): this is a bug")
 
 
 def _library_stages(stage: Callable[[str], None]):

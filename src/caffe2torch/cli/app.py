@@ -19,7 +19,7 @@ from .. import __version__, api
 from ..api import load_graph
 from ..caffe.schema import extended
 from ..caffe.user_proto import read_proto
-from ..errors import CaffeError, printable
+from ..errors import CaffeError, bug_line, printable
 from ..folder import MANIFEST, WRITTEN, Destination, dump_json, read_manifest
 from ..graph import parse_input_shapes
 from ..hub import folder_labels
@@ -939,17 +939,7 @@ def _bug(e: BaseException) -> int:
         import traceback
 
         traceback.print_exception(e)
-    where = ""
-    tb = e.__traceback__
-    while tb is not None:
-        if "caffe2torch" in tb.tb_frame.f_code.co_filename:
-            where = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}"
-        tb = tb.tb_next
-    first = str(e).splitlines()[0] if str(e) else ""
-    _error_line(
-        f"caffe2torch failed unexpectedly{where} ({type(e).__name__}: {first}): this is a bug, "
-        "please report it with the command you ran (--debug shows the traceback)"
-    )
+    _error_line(bug_line(e) + ", please report it with the command you ran (--debug shows the traceback)")
     return EXIT_BUG
 
 
