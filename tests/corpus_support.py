@@ -7,6 +7,7 @@ on their sys.path); the tests import it as they import ``helpers``.
 """
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 import traceback
@@ -114,21 +115,26 @@ class ConversionCache:
 
     def get(self, path: Path):
         rel = rel_name(path)
+        if self.uses[rel] <= 0:  # nothing would drop it: its weights would stay on disk
+            raise LookupError(f"{rel}: declare the test with @pytest.mark.converts({rel!r})")
         if rel not in self.entries:
-            folder = self.workdir / rel.replace("/", "__")
+            folder = self.folder(rel)
             folder.mkdir(parents=True, exist_ok=True)
-            conversion = convert_net(path, folder)
+            self.entries[rel] = convert_net(path, folder)
             self.made[rel] += 1
-            if self.uses[rel] <= 0:  # no test declared it: nothing to keep it for
-                return conversion
-            self.entries[rel] = conversion
         return self.entries[rel]
 
+    def folder(self, rel: str) -> Path:
+        """Where ``rel``'s conversion keeps its synthesized weights while it is used."""
+        return self.workdir / rel.replace("/", "__")
+
     def done(self, rel: str) -> None:
-        """One test that declared ``rel`` has finished."""
+        """One test that declared ``rel`` has finished: after the last, its conversion and its
+        weights (hundreds of MB for the VGG-sized nets; the sweep's would fill tens of GB) go."""
         self.uses[rel] -= 1
         if self.uses[rel] <= 0:
             self.entries.pop(rel, None)
+            shutil.rmtree(self.folder(rel), ignore_errors=True)
 
 
 def run_one(path: Path, input_order: str | None = None, cache: ConversionCache | None = None) -> dict:
