@@ -328,7 +328,9 @@ def test_browser_shows_the_broken_layer_in_the_failure_colour(tmp_path):
     _screenshot(page, png, size=(1200, 2000))
     px = _pixels(png)
     _not_blank(px)
-    assert _boxes_of(px, FAIL_COLOR) >= 15, "no box in the failure colour on screen"
+    # A node's box is about 24 px tall here; its label breaks the runs on about half of its
+    # rows, so one red box gives 12 rows (no legend swatch or plot marker is 60 px wide).
+    assert _boxes_of(px, FAIL_COLOR) >= 8, "no box in the failure colour on screen"
     assert sum(_boxes_of(px, g) for _, g in GREENS) >= 15, "no passed (green) box on screen"
 
 
